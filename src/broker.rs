@@ -1,0 +1,260 @@
+//! The simulated broker: interned channels, subscriptions, and the pull
+//! buffers (mailboxes) in which messages wait for agents that consume them.
+//!
+//! Routing happens at the broker node when a message arrives there: every
+//! subscriber of the channel (or only the named recipient) gets its own copy
+//! sent over its downlink. Copies share the payload.
+//!
+//! **Invariant:** subscribers are kept in subscription order, and channels are
+//! numbered in interning order, so routing order is a pure function of what
+//! agents did, never of a hash.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{AgentId, ChannelId, Message};
+use crate::time::SimDuration;
+
+/// Broker settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Time the broker spends routing one message (added before the
+    /// downlinks). Default 0.
+    #[serde(default)]
+    pub processing: SimDuration,
+    /// Capacity of each pull buffer (one per agent and channel). A copy that
+    /// arrives at a full buffer is dropped with reason `overflow`. Default
+    /// 10 000.
+    #[serde(default = "default_buffer_capacity")]
+    pub buffer_capacity: usize,
+}
+
+fn default_buffer_capacity() -> usize {
+    10_000
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            processing: SimDuration::ZERO,
+            buffer_capacity: default_buffer_capacity(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Checks settings; on error returns the offending key and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.buffer_capacity == 0 {
+            return Err(("buffer_capacity", "buffer_capacity must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How a subscriber receives the messages of a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// The agent's `on_message` runs when a copy arrives.
+    Push,
+    /// Copies wait in the agent's buffer for the channel until it calls
+    /// `consume` (destructive) or `peek` (non-destructive).
+    Pull,
+}
+
+/// One agent's subscription to one channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    /// The subscriber.
+    pub agent: AgentId,
+    /// How it receives.
+    pub delivery: Delivery,
+}
+
+/// Channel names and subscriptions.
+#[derive(Clone, Debug, Default)]
+pub struct Broker {
+    config: BrokerConfig,
+    names: Vec<String>,
+    // Looked up by name only, never iterated in a way that affects a run.
+    ids: BTreeMap<String, ChannelId>,
+    subs: Vec<Vec<Subscription>>,
+}
+
+impl Broker {
+    /// A broker with no channels.
+    pub fn new(config: BrokerConfig) -> Broker {
+        Broker {
+            config,
+            ..Broker::default()
+        }
+    }
+
+    /// The broker's settings.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// The id of channel `name`, creating it on first use.
+    pub fn channel(&mut self, name: &str) -> ChannelId {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = ChannelId(self.names.len() as u32);
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        self.subs.push(Vec::new());
+        id
+    }
+
+    /// The id of an existing channel.
+    pub fn lookup(&self, name: &str) -> Option<ChannelId> {
+        self.ids.get(name).copied()
+    }
+
+    /// The name of a channel.
+    pub fn channel_name(&self, id: ChannelId) -> &str {
+        &self.names[id.index()]
+    }
+
+    /// All channel names, by id.
+    pub fn channel_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Subscribes `agent` (or changes how it receives). Idempotent.
+    pub fn subscribe(&mut self, channel: ChannelId, agent: AgentId, delivery: Delivery) {
+        let subs = &mut self.subs[channel.index()];
+        match subs.iter_mut().find(|s| s.agent == agent) {
+            Some(s) => s.delivery = delivery,
+            None => subs.push(Subscription { agent, delivery }),
+        }
+    }
+
+    /// Removes `agent`'s subscription; true if it had one.
+    pub fn unsubscribe(&mut self, channel: ChannelId, agent: AgentId) -> bool {
+        let subs = &mut self.subs[channel.index()];
+        let before = subs.len();
+        subs.retain(|s| s.agent != agent);
+        subs.len() != before
+    }
+
+    /// The subscribers of a channel, in subscription order.
+    #[inline]
+    pub fn subscribers(&self, channel: ChannelId) -> &[Subscription] {
+        &self.subs[channel.index()]
+    }
+}
+
+/// One agent's pull buffers, one FIFO per channel.
+#[derive(Clone, Debug, Default)]
+pub struct Mailbox {
+    // Few channels per agent: a linear scan beats a map.
+    queues: Vec<(ChannelId, VecDeque<Message>)>,
+}
+
+impl Mailbox {
+    /// Appends a copy; returns it back if the channel's buffer holds
+    /// `capacity` already.
+    pub fn push(&mut self, msg: Message, capacity: usize) -> Result<(), Message> {
+        let ch = msg.channel;
+        let q = match self.queues.iter().position(|(c, _)| *c == ch) {
+            Some(i) => &mut self.queues[i].1,
+            None => {
+                self.queues.push((ch, VecDeque::new()));
+                &mut self.queues.last_mut().expect("just pushed").1
+            }
+        };
+        if q.len() >= capacity {
+            return Err(msg);
+        }
+        q.push_back(msg);
+        Ok(())
+    }
+
+    fn queue(&self, ch: ChannelId) -> Option<&VecDeque<Message>> {
+        self.queues.iter().find(|(c, _)| *c == ch).map(|(_, q)| q)
+    }
+
+    /// Removes and returns the oldest copy on `ch`.
+    pub fn consume(&mut self, ch: ChannelId) -> Option<Message> {
+        self.queues
+            .iter_mut()
+            .find(|(c, _)| *c == ch)
+            .and_then(|(_, q)| q.pop_front())
+    }
+
+    /// The oldest copy on `ch`, left in place.
+    pub fn peek(&self, ch: ChannelId) -> Option<&Message> {
+        self.queue(ch).and_then(|q| q.front())
+    }
+
+    /// How many copies wait on `ch`.
+    pub fn pending(&self, ch: ChannelId) -> usize {
+        self.queue(ch).map_or(0, VecDeque::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{MessageKind, MsgId, Payload, Recipient};
+    use crate::time::SimTime;
+
+    fn msg(id: u64, ch: ChannelId) -> Message {
+        Message {
+            id: MsgId(id),
+            env: 0,
+            channel: ch,
+            sender: AgentId(0),
+            recipient: Recipient::Broadcast,
+            kind: MessageKind::Info,
+            sent: SimTime::ZERO,
+            payload: Payload::Empty,
+        }
+    }
+
+    #[test]
+    fn interning_is_stable_and_dense() {
+        let mut b = Broker::new(BrokerConfig::default());
+        let a = b.channel("env0/actions");
+        let s = b.channel("env0/state_updates");
+        assert_eq!((a, s), (ChannelId(0), ChannelId(1)));
+        assert_eq!(b.channel("env0/actions"), a);
+        assert_eq!(b.channel_name(s), "env0/state_updates");
+        assert_eq!(b.lookup("nope"), None);
+    }
+
+    #[test]
+    fn subscriptions_keep_order_and_are_idempotent() {
+        let mut b = Broker::new(BrokerConfig::default());
+        let c = b.channel("c");
+        b.subscribe(c, AgentId(2), Delivery::Push);
+        b.subscribe(c, AgentId(0), Delivery::Push);
+        b.subscribe(c, AgentId(2), Delivery::Pull);
+        let subs: Vec<_> = b.subscribers(c).iter().map(|s| (s.agent.0, s.delivery)).collect();
+        assert_eq!(subs, vec![(2, Delivery::Pull), (0, Delivery::Push)]);
+        assert!(b.unsubscribe(c, AgentId(2)));
+        assert!(!b.unsubscribe(c, AgentId(2)));
+        assert_eq!(b.subscribers(c).len(), 1);
+    }
+
+    #[test]
+    fn mailbox_consume_peek_and_overflow() {
+        let mut m = Mailbox::default();
+        let (c1, c2) = (ChannelId(1), ChannelId(2));
+        m.push(msg(1, c1), 2).unwrap();
+        m.push(msg(2, c1), 2).unwrap();
+        assert!(m.push(msg(3, c1), 2).is_err());
+        m.push(msg(4, c2), 2).unwrap();
+        assert_eq!(m.peek(c1).unwrap().id, MsgId(1));
+        assert_eq!(m.pending(c1), 2);
+        assert_eq!(m.consume(c1).unwrap().id, MsgId(1));
+        assert_eq!(m.consume(c1).unwrap().id, MsgId(2));
+        assert_eq!(m.consume(c1), None);
+        assert_eq!(m.consume(c2).unwrap().id, MsgId(4));
+    }
+}

@@ -1,0 +1,298 @@
+//! Virtual time: integer nanoseconds, never floating point, never the wall clock.
+//!
+//! [`SimTime`] is an instant since the start of a run; [`SimDuration`] a span.
+//! Both are plain `u64` nanoseconds so that arithmetic is exact and identical
+//! on every platform. Durations parse from human strings such as `"250us"`,
+//! `"5ms"`, `"1.5s"`, `"2m"` without going through a float, so `"0.1s"` is
+//! exactly 100 000 000 ns.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An instant of virtual time, in nanoseconds since the start of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SimTime(pub u64);
+
+/// A span of virtual time, in nanoseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SimDuration(pub u64);
+
+impl SimTime {
+    /// The start of every run.
+    pub const ZERO: SimTime = SimTime(0);
+    /// The largest representable instant; used as "never".
+    pub const MAX: SimTime = SimTime(u64::MAX);
+
+    /// Nanoseconds since the start of the run.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+
+    /// `self + d`, saturating at [`SimTime::MAX`] instead of wrapping.
+    pub const fn saturating_add(self, d: SimDuration) -> SimTime {
+        SimTime(self.0.saturating_add(d.0))
+    }
+
+    /// The span from `earlier` to `self`, or zero if `earlier` is later.
+    pub const fn saturating_since(self, earlier: SimTime) -> SimDuration {
+        SimDuration(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl SimDuration {
+    /// No time at all.
+    pub const ZERO: SimDuration = SimDuration(0);
+
+    /// A duration of `ns` nanoseconds.
+    pub const fn from_nanos(ns: u64) -> Self {
+        SimDuration(ns)
+    }
+    /// A duration of `us` microseconds.
+    pub const fn from_micros(us: u64) -> Self {
+        SimDuration(us * 1_000)
+    }
+    /// A duration of `ms` milliseconds.
+    pub const fn from_millis(ms: u64) -> Self {
+        SimDuration(ms * 1_000_000)
+    }
+    /// A duration of `s` seconds.
+    pub const fn from_secs(s: u64) -> Self {
+        SimDuration(s * 1_000_000_000)
+    }
+    /// The duration in nanoseconds.
+    pub const fn as_nanos(self) -> u64 {
+        self.0
+    }
+    /// The duration in seconds as a float, for physics (SOC integration);
+    /// never used to order events.
+    pub fn as_secs_f64(self) -> f64 {
+        self.0 as f64 / 1e9
+    }
+    /// Nanoseconds from a float count of nanoseconds, rounding to nearest and
+    /// clamping negatives and NaN to zero. Samplers produce floats; this is the
+    /// one place they become integer time.
+    pub fn from_nanos_f64(ns: f64) -> Self {
+        if ns.is_nan() || ns <= 0.0 {
+            SimDuration(0)
+        } else if ns >= u64::MAX as f64 {
+            SimDuration(u64::MAX)
+        } else {
+            SimDuration(libm::round(ns) as u64)
+        }
+    }
+}
+
+impl std::ops::Add<SimDuration> for SimTime {
+    type Output = SimTime;
+    fn add(self, d: SimDuration) -> SimTime {
+        self.saturating_add(d)
+    }
+}
+
+impl std::ops::Add for SimDuration {
+    type Output = SimDuration;
+    fn add(self, d: SimDuration) -> SimDuration {
+        SimDuration(self.0.saturating_add(d.0))
+    }
+}
+
+impl std::ops::Mul<u64> for SimDuration {
+    type Output = SimDuration;
+    fn mul(self, k: u64) -> SimDuration {
+        SimDuration(self.0.saturating_mul(k))
+    }
+}
+
+/// Why a duration string did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseDurationError {
+    /// The string was empty. Write a number and a unit, e.g. `"5ms"`.
+    #[error("empty duration; write a number and a unit, e.g. \"5ms\"")]
+    Empty,
+    /// No unit, or a unit that is not one of `ns us ms s m h`.
+    #[error("duration {0:?} needs a unit: ns, us, ms, s, m or h (e.g. \"250us\", \"1.5s\")")]
+    BadUnit(String),
+    /// The number part is not a plain decimal number.
+    #[error("duration {0:?} is not a non-negative decimal number followed by a unit")]
+    BadNumber(String),
+    /// The value has more decimal places than whole nanoseconds allow.
+    #[error("duration {0:?} is finer than one nanosecond")]
+    TooFine(String),
+    /// The value does not fit in 64-bit nanoseconds (about 584 years).
+    #[error("duration {0:?} is too long (the limit is about 584 years)")]
+    Overflow(String),
+}
+
+impl FromStr for SimDuration {
+    type Err = ParseDurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        if t.is_empty() {
+            return Err(ParseDurationError::Empty);
+        }
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
+            .ok_or_else(|| ParseDurationError::BadUnit(s.to_string()))?;
+        let (num, unit) = t.split_at(split);
+        let unit_ns: u64 = match unit.trim() {
+            "ns" => 1,
+            "us" | "µs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" | "min" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(ParseDurationError::BadUnit(s.to_string())),
+        };
+        let num: String = num.chars().filter(|&c| c != '_').collect();
+        let (int_part, frac_part) = match num.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (num.as_str(), ""),
+        };
+        if (int_part.is_empty() && frac_part.is_empty())
+            || frac_part.contains('.')
+            || !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(ParseDurationError::BadNumber(s.to_string()));
+        }
+        let overflow = || ParseDurationError::Overflow(s.to_string());
+        let int: u64 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| overflow())?
+        };
+        let mut ns = int.checked_mul(unit_ns).ok_or_else(overflow)?;
+        // Exact decimal fraction: frac digits d1 d2 ... contribute unit_ns * 0.d1d2...
+        let mut scale = unit_ns;
+        let mut frac_ns: u64 = 0;
+        for (i, b) in frac_part.bytes().enumerate() {
+            let digit = u64::from(b - b'0');
+            if scale % 10 != 0 {
+                // Any further non-zero digit is below one nanosecond.
+                if frac_part.as_bytes()[i..].iter().any(|&b| b != b'0') {
+                    return Err(ParseDurationError::TooFine(s.to_string()));
+                }
+                break;
+            }
+            scale /= 10;
+            frac_ns += digit * scale;
+        }
+        ns = ns.checked_add(frac_ns).ok_or_else(overflow)?;
+        Ok(SimDuration(ns))
+    }
+}
+
+impl fmt::Display for SimDuration {
+    /// The shortest exact form in the largest unit that divides it:
+    /// `5ms`, `1500us`, `2s`. Round-trips through [`FromStr`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0;
+        let units: [(u64, &str); 6] = [
+            (3_600_000_000_000, "h"),
+            (60_000_000_000, "m"),
+            (1_000_000_000, "s"),
+            (1_000_000, "ms"),
+            (1_000, "us"),
+            (1, "ns"),
+        ];
+        if ns == 0 {
+            return write!(f, "0s");
+        }
+        for (u, name) in units {
+            if ns % u == 0 {
+                return write!(f, "{}{}", ns / u, name);
+            }
+        }
+        unreachable!("1 divides every integer")
+    }
+}
+
+impl fmt::Display for SimTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t={}", SimDuration(self.0))
+    }
+}
+
+impl Serialize for SimDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SimDuration {
+    /// A duration string such as `"5ms"`; an integer is rejected so that a
+    /// bare `5` (seconds? milliseconds?) can never be misread.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SimDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string with a unit, e.g. \"5ms\" or \"1.5s\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SimDuration, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> u64 {
+        s.parse::<SimDuration>().unwrap().0
+    }
+
+    #[test]
+    fn parses_units_exactly() {
+        assert_eq!(p("250us"), 250_000);
+        assert_eq!(p("5ms"), 5_000_000);
+        assert_eq!(p("1.5s"), 1_500_000_000);
+        assert_eq!(p("2m"), 120_000_000_000);
+        assert_eq!(p("1h"), 3_600_000_000_000);
+        assert_eq!(p("0.1s"), 100_000_000);
+        assert_eq!(p("7ns"), 7);
+        assert_eq!(p(".5ms"), 500_000);
+        assert_eq!(p("1_000ms"), 1_000_000_000);
+        assert_eq!(p("0s"), 0);
+        assert_eq!(p("1.000000000s"), 1_000_000_000);
+    }
+
+    #[test]
+    fn rejects_bad_strings() {
+        use ParseDurationError::*;
+        assert_eq!("".parse::<SimDuration>(), Err(Empty));
+        assert!(matches!("5".parse::<SimDuration>(), Err(BadUnit(_))));
+        assert!(matches!("5 parsecs".parse::<SimDuration>(), Err(BadUnit(_))));
+        assert!(matches!("1.2.3s".parse::<SimDuration>(), Err(BadNumber(_))));
+        assert!(matches!("-5ms".parse::<SimDuration>(), Err(BadUnit(_))));
+        assert!(matches!("1.5ns".parse::<SimDuration>(), Err(TooFine(_))));
+        assert!(matches!(
+            "99999999999999h".parse::<SimDuration>(),
+            Err(Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in ["5ms", "1500us", "2s", "3m", "1h", "7ns", "0s"] {
+            let d: SimDuration = s.parse().unwrap();
+            assert_eq!(d.to_string(), s);
+            assert_eq!(d.to_string().parse::<SimDuration>().unwrap(), d);
+        }
+    }
+
+    #[test]
+    fn float_conversion_clamps() {
+        assert_eq!(SimDuration::from_nanos_f64(-3.0), SimDuration(0));
+        assert_eq!(SimDuration::from_nanos_f64(f64::NAN), SimDuration(0));
+        assert_eq!(SimDuration::from_nanos_f64(2.5), SimDuration(3));
+        assert_eq!(SimDuration::from_nanos_f64(1e30), SimDuration(u64::MAX));
+    }
+}
