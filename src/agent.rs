@@ -6,6 +6,8 @@
 //! from their own RNG stream, and report lateness or age of information.
 //! Only the simulation loop advances time.
 
+pub mod builtin;
+
 use std::any::Any;
 
 use crate::broker::Delivery;

@@ -11,17 +11,20 @@
 //! with [`scenario::Scenario`]. See `ARCHITECTURE.md` for the map.
 
 pub mod agent;
+pub mod grid;
 pub mod broker;
 pub mod message;
 pub mod metrics;
 pub mod network;
 pub mod queue;
 pub mod rng;
+pub mod scenario;
 pub mod sim;
 pub mod time;
 pub mod trace;
 
 pub use agent::{Agent, Context, TimerId};
+pub use scenario::{Scenario, ScenarioError};
 pub use broker::{BrokerConfig, Delivery};
 pub use message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
 pub use metrics::{Metrics, Summary};

@@ -1,0 +1,177 @@
+//! General-purpose agents that scenario files can instantiate without Rust
+//! code: a periodic publisher and a sink. With them a scenario can exercise
+//! the network and broker models on their own, outside the grid protocol.
+
+
+use crate::agent::{Agent, Context};
+use crate::broker::Delivery;
+use crate::message::{AgentId, ChannelId, Message, MessageKind, Payload, Recipient};
+use crate::time::SimDuration;
+
+/// Publishes on one channel every `period`, starting at `start`.
+///
+/// Each message carries `[n, sent_s]`: its sequence number from 0 and its send
+/// time in seconds, so receivers and trace readers can check order and age.
+#[derive(Clone, Debug)]
+pub struct Periodic {
+    channel_name: String,
+    recipient_name: Option<String>,
+    period: SimDuration,
+    start: SimDuration,
+    kind: MessageKind,
+    limit: Option<u64>,
+    sent: u64,
+    channel: Option<ChannelId>,
+    recipient: Recipient,
+}
+
+impl Periodic {
+    /// A publisher on `channel` every `period`.
+    pub fn new(channel: &str, period: SimDuration) -> Periodic {
+        Periodic {
+            channel_name: channel.to_string(),
+            recipient_name: None,
+            period,
+            start: SimDuration::ZERO,
+            kind: MessageKind::Info,
+            limit: None,
+            sent: 0,
+            channel: None,
+            recipient: Recipient::Broadcast,
+        }
+    }
+
+    /// First message at `start` instead of 0.
+    pub fn start(mut self, start: SimDuration) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// Messages of this kind (default `info`).
+    pub fn kind(mut self, kind: MessageKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Stop after `n` messages (default: never).
+    pub fn limit(mut self, n: Option<u64>) -> Self {
+        self.limit = n;
+        self
+    }
+
+    /// Address every message to the agent called `name` instead of
+    /// broadcasting.
+    pub fn to(mut self, name: Option<String>) -> Self {
+        self.recipient_name = name;
+        self
+    }
+
+    /// How many messages it has published.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+}
+
+impl Agent for Periodic {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        self.channel = Some(ctx.channel(&self.channel_name));
+        if let Some(name) = &self.recipient_name {
+            // The scenario loader checks that the name exists.
+            if let Some(id) = ctx.agent_id(name) {
+                self.recipient = Recipient::Agent(id);
+            }
+        }
+        if self.limit != Some(0) {
+            ctx.set_timer(self.start, 0);
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _tag: u64) {
+        let ch = self.channel.expect("interned in on_start");
+        let now_s = ctx.now().as_nanos() as f64 / 1e9;
+        ctx.publish(
+            ch,
+            self.recipient,
+            self.kind,
+            Payload::values(&[self.sent as f64, now_s]),
+        );
+        self.sent += 1;
+        if self.limit.is_none_or(|n| self.sent < n) {
+            ctx.set_timer(self.period, 0);
+        }
+    }
+}
+
+/// Subscribes to channels and counts what arrives; with a `deadline`, marks a
+/// message late when it arrives more than `deadline` after it was sent, and
+/// records every arrival's age as age of information.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    channel_names: Vec<String>,
+    delivery: Delivery,
+    deadline: Option<SimDuration>,
+    received: u64,
+    late: u64,
+    reordered: u64,
+    last_seen: Vec<(AgentId, u64)>,
+}
+
+impl Sink {
+    /// A sink on these channels.
+    pub fn new(channels: &[String], delivery: Delivery, deadline: Option<SimDuration>) -> Sink {
+        Sink {
+            channel_names: channels.to_vec(),
+            delivery,
+            deadline,
+            received: 0,
+            late: 0,
+            reordered: 0,
+            last_seen: Vec::new(),
+        }
+    }
+
+    /// Messages received by push.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Messages that arrived after the deadline.
+    pub fn late(&self) -> u64 {
+        self.late
+    }
+
+    /// Messages that arrived with a lower id than an earlier one from the
+    /// same sender (out of publish order).
+    pub fn reordered(&self) -> u64 {
+        self.reordered
+    }
+}
+
+impl Agent for Sink {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        for name in &self.channel_names {
+            let ch = ctx.channel(name);
+            ctx.subscribe(ch, self.delivery);
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
+        self.received += 1;
+        let age = ctx.now().saturating_since(msg.sent);
+        ctx.record_age(age);
+        if self.deadline.is_some_and(|d| age > d) {
+            self.late += 1;
+            ctx.mark_late(msg);
+        }
+        match self.last_seen.iter_mut().find(|(a, _)| *a == msg.sender) {
+            Some((_, last)) => {
+                if msg.id.0 < *last {
+                    self.reordered += 1;
+                } else {
+                    *last = msg.id.0;
+                }
+            }
+            None => self.last_seen.push((msg.sender, msg.id.0)),
+        }
+    }
+}
