@@ -125,7 +125,8 @@ impl Context<'_> {
         kind: MessageKind,
         payload: Payload,
     ) -> MsgId {
-        self.core.publish(self.me, channel, recipient, kind, payload)
+        self.core
+            .publish(self.me, channel, recipient, kind, payload)
     }
 
     /// Takes the oldest copy waiting in this agent's buffer for `channel`

@@ -48,7 +48,10 @@ impl BrokerConfig {
     /// Checks settings; on error returns the offending key and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.buffer_capacity == 0 {
-            return Err(("buffer_capacity", "buffer_capacity must be at least 1".into()));
+            return Err((
+                "buffer_capacity",
+                "buffer_capacity must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -235,7 +238,11 @@ mod tests {
         b.subscribe(c, AgentId(2), Delivery::Push);
         b.subscribe(c, AgentId(0), Delivery::Push);
         b.subscribe(c, AgentId(2), Delivery::Pull);
-        let subs: Vec<_> = b.subscribers(c).iter().map(|s| (s.agent.0, s.delivery)).collect();
+        let subs: Vec<_> = b
+            .subscribers(c)
+            .iter()
+            .map(|s| (s.agent.0, s.delivery))
+            .collect();
         assert_eq!(subs, vec![(2, Delivery::Pull), (0, Delivery::Push)]);
         assert!(b.unsubscribe(c, AgentId(2)));
         assert!(!b.unsubscribe(c, AgentId(2)));

@@ -169,7 +169,12 @@ pub fn agent_names(mgs: &[MicrogridSpec]) -> Vec<String> {
     names.push(ENV_AGENT.to_string());
     for (name, i) in expand(mgs) {
         names.push(name.clone());
-        names.extend(mgs[i].devices.iter().map(|d| device_agent_name(&name, d.id())));
+        names.extend(
+            mgs[i]
+                .devices
+                .iter()
+                .map(|d| device_agent_name(&name, d.id())),
+        );
     }
     names
 }
@@ -193,7 +198,10 @@ pub fn validate(spec: &mut ScenarioSpec, base_dir: &Path) -> Result<(), (String,
     }
     for (key, v) in [("line_r_pu", g.line_r_pu), ("line_x_pu", g.line_x_pu)] {
         if !(v.is_finite() && v >= 0.0) {
-            return Err((format!("grid.{key}"), format!("{key} must be >= 0, got {v}")));
+            return Err((
+                format!("grid.{key}"),
+                format!("{key} must be >= 0, got {v}"),
+            ));
         }
     }
     g.policy
@@ -216,14 +224,20 @@ pub fn validate(spec: &mut ScenarioSpec, base_dir: &Path) -> Result<(), (String,
             return Err((format!("{p}.count"), "count must be at least 1".into()));
         }
         if mg.devices.is_empty() {
-            return Err((format!("{p}.id"), "a microgrid needs at least one [[microgrid.device]]".into()));
+            return Err((
+                format!("{p}.id"),
+                "a microgrid needs at least one [[microgrid.device]]".into(),
+            ));
         }
         let n = mg.devices.len();
         for (j, d) in mg.devices.iter_mut().enumerate() {
             let dp = format!("{p}.device[{j}]");
             d.validate().map_err(|(k, m)| (format!("{dp}.{k}"), m))?;
             if bad_name(d.id()) {
-                return Err((format!("{dp}.id"), format!("device id {:?} is not allowed", d.id())));
+                return Err((
+                    format!("{dp}.id"),
+                    format!("device id {:?} is not allowed", d.id()),
+                ));
             }
             if let Some(b) = d.bus()
                 && !(1..=n).contains(&b)
@@ -243,7 +257,10 @@ pub fn validate(spec: &mut ScenarioSpec, base_dir: &Path) -> Result<(), (String,
             if mg.devices[..j].iter().any(|d| d.id() == mg.devices[j].id()) {
                 return Err((
                     format!("{p}.device[{j}].id"),
-                    format!("device id {:?} is used twice in this microgrid", mg.devices[j].id()),
+                    format!(
+                        "device id {:?} is used twice in this microgrid",
+                        mg.devices[j].id()
+                    ),
                 ));
             }
         }
@@ -253,7 +270,10 @@ pub fn validate(spec: &mut ScenarioSpec, base_dir: &Path) -> Result<(), (String,
         };
         for name in names {
             if seen.contains(&name) {
-                return Err((format!("{p}.id"), format!("microgrid {name:?} is defined twice")));
+                return Err((
+                    format!("{p}.id"),
+                    format!("microgrid {name:?} is defined twice"),
+                ));
             }
             seen.push(name);
         }
@@ -268,11 +288,21 @@ pub fn add_agents(mut b: SimBuilder, spec: &ScenarioSpec) -> SimBuilder {
     }
     let sim = &spec.simulation;
     let mgs = expand(&spec.microgrids);
-    let env = Environment::new(sim.step, sim.deadline(), sim.start_hour, &spec.grid, &mgs, &spec.microgrids);
+    let env = Environment::new(
+        sim.step,
+        sim.deadline(),
+        sim.start_hour,
+        &spec.grid,
+        &mgs,
+        &spec.microgrids,
+    );
     b = b.agent(ENV_AGENT, env);
     for (index, (name, i)) in mgs.iter().enumerate() {
         let mg = &spec.microgrids[*i];
-        b = b.agent(name, GridAgent::new(name, index, mg, spec.grid.policy.clone()));
+        b = b.agent(
+            name,
+            GridAgent::new(name, index, mg, spec.grid.policy.clone()),
+        );
         for d in &mg.devices {
             let dev = DeviceAgent::new(name, d.clone(), sim.step, sim.start_hour);
             b = b.agent(&device_agent_name(name, d.id()), dev);

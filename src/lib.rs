@@ -11,8 +11,8 @@
 //! with [`scenario::Scenario`]. See `ARCHITECTURE.md` for the map.
 
 pub mod agent;
-pub mod grid;
 pub mod broker;
+pub mod grid;
 pub mod message;
 pub mod metrics;
 pub mod network;
@@ -24,12 +24,12 @@ pub mod time;
 pub mod trace;
 
 pub use agent::{Agent, Context, TimerId};
-pub use scenario::{Scenario, ScenarioError};
 pub use broker::{BrokerConfig, Delivery};
 pub use message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
 pub use metrics::{Metrics, Summary};
 pub use network::{Latency, LinkModel, LinkOverride, Ordering};
 pub use rng::RngStream;
+pub use scenario::{Scenario, ScenarioError};
 pub use sim::{BuildError, Limits, SimBuilder, SimError, Simulation};
 pub use time::{SimDuration, SimTime};
 pub use trace::{Digest, EventKind, Reason, Record};

@@ -78,9 +78,10 @@ impl Latency {
     /// Checks parameters; on error returns the offending key and why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         match *self {
-            Latency::Uniform { min, max } if min > max => {
-                Err(("max", format!("uniform latency needs min <= max (min {min}, max {max})")))
-            }
+            Latency::Uniform { min, max } if min > max => Err((
+                "max",
+                format!("uniform latency needs min <= max (min {min}, max {max})"),
+            )),
             Latency::Lognormal { median, .. } if median.0 == 0 => {
                 Err(("median", "lognormal latency needs a median > 0".into()))
             }
@@ -181,7 +182,9 @@ impl FromStr for Ordering {
         match s {
             "fifo" => Ok(Ordering::Fifo),
             "unordered" => Ok(Ordering::Unordered),
-            _ => Err(format!("unknown ordering {s:?}; expected fifo or unordered")),
+            _ => Err(format!(
+                "unknown ordering {s:?}; expected fifo or unordered"
+            )),
         }
     }
 }

@@ -310,7 +310,7 @@ fn span_of(text: &str, path: &KeyPath) -> Option<std::ops::Range<usize>> {
                 let Some(DeValue::Array(a)) = value else {
                     break;
                 };
-                let Some(item) = a.iter().nth(*i) else {
+                let Some(item) = a.get(*i) else {
                     break;
                 };
                 span = Some(item.span());
@@ -479,7 +479,9 @@ impl Scenario {
             if name.is_empty() || name == "broker" || name.contains('/') {
                 return Err((
                     ap.key("name"),
-                    format!("agent name {name:?} is not allowed (empty, \"broker\", or containing '/')"),
+                    format!(
+                        "agent name {name:?} is not allowed (empty, \"broker\", or containing '/')"
+                    ),
                 ));
             }
             if names.iter().any(|n| n == name) {
@@ -491,7 +493,10 @@ impl Scenario {
             let ap = KeyPath::root("agent").index(i);
             match a {
                 AgentSpec::Periodic {
-                    period, to, channel, ..
+                    period,
+                    to,
+                    channel,
+                    ..
                 } => {
                     if period.0 == 0 {
                         return Err((ap.key("period"), "period must be > 0".into()));
@@ -580,8 +585,10 @@ impl Scenario {
                     delivery,
                     deadline,
                 } => {
-                    let chans: Vec<String> =
-                        channels.iter().map(|c| c.replace("{env}", &prefix)).collect();
+                    let chans: Vec<String> = channels
+                        .iter()
+                        .map(|c| c.replace("{env}", &prefix))
+                        .collect();
                     b.agent(name, Sink::new(&chans, *delivery, *deadline))
                 }
             };
@@ -749,9 +756,8 @@ channels = ["{env}/x"]
 
     #[test]
     fn semantic_errors_name_key_and_line() {
-        let text = format!(
-            "{MINIMAL}\n[[network.link]]\nfrom = \"p\"\nto = \"broker\"\nloss = 1.5\n"
-        );
+        let text =
+            format!("{MINIMAL}\n[[network.link]]\nfrom = \"p\"\nto = \"broker\"\nloss = 1.5\n");
         let (line, _, key, msg) = err(&text);
         assert_eq!(key, "network.link[0].loss");
         assert_eq!(line, 20);

@@ -364,7 +364,8 @@ impl SimBuilder {
             fault: None,
         };
         for i in 0..n {
-            core.queue.push(SimTime::ZERO, Event::Start { agent: i as u32 });
+            core.queue
+                .push(SimTime::ZERO, Event::Start { agent: i as u32 });
         }
         Ok(Simulation {
             core,
@@ -378,10 +379,22 @@ impl SimBuilder {
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Event {
-    Start { agent: u32 },
-    AtBroker { slot: u32 },
-    AtAgent { slot: u32, agent: u32, pull: bool },
-    Timer { agent: u32, slot: u32, generation: u32 },
+    Start {
+        agent: u32,
+    },
+    AtBroker {
+        slot: u32,
+    },
+    AtAgent {
+        slot: u32,
+        agent: u32,
+        pull: bool,
+    },
+    Timer {
+        agent: u32,
+        slot: u32,
+        generation: u32,
+    },
 }
 
 /// The header fields of a message that every trace record repeats.
@@ -1074,10 +1087,17 @@ mod tests {
             assert_eq!(ids, (0..50).collect::<Vec<_>>());
         }
         let s = sim.finish().unwrap();
-        assert_eq!((s.published, s.routed, s.delivered, s.dropped), (50, 50, 100, 0));
+        assert_eq!(
+            (s.published, s.routed, s.delivered, s.dropped),
+            (50, 50, 100, 0)
+        );
         assert_eq!(s.in_flight, 0);
         // Default link: 1 ms up + 1 ms down; HDR buckets are exact to 0.1%.
-        assert!(s.latency.p50_ns.abs_diff(2_000_000) <= 2_000, "{:?}", s.latency);
+        assert!(
+            s.latency.p50_ns.abs_diff(2_000_000) <= 2_000,
+            "{:?}",
+            s.latency
+        );
     }
 
     #[test]
@@ -1115,7 +1135,10 @@ mod tests {
             .unwrap();
         let err = sim.run().unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("max_events") && text.contains("seed 1"), "{text}");
+        assert!(
+            text.contains("max_events") && text.contains("seed 1"),
+            "{text}"
+        );
         let mut sim = talk(1000)
             .limits(Limits {
                 max_sim_time: SimDuration::from_millis(10),
@@ -1131,7 +1154,12 @@ mod tests {
             })
             .build()
             .unwrap();
-        assert!(sim.run().unwrap_err().to_string().contains("max_trace_records"));
+        assert!(
+            sim.run()
+                .unwrap_err()
+                .to_string()
+                .contains("max_trace_records")
+        );
     }
 
     #[test]
@@ -1180,7 +1208,11 @@ mod tests {
     #[test]
     fn builder_rejects_bad_names_and_links() {
         assert!(matches!(
-            SimBuilder::new(0).agent("x", ()).agent("x", ()).build().err(),
+            SimBuilder::new(0)
+                .agent("x", ())
+                .agent("x", ())
+                .build()
+                .err(),
             Some(BuildError::DuplicateAgent(_))
         ));
         assert!(matches!(

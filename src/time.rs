@@ -171,7 +171,7 @@ impl FromStr for SimDuration {
         let mut frac_ns: u64 = 0;
         for (i, b) in frac_part.bytes().enumerate() {
             let digit = u64::from(b - b'0');
-            if scale % 10 != 0 {
+            if !scale.is_multiple_of(10) {
                 // Any further non-zero digit is below one nanosecond.
                 if frac_part.as_bytes()[i..].iter().any(|&b| b != b'0') {
                     return Err(ParseDurationError::TooFine(s.to_string()));
@@ -203,7 +203,7 @@ impl fmt::Display for SimDuration {
             return write!(f, "0s");
         }
         for (u, name) in units {
-            if ns % u == 0 {
+            if ns.is_multiple_of(u) {
                 return write!(f, "{}{}", ns / u, name);
             }
         }
@@ -269,7 +269,10 @@ mod tests {
         use ParseDurationError::*;
         assert_eq!("".parse::<SimDuration>(), Err(Empty));
         assert!(matches!("5".parse::<SimDuration>(), Err(BadUnit(_))));
-        assert!(matches!("5 parsecs".parse::<SimDuration>(), Err(BadUnit(_))));
+        assert!(matches!(
+            "5 parsecs".parse::<SimDuration>(),
+            Err(BadUnit(_))
+        ));
         assert!(matches!("1.2.3s".parse::<SimDuration>(), Err(BadNumber(_))));
         assert!(matches!("-5ms".parse::<SimDuration>(), Err(BadUnit(_))));
         assert!(matches!("1.5ns".parse::<SimDuration>(), Err(TooFine(_))));

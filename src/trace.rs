@@ -18,6 +18,9 @@
 //! of the file is an error before anything is allocated, and so is a
 //! truncated file or a digest that does not match.
 
+pub mod export;
+pub mod replay;
+
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
@@ -295,7 +298,9 @@ pub enum TraceError {
     #[error("not a busbar trace (bad magic bytes)")]
     BadMagic,
     /// Written by a format version this build cannot read.
-    #[error("trace format version {found} is not supported (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "trace format version {found} is not supported (this build reads version {FORMAT_VERSION})"
+    )]
     Version {
         /// The version in the file.
         found: u16,
@@ -360,7 +365,10 @@ impl<W: Write> TraceWriter<W> {
             .filter(|&l| l <= MAX_FRAME)
             .ok_or_else(|| TraceError::Corrupt {
                 offset: 0,
-                what: format!("frame of {} bytes exceeds the {MAX_FRAME}-byte limit", buf.len()),
+                what: format!(
+                    "frame of {} bytes exceeds the {MAX_FRAME}-byte limit",
+                    buf.len()
+                ),
             })?;
         self.out.write_all(&len.to_le_bytes())?;
         self.out.write_all(&[tag])?;
@@ -409,7 +417,10 @@ impl<R: Read + Seek> TraceReader<R> {
         let mut pos = 10u64;
         let (tag, body) = read_frame(&mut inp, &mut pos, len)?;
         if tag != TAG_HEADER {
-            return Err(corrupt(10, format!("first frame has tag {tag}, expected the header")));
+            return Err(corrupt(
+                10,
+                format!("first frame has tag {tag}, expected the header"),
+            ));
         }
         let header: Header = decode(&body, 10)?;
         let records_start = pos;
@@ -426,7 +437,10 @@ impl<R: Read + Seek> TraceReader<R> {
                     let body = read_body(&mut inp, &mut pos, frame_len)?;
                     let footer: Footer = decode(&body, at)?;
                     if pos != len {
-                        return Err(corrupt(pos, format!("{} bytes after the footer", len - pos)));
+                        return Err(corrupt(
+                            pos,
+                            format!("{} bytes after the footer", len - pos),
+                        ));
                     }
                     inp.seek(SeekFrom::Start(records_start))?;
                     return Ok(TraceReader {
@@ -537,7 +551,10 @@ fn read_frame_head<R: Read>(
     let at = *pos;
     *pos += 5;
     if len > MAX_FRAME {
-        return Err(corrupt(at, format!("frame length {len} exceeds the {MAX_FRAME}-byte limit")));
+        return Err(corrupt(
+            at,
+            format!("frame length {len} exceeds the {MAX_FRAME}-byte limit"),
+        ));
     }
     if *pos + u64::from(len) > file_len {
         return Err(TraceError::Truncated {
@@ -621,8 +638,8 @@ mod tests {
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = write(&(0..100).map(rec).collect::<Vec<_>>());
         for cut in 0..bytes.len() {
-            let res = TraceReader::new(Cursor::new(bytes[..cut].to_vec()))
-                .and_then(|mut r| r.read_all());
+            let res =
+                TraceReader::new(Cursor::new(bytes[..cut].to_vec())).and_then(|mut r| r.read_all());
             assert!(res.is_err(), "cut at {cut} was accepted");
         }
     }

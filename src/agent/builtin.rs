@@ -2,7 +2,6 @@
 //! code: a periodic publisher and a sink. With them a scenario can exercise
 //! the network and broker models on their own, outside the grid protocol.
 
-
 use crate::agent::{Agent, Context};
 use crate::broker::Delivery;
 use crate::message::{AgentId, ChannelId, Message, MessageKind, Payload, Recipient};

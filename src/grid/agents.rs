@@ -365,7 +365,9 @@ impl Agent for GridAgent {
         }
         self.ch_devices = ctx.channel(&channels::device_actions(&env, &me));
         for (d, name) in self.devices.iter_mut().zip(&self.device_names) {
-            d.0 = ctx.agent_id(name).expect("device agents are added with their grid agent");
+            d.0 = ctx
+                .agent_id(name)
+                .expect("device agents are added with their grid agent");
         }
     }
 
@@ -411,8 +413,16 @@ impl Agent for GridAgent {
 
 enum Model {
     Storage(Storage),
-    Pv { pv: Pv, profile: Profile, noise: f64 },
-    Load { load: Load, profile: Profile, noise: f64 },
+    Pv {
+        pv: Pv,
+        profile: Profile,
+        noise: f64,
+    },
+    Load {
+        load: Load,
+        profile: Profile,
+        noise: f64,
+    },
 }
 
 /// A device: applies each setpoint for one step, evolves, and reports
