@@ -25,7 +25,7 @@ use crate::message::{
 };
 use crate::metrics::{Metrics, Summary};
 use crate::network::{LinkModel, LinkOverride, Network, Transit};
-use crate::queue::EventQueue;
+use crate::queue::{EventQueue, MAX_PENDING, MAX_PUSHES, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{
@@ -147,6 +147,9 @@ pub enum BuildError {
         /// Why.
         message: String,
     },
+    /// More agents than the event queue can start at once.
+    #[error("{0} agents are more than the event queue can hold")]
+    TooManyAgents(usize),
     /// Broker settings are invalid.
     #[error("broker: {key}: {message}")]
     BadBroker {
@@ -364,8 +367,10 @@ impl SimBuilder {
             fault: None,
         };
         for i in 0..n {
-            core.queue
-                .push(SimTime::ZERO, Event::Start { agent: i as u32 });
+            core.push(SimTime::ZERO, Event::Start { agent: i as u32 });
+        }
+        if core.fault.is_some() {
+            return Err(BuildError::TooManyAgents(n));
         }
         Ok(Simulation {
             core,
@@ -688,7 +693,20 @@ impl Core {
         if self.in_flight > self.limits.max_in_flight {
             self.limit("max_in_flight", self.limits.max_in_flight);
         }
-        self.queue.push(at, ev);
+        self.push(at, ev);
+    }
+
+    /// Queues an event; a full queue stops the run (a terminal error, so
+    /// the half-done bookkeeping of the failed event never matters).
+    #[inline]
+    fn push(&mut self, at: SimTime, ev: Event) {
+        if let Err(e) = self.queue.push(at, ev) {
+            let (limit, max) = match e {
+                QueueFull::Pending => ("pending_events", MAX_PENDING as u64),
+                _ => ("queue_pushes", MAX_PUSHES),
+            };
+            self.limit(limit, max);
+        }
     }
 
     pub(crate) fn publish(
@@ -765,7 +783,7 @@ impl Core {
 
     pub(crate) fn set_timer(&mut self, agent: AgentId, at: SimTime, tag: u64) -> TimerId {
         let id = self.timers.add(tag);
-        self.queue.push(
+        self.push(
             at,
             Event::Timer {
                 agent: agent.0,
