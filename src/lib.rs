@@ -33,3 +33,8 @@ pub use scenario::{Scenario, ScenarioError};
 pub use sim::{BuildError, Limits, SimBuilder, SimError, Simulation};
 pub use time::{SimDuration, SimTime};
 pub use trace::{Digest, EventKind, Reason, Record};
+
+/// The README's Rust examples, compiled and run by `cargo test`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -310,6 +310,12 @@ fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Resul
             res
         }
     };
-    res.map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    Ok(0)
+    match res {
+        // A closed pipe (`busbar export t.bin | head`) is the reader's choice.
+        Err(busbar::trace::TraceError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(0)
+        }
+        Err(e) => Err(bad_input(format!("{}: {e}", path.display()))),
+        Ok(_) => Ok(0),
+    }
 }

@@ -141,7 +141,11 @@ pub fn export<R: Read + Seek, W: Write>(
     let mut seq = 0u64;
     match format {
         Format::Csv => {
-            let mut w = csv::Writer::from_writer(out);
+            // The header is written by hand so its order is the contract's,
+            // whatever serde would derive.
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(out);
             w.write_record(CSV_COLUMNS).map_err(csv_err)?;
             reader.for_each_batch(|batch| {
                 for r in batch {
@@ -170,5 +174,8 @@ pub fn export<R: Read + Seek, W: Write>(
 }
 
 fn csv_err(e: csv::Error) -> TraceError {
-    TraceError::Io(std::io::Error::other(e))
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => TraceError::Io(io),
+        other => TraceError::Io(std::io::Error::other(format!("{other:?}"))),
+    }
 }
