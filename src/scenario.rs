@@ -668,7 +668,11 @@ fn toml_error(
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((field, _)) = rest.split_once('`')
     {
-        let key_path = path.key(field);
+        let key_path = if path.0.last() == Some(&Seg::Key(field.to_string())) {
+            path.clone()
+        } else {
+            path.key(field)
+        };
         if let Some(span) = span_of(text, &key_path) {
             let (line, column) = line_col(text, span.start);
             return ScenarioError::Invalid {
