@@ -1,0 +1,99 @@
+//! Golden digests of the shipped scenarios: they pin determinism. Any change
+//! that alters a single event of a shipped scenario (a different draw, an
+//! extra record, a reordered tie) changes its digest and fails here.
+//!
+//! When a change is *meant* to alter runs, regenerate each value with
+//!
+//! ```text
+//! cargo run --release -- run scenarios/X.toml | grep digest
+//! ```
+//!
+//! and say in the commit message why the digests changed.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+use busbar::Scenario;
+
+/// (file under `scenarios/`, digest of a run with the file's own seed, env 0).
+const GOLDEN: &[(&str, &str)] = &[
+    // cargo run --release -- run scenarios/large_100x5.toml | grep digest
+    ("large_100x5.toml", "c8f8a658b038461d3a22c1ff9a3a473d"),
+    // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
+    ("lossy_jitter.toml", "3f66a8ee5a7f1a3a7ca9f45758a58663"),
+    // cargo run --release -- run scenarios/seed_example.toml | grep digest
+    ("seed_example.toml", "df2692870f08c22f28056c6ba35ede34"),
+    // cargo run --release -- run scenarios/two_agents.toml | grep digest
+    ("two_agents.toml", "bbcc09de0c9e702d82fa0466d173b45e"),
+];
+
+fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+fn shipped() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(scenarios_dir())
+        .expect("scenarios/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension() == Some(OsStr::new("toml")))
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn load(name: &str) -> Scenario {
+    Scenario::from_file(&scenarios_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn shipped_scenarios_match_their_golden_digests() {
+    let mut wrong = Vec::new();
+    for (name, golden) in GOLDEN {
+        let s = load(name);
+        let summary = s.run(s.seed(), 0).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if summary.digest != *golden {
+            wrong.push(format!(
+                "  {name}: golden {golden}, now {} \
+                 (regenerate: cargo run --release -- run scenarios/{name} | grep digest)",
+                summary.digest
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "shipped scenarios no longer run as they did:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn every_shipped_scenario_has_a_golden_digest() {
+    let pinned: Vec<String> = GOLDEN.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(
+        shipped(),
+        pinned,
+        "add a GOLDEN entry for each new scenario (and drop entries of removed ones)"
+    );
+}
+
+#[test]
+fn readme_tour_scenario_runs_as_described() {
+    // scenarios/two_agents.toml: a sensor publishing every 100 ms over a
+    // slow, lossy uplink to a collector with a 20 ms deadline.
+    let s = load("two_agents.toml");
+    assert_eq!(s.name(), "two-agents");
+    assert_eq!(s.agent_names(), ["sensor", "collector"]);
+    let sum = s.run(s.seed(), 0).expect("the tour runs");
+    assert!(sum.published > 0, "{sum:?}");
+    // One reading per 100 ms over 10 s, the first at time 0.
+    assert_eq!(sum.published, 101);
+    assert!(
+        sum.delivered > 0 && sum.delivered <= sum.published,
+        "{sum:?}"
+    );
+    // "some readings are lost and some arrive after the deadline"
+    assert!(sum.dropped_by_reason.get("loss").copied().unwrap_or(0) > 0);
+    assert!(sum.late > 0, "{sum:?}");
+    assert!(sum.late <= sum.delivered);
+}
