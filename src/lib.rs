@@ -20,6 +20,7 @@ pub mod queue;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
+mod tagged;
 pub mod time;
 pub mod trace;
 

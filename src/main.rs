@@ -167,10 +167,22 @@ fn run(
         } else {
             until
         };
-        sim.run_until(until).map_err(|e| {
+        if let Err(e) = sim.run_until(until) {
             bar.finish_and_clear();
-            bad_input(format!("{}: {e}", path.display()))
-        })?;
+            let mut message = format!("{}: {e}", path.display());
+            if let Some(t) = trace {
+                // Keep what happened up to the stop: a valid, replayable trace.
+                match sim.finish() {
+                    Ok(s) => message.push_str(&format!(
+                        "\n  partial trace: {} records -> {} (replay reproduces the stop)",
+                        s.trace_records,
+                        t.display()
+                    )),
+                    Err(te) => message.push_str(&format!("\n  trace not written: {te}")),
+                }
+            }
+            return Err(bad_input(message));
+        }
         bar.set_position(i);
     }
     bar.finish_and_clear();
@@ -287,7 +299,10 @@ fn replay_cmd(path: &Path) -> Result<u8, Failure> {
 fn diff_cmd(a: &Path, b: &Path) -> Result<u8, Failure> {
     let mut ra = open_trace(a)?;
     let mut rb = open_trace(b)?;
-    let c = diff(&mut ra, &mut rb).map_err(bad_input)?;
+    let c = diff(&mut ra, &mut rb).map_err(|e| {
+        let path = if e.second { b } else { a };
+        bad_input(format!("{}: {}", path.display(), e.error))
+    })?;
     Ok(print_comparison(&c, "diff"))
 }
 

@@ -151,6 +151,8 @@ pub struct Summary {
     pub trace_records: u64,
     /// Digest of the event stream (hex).
     pub digest: String,
+    /// Why the run stopped early (a limit), or `None` if it ran to its end.
+    pub stopped: Option<String>,
 }
 
 impl Summary {
@@ -165,6 +167,7 @@ impl Summary {
         in_flight: u64,
         trace_records: u64,
         digest: Digest,
+        stopped: Option<String>,
     ) -> Summary {
         Summary {
             name: name.to_string(),
@@ -184,6 +187,7 @@ impl Summary {
             age_of_information: Percentiles::of(&m.age),
             trace_records,
             digest: digest.to_string(),
+            stopped,
         }
     }
 }

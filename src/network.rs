@@ -14,56 +14,59 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::tagged::tagged_enum;
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 
-/// A latency distribution. Samples are whole nanoseconds, never negative.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "dist", rename_all = "snake_case", deny_unknown_fields)]
-#[non_exhaustive]
-pub enum Latency {
-    /// Every message takes exactly `value`. Draws nothing.
-    Constant {
-        /// The delay.
-        value: SimDuration,
-    },
-    /// Uniform between `min` and `max` (inclusive of `min`).
-    Uniform {
-        /// Smallest delay.
-        min: SimDuration,
-        /// Largest delay; must be ≥ `min`.
-        max: SimDuration,
-    },
-    /// Normal with `mean` and `std`, truncated at zero: negative draws are
-    /// drawn again (up to 64 times, then zero), so the result is a true
-    /// truncated normal rather than a spike at zero.
-    Normal {
-        /// Mean delay.
-        mean: SimDuration,
-        /// Standard deviation.
-        std: SimDuration,
-    },
-    /// Log-normal with the given `median` and shape `sigma` (the standard
-    /// deviation of the log): heavy right tail, typical of WAN and broker
-    /// latency.
-    Lognormal {
-        /// Median delay (`exp(mu)`).
-        median: SimDuration,
-        /// Shape: standard deviation of `ln(delay)`; ≥ 0.
-        sigma: f64,
-    },
-    /// Exponential with the given `mean`, shifted by `min` (default 0): a
-    /// propagation floor plus memoryless queueing.
-    Exponential {
-        /// Mean of the exponential part.
-        mean: SimDuration,
-        /// Fixed floor added to every draw.
-        #[serde(default)]
-        min: SimDuration,
-    },
+tagged_enum! {
+    tag = "dist";
+    /// A latency distribution. Samples are whole nanoseconds, never negative.
+    #[derive(Clone, Debug, PartialEq)]
+    #[non_exhaustive]
+    pub enum Latency {
+        /// Every message takes exactly `value`. Draws nothing.
+        Constant {
+            /// The delay.
+            value: SimDuration,
+        },
+        /// Uniform between `min` and `max` (inclusive of `min`).
+        Uniform {
+            /// Smallest delay.
+            min: SimDuration,
+            /// Largest delay; must be ≥ `min`.
+            max: SimDuration,
+        },
+        /// Normal with `mean` and `std`, truncated at zero: negative draws are
+        /// drawn again (up to 64 times, then zero), so the result is a true
+        /// truncated normal rather than a spike at zero.
+        Normal {
+            /// Mean delay.
+            mean: SimDuration,
+            /// Standard deviation.
+            std: SimDuration,
+        },
+        /// Log-normal with the given `median` and shape `sigma` (the standard
+        /// deviation of the log): heavy right tail, typical of WAN and broker
+        /// latency.
+        Lognormal {
+            /// Median delay (`exp(mu)`).
+            median: SimDuration,
+            /// Shape: standard deviation of `ln(delay)`; ≥ 0.
+            sigma: f64,
+        },
+        /// Exponential with the given `mean`, shifted by `min` (default 0): a
+        /// propagation floor plus memoryless queueing.
+        Exponential {
+            /// Mean of the exponential part.
+            mean: SimDuration,
+            /// Fixed floor added to every draw.
+            #[serde(default)]
+            min: SimDuration,
+        },
+    }
 }
 
 impl Default for Latency {

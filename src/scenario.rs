@@ -12,6 +12,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::tagged::tagged_enum;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::builtin::{Periodic, Sink};
@@ -102,46 +103,48 @@ impl LinkSpec {
     }
 }
 
-/// One `[[agent]]`: a general-purpose built-in agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum AgentSpec {
-    /// Publishes `[n, sent_s]` on `channel` every `period`.
-    Periodic {
-        /// Unique agent name.
-        name: String,
-        /// Channel to publish on; `{env}` is replaced by the environment
-        /// prefix (`env0`).
-        channel: String,
-        /// Time between messages.
-        period: SimDuration,
-        /// Time of the first message. Default 0.
-        #[serde(default)]
-        start: SimDuration,
-        /// Message kind. Default `info`.
-        #[serde(default = "default_kind")]
-        kind: MessageKind,
-        /// Stop after this many messages. Default: never.
-        #[serde(default)]
-        count: Option<u64>,
-        /// Address messages to this agent instead of broadcasting.
-        #[serde(default)]
-        to: Option<String>,
-    },
-    /// Subscribes to `channels` and counts arrivals; marks late the ones
-    /// older than `deadline`.
-    Sink {
-        /// Unique agent name.
-        name: String,
-        /// Channels to subscribe to; `{env}` is replaced.
-        channels: Vec<String>,
-        /// `push` (default) or `pull`.
-        #[serde(default = "default_delivery")]
-        delivery: Delivery,
-        /// Age beyond which an arrival is late.
-        #[serde(default)]
-        deadline: Option<SimDuration>,
-    },
+tagged_enum! {
+    tag = "type";
+    /// One `[[agent]]`: a general-purpose built-in agent.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum AgentSpec {
+        /// Publishes `[n, sent_s]` on `channel` every `period`.
+        Periodic {
+            /// Unique agent name.
+            name: String,
+            /// Channel to publish on; `{env}` is replaced by the environment
+            /// prefix (`env0`).
+            channel: String,
+            /// Time between messages.
+            period: SimDuration,
+            /// Time of the first message. Default 0.
+            #[serde(default)]
+            start: SimDuration,
+            /// Message kind. Default `info`.
+            #[serde(default = "default_kind")]
+            kind: MessageKind,
+            /// Stop after this many messages. Default: never.
+            #[serde(default)]
+            count: Option<u64>,
+            /// Address messages to this agent instead of broadcasting.
+            #[serde(default)]
+            to: Option<String>,
+        },
+        /// Subscribes to `channels` and counts arrivals; marks late the ones
+        /// older than `deadline`.
+        Sink {
+            /// Unique agent name.
+            name: String,
+            /// Channels to subscribe to; `{env}` is replaced.
+            channels: Vec<String>,
+            /// `push` (default) or `pull`.
+            #[serde(default = "default_delivery")]
+            delivery: Delivery,
+            /// Age beyond which an arrival is late.
+            #[serde(default)]
+            deadline: Option<SimDuration>,
+        },
+    }
 }
 
 fn default_kind() -> MessageKind {
@@ -661,8 +664,26 @@ fn toml_error(
     e: &toml::de::Error,
     path: Option<&KeyPath>,
 ) -> ScenarioError {
-    let path = path.cloned().unwrap_or_default();
-    let message = e.message().trim();
+    let mut path = path.cloned().unwrap_or_default();
+    let mut message = e.message().trim();
+    // An error from inside a tagged table names its key (see `tagged`).
+    if let Some(rest) = message.strip_prefix(crate::tagged::KEY_PREFIX)
+        && let Some((key, msg)) = rest.split_once("`: ")
+    {
+        let inner = KeyPath::from_dotted(key);
+        path.0.extend(inner.0);
+        message = msg;
+        if let Some(span) = span_of(text, &path) {
+            let (line, column) = line_col(text, span.start);
+            return ScenarioError::Invalid {
+                file: file.to_string(),
+                line,
+                column,
+                key: path.to_string(),
+                message: message.to_string(),
+            };
+        }
+    }
     // Internally tagged tables are buffered by serde, which loses the
     // position of an unknown key: point at the key itself.
     if let Some(rest) = message.strip_prefix("unknown field `")
@@ -775,6 +796,24 @@ channels = ["{env}/x"]
         let text = MINIMAL.replace("name = \"s\"", "name = \"p\"");
         let (line, _, key, _) = err(&text);
         assert_eq!((line, key.as_str()), (14, "agent[1].name"));
+    }
+
+    #[test]
+    fn errors_inside_nested_tagged_tables_name_the_field() {
+        let text = "[simulation]\nname = \"t\"\nduration = \"1s\"\n\n[[microgrid]]\nid = \"a\"\n\
+                    [[microgrid.device]]\ntype = \"pv\"\nid = \"pv\"\npeak_mw = 1.0\n\
+                    profile = { kind = \"solar\", sunset_h = \"late\" }\n";
+        let (line, col, key, msg) = err(text);
+        assert_eq!(
+            (line, key.as_str()),
+            (11, "microgrid[0].device[0].profile.sunset_h")
+        );
+        assert_eq!(col, 29, "the column of `sunset_h`");
+        assert!(msg.contains("expected f64"), "{msg}");
+        let text = text.replace("kind = \"solar\", sunset_h = \"late\"", "kind = \"lunar\"");
+        let (_, _, key, msg) = err(&text);
+        assert_eq!(key, "microgrid[0].device[0].profile.kind");
+        assert!(msg.contains("lunar"), "{msg}");
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub enum SimError {
     /// The run was already finished.
     #[error("the simulation has already finished")]
     Finished,
+    /// An earlier error stopped the run; it cannot go on.
+    #[error("the run already stopped: {0}")]
+    Stopped(String),
 }
 
 /// Why a simulation could not be built.
@@ -377,6 +380,7 @@ impl SimBuilder {
             agents: boxes,
             name,
             finished: false,
+            stopped: None,
         })
     }
 }
@@ -806,6 +810,7 @@ pub struct Simulation {
     agents: Vec<Box<dyn Agent>>,
     name: String,
     finished: bool,
+    stopped: Option<String>,
 }
 
 impl Simulation {
@@ -880,6 +885,9 @@ impl Simulation {
         if self.finished {
             return Err(SimError::Finished);
         }
+        if let Some(why) = &self.stopped {
+            return Err(SimError::Stopped(why.clone()));
+        }
         let Some((t, ev)) = self.core.queue.pop() else {
             return Ok(false);
         };
@@ -948,13 +956,13 @@ impl Simulation {
                 }
             }
         }
-        if let Some(e) = self.core.fault.take() {
-            return Err(e);
-        }
-        if let Some(e) = self.core.trace.error.take() {
-            return Err(e.into());
-        }
-        Ok(true)
+        let err = match (self.core.fault.take(), self.core.trace.error.take()) {
+            (Some(e), _) => e,
+            (None, Some(e)) => e.into(),
+            (None, None) => return Ok(true),
+        };
+        self.stopped = Some(err.to_string());
+        Err(err)
     }
 
     /// Processes every event up to and including time `until`, then sets the
@@ -978,8 +986,17 @@ impl Simulation {
         Ok(())
     }
 
+    /// Why the run stopped early, if a limit or the trace stopped it. The
+    /// simulation refuses to go on after that, but [`Simulation::finish`]
+    /// still writes a complete, readable trace of what happened up to there.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
     /// Ends the run: flushes the trace, writes the footer, and returns the
-    /// summary. Agents stay readable afterwards.
+    /// summary. Agents stay readable afterwards. After an error from `step`
+    /// this still writes a valid trace of the events so far, marked as
+    /// stopped in its footer.
     pub fn finish(&mut self) -> Result<Summary, SimError> {
         if self.finished {
             return Err(SimError::Finished);
@@ -1002,6 +1019,7 @@ impl Simulation {
                 channels: self.core.broker.channel_names().to_vec(),
                 records: trace.count,
                 digest,
+                stopped: self.stopped.clone(),
             })?;
         }
         Ok(Summary::new(
@@ -1013,6 +1031,7 @@ impl Simulation {
             self.core.in_flight,
             self.core.trace.count,
             digest,
+            self.stopped.clone(),
         ))
     }
 }
@@ -1178,6 +1197,25 @@ mod tests {
                 .to_string()
                 .contains("max_trace_records")
         );
+    }
+
+    #[test]
+    fn a_stopped_run_stays_stopped_and_still_finishes() {
+        let mut sim = talk(1000)
+            .limits(Limits {
+                max_events: 50,
+                ..Limits::default()
+            })
+            .trace_in_memory()
+            .build()
+            .unwrap();
+        assert!(matches!(sim.run(), Err(SimError::LimitExceeded { .. })));
+        assert!(sim.stopped().unwrap().contains("max_events"));
+        assert!(matches!(sim.step(), Err(SimError::Stopped(_))));
+        let s = sim.finish().unwrap();
+        assert_eq!(s.events, 50);
+        assert!(s.stopped.unwrap().contains("max_events"));
+        assert_eq!(sim.records().len() as u64, s.trace_records);
     }
 
     #[test]

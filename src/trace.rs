@@ -280,6 +280,9 @@ pub struct Footer {
     pub records: u64,
     /// Digest of all records.
     pub digest: Digest,
+    /// Why the run stopped early (an exceeded limit), or `None` if it ran
+    /// to its end. A stopped trace is complete up to that point.
+    pub stopped: Option<String>,
 }
 
 const TAG_HEADER: u8 = 1;
@@ -621,6 +624,7 @@ mod tests {
             channels: vec!["c".into()],
             records: records.len() as u64,
             digest: d.digest(),
+            stopped: None,
         })
         .unwrap()
     }

@@ -662,7 +662,6 @@ fn check_locates_wrong_types() {
 }
 
 #[test]
-#[ignore = "bug: a wrong-typed or unparsable value inside an internally tagged table ([[microgrid.device]], [[agent]], latency = {...}) is located at the table, and the key omits the field"]
 fn check_locates_wrong_types_inside_tagged_tables() {
     let text = edit("capacity_mwh = 1.0", "capacity_mwh = \"big\"");
     let e = check_fails(&text);
@@ -902,7 +901,6 @@ fn trace_errors_name_the_file() {
 }
 
 #[test]
-#[ignore = "bug: `diff` reports a record-level corruption (digest mismatch) without naming the file"]
 fn diff_names_the_file_whose_records_are_corrupt() {
     let dir = TempDir::new().unwrap();
     let (good, _) = record(dir.path(), "two_agents.toml", 7, "good.bin");

@@ -403,3 +403,42 @@ fn flipped_bytes_never_pass_and_never_panic() {
     // Both kinds occur: some flips break the encoding, most only the digest.
     assert!(seen_corrupt > 0 && seen_mismatch > 0);
 }
+
+/// A run stopped by a limit still leaves a valid trace, marked as stopped,
+/// and replaying it reproduces the stop event for event.
+#[test]
+fn a_run_stopped_by_a_limit_writes_a_replayable_partial_trace() {
+    let text = "[simulation]\nname = \"lim\"\nduration = \"10s\"\n[limits]\nmax_events = 100\n\
+                [[agent]]\ntype = \"periodic\"\nname = \"p\"\nchannel = \"c\"\nperiod = \"10ms\"\n\
+                [[agent]]\ntype = \"sink\"\nname = \"s\"\nchannels = [\"c\"]\n";
+    let scenario = busbar::Scenario::parse(text, "lim.toml", std::path::Path::new(".")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lim.bin");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut sim = scenario
+        .builder(3, 0)
+        .trace_to(Box::new(file), scenario.header(3, 0))
+        .build()
+        .unwrap();
+    let err = scenario.run_sim(&mut sim).unwrap_err();
+    assert!(err.to_string().contains("max_events"), "{err}");
+    let summary = sim.finish().unwrap();
+    let mut reader = busbar::trace::TraceReader::new(std::io::BufReader::new(
+        std::fs::File::open(&path).unwrap(),
+    ))
+    .unwrap();
+    assert!(
+        reader
+            .footer()
+            .stopped
+            .as_deref()
+            .unwrap()
+            .contains("max_events")
+    );
+    assert_eq!(reader.footer().records, summary.trace_records);
+    assert_eq!(reader.footer().digest.to_string(), summary.digest);
+    assert_eq!(
+        busbar::trace::replay::replay(&mut reader).unwrap(),
+        busbar::trace::replay::Comparison::Identical(summary.trace_records)
+    );
+}

@@ -57,6 +57,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::tagged::tagged_enum;
 use serde::{Deserialize, Serialize};
 
 /// Seconds in a day: every profile wraps with this period.
@@ -160,47 +161,49 @@ pub const DAILY_RESIDENTIAL: [f64; 24] = [
     0.62, 0.78, 0.92, 1.00, 0.97, 0.88, 0.72, 0.55,
 ];
 
-/// How a PV plant's or a load's power varies over the day, as a multiplier
-/// of its `peak_mw` / `base_mw`.
-///
-/// In TOML, an inline table tagged by `kind`:
-/// `{ kind = "solar", sunrise_h = 6.0, sunset_h = 18.0 }`,
-/// `{ kind = "constant", value = 0.8 }`, `{ kind = "daily" }`,
-/// `{ kind = "csv", path = "profiles/x.csv", column = "p" }`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Profile {
-    /// A half-sine between sunrise and sunset, 1.0 at solar noon (midway),
-    /// 0 at night: `sin(π (h - sunrise_h) / (sunset_h - sunrise_h))`.
-    Solar {
-        /// Hour of sunrise, `0 <= sunrise_h < sunset_h`. Default 6.0.
-        #[serde(default = "default_sunrise_h")]
-        sunrise_h: f64,
-        /// Hour of sunset, `sunset_h <= 24`. Default 18.0.
-        #[serde(default = "default_sunset_h")]
-        sunset_h: f64,
-    },
-    /// The same multiplier all day.
-    Constant {
-        /// The multiplier, in `[0, 1]`.
-        value: f64,
-    },
-    /// The built-in residential shape [`DAILY_RESIDENTIAL`], interpolated
-    /// linearly between hourly points.
-    Daily,
-    /// A profile read from a CSV file (see [`parse_csv_profile`] for the
-    /// format), interpolated linearly and wrapping every 24 h. Values may
-    /// exceed 1. Call [`Profile::load`] before [`Profile::value_at`].
-    Csv {
-        /// The file; a relative path is relative to the directory given to
-        /// [`Profile::load`] (the scenario file's directory).
-        path: PathBuf,
-        /// The name of the value column.
-        column: String,
-        /// The loaded points; `None` until [`Profile::load`] succeeds.
-        #[serde(skip)]
-        data: Option<CsvProfile>,
-    },
+tagged_enum! {
+    tag = "kind";
+    /// How a PV plant's or a load's power varies over the day, as a multiplier
+    /// of its `peak_mw` / `base_mw`.
+    ///
+    /// In TOML, an inline table tagged by `kind`:
+    /// `{ kind = "solar", sunrise_h = 6.0, sunset_h = 18.0 }`,
+    /// `{ kind = "constant", value = 0.8 }`, `{ kind = "daily" }`,
+    /// `{ kind = "csv", path = "profiles/x.csv", column = "p" }`.
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum Profile {
+        /// A half-sine between sunrise and sunset, 1.0 at solar noon (midway),
+        /// 0 at night: `sin(π (h - sunrise_h) / (sunset_h - sunrise_h))`.
+        Solar {
+            /// Hour of sunrise, `0 <= sunrise_h < sunset_h`. Default 6.0.
+            #[serde(default = "default_sunrise_h")]
+            sunrise_h: f64,
+            /// Hour of sunset, `sunset_h <= 24`. Default 18.0.
+            #[serde(default = "default_sunset_h")]
+            sunset_h: f64,
+        },
+        /// The same multiplier all day.
+        Constant {
+            /// The multiplier, in `[0, 1]`.
+            value: f64,
+        },
+        /// The built-in residential shape [`DAILY_RESIDENTIAL`], interpolated
+        /// linearly between hourly points.
+        Daily,
+        /// A profile read from a CSV file (see [`parse_csv_profile`] for the
+        /// format), interpolated linearly and wrapping every 24 h. Values may
+        /// exceed 1. Call [`Profile::load`] before [`Profile::value_at`].
+        Csv {
+            /// The file; a relative path is relative to the directory given to
+            /// [`Profile::load`] (the scenario file's directory).
+            path: PathBuf,
+            /// The name of the value column.
+            column: String,
+            /// The loaded points; `None` until [`Profile::load`] succeeds.
+            #[serde(skip)]
+            data: Option<CsvProfile>,
+        },
+    }
 }
 
 fn default_sunrise_h() -> f64 {
@@ -611,16 +614,18 @@ pub fn parse_csv_profile<R: io::Read>(
 // Specs
 // ---------------------------------------------------------------------------
 
-/// A device of a microgrid, as written in the scenario file (`type = ...`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum DeviceSpec {
-    /// A battery.
-    Storage(StorageSpec),
-    /// A solar plant.
-    Pv(PvSpec),
-    /// A demand.
-    Load(LoadSpec),
+tagged_enum! {
+    tag = "type";
+    /// A device of a microgrid, as written in the scenario file (`type = ...`).
+    #[derive(Clone, Debug, PartialEq)]
+    pub enum DeviceSpec {
+        /// A battery.
+        Storage(StorageSpec),
+        /// A solar plant.
+        Pv(PvSpec),
+        /// A demand.
+        Load(LoadSpec),
+    }
 }
 
 impl DeviceSpec {

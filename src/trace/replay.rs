@@ -44,6 +44,14 @@ pub enum ReplayError {
     Run(#[from] RunError),
 }
 
+fn names<'a>(agents: &'a [String], channels: &'a [String], env: u32) -> Names<'a> {
+    Names {
+        agents,
+        channels,
+        env,
+    }
+}
+
 fn describe(names: &Names<'_>, seq: u64, r: &Record) -> String {
     let row = names.row(seq, r);
     format!(
@@ -113,9 +121,31 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         .trace_in_memory()
         .build()
         .map_err(RunError::from)?;
-    scenario.run_sim(&mut sim)?;
+    // A run that stopped at a limit replays to the same stop: compare what
+    // both did up to there.
+    let stopped = match scenario.run_sim(&mut sim) {
+        Ok(_) => None,
+        Err(RunError::Sim(e)) => Some(e.to_string()),
+        Err(e) => return Err(e.into()),
+    };
     let fresh = sim.records();
     let footer = reader.footer();
+    if stopped != footer.stopped {
+        let seq = recorded.len().min(fresh.len()) as u64;
+        let end = |s: &Option<String>| Some(s.as_deref().unwrap_or("ran to its end").to_string());
+        if let Comparison::Identical(_) = compare(
+            &recorded,
+            &names(&footer.agents, &footer.channels, header.env),
+            &fresh,
+            &names(sim.agent_names(), sim.channel_names(), header.env),
+        ) {
+            return Ok(Comparison::Diverged(Divergence {
+                seq,
+                left: end(&footer.stopped),
+                right: end(&stopped),
+            }));
+        }
+    }
     let left = Names {
         agents: &footer.agents,
         channels: &footer.channels,
@@ -129,13 +159,30 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
     Ok(compare(&recorded, &left, &fresh, &right))
 }
 
+/// Which of the two traces given to [`diff`] could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{} trace: {error}", if *.second { "second" } else { "first" })]
+pub struct DiffError {
+    /// False for the first trace, true for the second.
+    pub second: bool,
+    /// What went wrong with it.
+    #[source]
+    pub error: TraceError,
+}
+
 /// Compares two trace files.
 pub fn diff<A: Read + Seek, B: Read + Seek>(
     a: &mut TraceReader<A>,
     b: &mut TraceReader<B>,
-) -> Result<Comparison, TraceError> {
-    let ra = a.read_all()?;
-    let rb = b.read_all()?;
+) -> Result<Comparison, DiffError> {
+    let ra = a.read_all().map_err(|error| DiffError {
+        second: false,
+        error,
+    })?;
+    let rb = b.read_all().map_err(|error| DiffError {
+        second: true,
+        error,
+    })?;
     let (fa, fb) = (a.footer(), b.footer());
     let na = Names {
         agents: &fa.agents,
