@@ -666,46 +666,31 @@ fn toml_error(
 ) -> ScenarioError {
     let mut path = path.cloned().unwrap_or_default();
     let mut message = e.message().trim();
-    // An error from inside a tagged table names its key (see `tagged`).
-    if let Some(rest) = message.strip_prefix(crate::tagged::KEY_PREFIX)
-        && let Some((key, msg)) = rest.split_once("`: ")
+    let mut keyed = false;
+    if let Some((key, msg)) = message
+        .strip_prefix(crate::tagged::KEY_PREFIX)
+        .and_then(|rest| rest.split_once("`: "))
     {
-        let inner = KeyPath::from_dotted(key);
-        path.0.extend(inner.0);
+        // An error from inside a tagged table names its key (see `tagged`).
+        path.0.extend(KeyPath::from_dotted(key).0);
         message = msg;
-        if let Some(span) = span_of(text, &path) {
-            let (line, column) = line_col(text, span.start);
-            return ScenarioError::Invalid {
-                file: file.to_string(),
-                line,
-                column,
-                key: path.to_string(),
-                message: message.to_string(),
-            };
-        }
-    }
-    // Internally tagged tables are buffered by serde, which loses the
-    // position of an unknown key: point at the key itself.
-    if let Some(rest) = message.strip_prefix("unknown field `")
-        && let Some((field, _)) = rest.split_once('`')
+        keyed = true;
+    } else if let Some((field, _)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`'))
     {
-        let key_path = if path.0.last() == Some(&Seg::Key(field.to_string())) {
-            path.clone()
-        } else {
-            path.key(field)
-        };
-        if let Some(span) = span_of(text, &key_path) {
-            let (line, column) = line_col(text, span.start);
-            return ScenarioError::Invalid {
-                file: file.to_string(),
-                line,
-                column,
-                key: key_path.to_string(),
-                message: message.to_string(),
-            };
+        // Point at the unknown key itself, not at its table.
+        if path.0.last() != Some(&Seg::Key(field.to_string())) {
+            path = path.key(field);
         }
+        keyed = true;
     }
-    let span = e.span().or_else(|| span_of(text, &path));
+    // A key we know is located by its own span; otherwise trust the parser.
+    let span = if keyed {
+        span_of(text, &path).or_else(|| e.span())
+    } else {
+        e.span().or_else(|| span_of(text, &path))
+    };
     let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
     ScenarioError::Invalid {
         file: file.to_string(),
