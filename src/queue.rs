@@ -241,12 +241,14 @@ impl<E: Copy> EventQueue<E> {
     /// Schedules `event` at `time`, after every event already scheduled at
     /// that same time. A time before the last event popped is treated as
     /// that event's time (the simulation never schedules in the past).
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, time: SimTime, event: E) -> Result<(), QueueFull> {
         let seq = self.next_seq;
         if seq >= MAX_PUSHES {
             return Err(QueueFull::Pushes);
         }
+        // Inlined into the caller so the event is built in its slot, not
+        // copied through the stack.
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = event;
@@ -262,22 +264,46 @@ impl<E: Copy> EventQueue<E> {
         };
         self.next_seq += 1;
         let time = time.0.max((self.floor >> 64) as u64);
-        let key = (u128::from(time) << 64) | u128::from((seq << SLOT_BITS) | u64::from(slot));
+        self.push_key((u128::from(time) << 64) | u128::from((seq << SLOT_BITS) | u64::from(slot)));
+        Ok(())
+    }
+
+    #[inline]
+    fn push_key(&mut self, key: u128) {
         self.len += 1;
         match &mut self.keys {
             Keys::Heap(h) => {
                 h.push(key);
                 if self.len > TO_RADIX {
-                    let mut r = RadixHeap::new(self.floor);
-                    for k in h.keys.drain(..) {
-                        r.push(k);
-                    }
-                    self.keys = Keys::Radix(r);
+                    self.to_radix();
                 }
             }
             Keys::Radix(r) => r.push(key),
         }
-        Ok(())
+    }
+
+    #[cold]
+    fn to_radix(&mut self) {
+        if let Keys::Heap(h) = &mut self.keys {
+            let mut r = RadixHeap::new(self.floor);
+            for k in h.keys.drain(..) {
+                r.push(k);
+            }
+            self.keys = Keys::Radix(r);
+        }
+    }
+
+    #[cold]
+    fn to_heap(&mut self) {
+        if let Keys::Radix(r) = &mut self.keys {
+            let mut h = QuadHeap {
+                keys: Vec::with_capacity(TO_RADIX + 1),
+            };
+            for k in r.drain() {
+                h.push(k);
+            }
+            self.keys = Keys::Heap(h);
+        }
     }
 
     /// Removes and returns the earliest event.
@@ -288,13 +314,7 @@ impl<E: Copy> EventQueue<E> {
             Keys::Radix(r) => {
                 let k = r.pop()?;
                 if r.len < TO_HEAP {
-                    let mut h = QuadHeap {
-                        keys: Vec::with_capacity(TO_RADIX + 1),
-                    };
-                    for k in r.drain() {
-                        h.push(k);
-                    }
-                    self.keys = Keys::Heap(h);
+                    self.to_heap();
                 }
                 k
             }
