@@ -275,7 +275,7 @@ impl<E: Copy> EventQueue<E> {
             Keys::Heap(h) => {
                 h.push(key);
                 if self.len > TO_RADIX {
-                    self.to_radix();
+                    self.switch_to_radix();
                 }
             }
             Keys::Radix(r) => r.push(key),
@@ -283,7 +283,7 @@ impl<E: Copy> EventQueue<E> {
     }
 
     #[cold]
-    fn to_radix(&mut self) {
+    fn switch_to_radix(&mut self) {
         if let Keys::Heap(h) = &mut self.keys {
             let mut r = RadixHeap::new(self.floor);
             for k in h.keys.drain(..) {
@@ -294,7 +294,7 @@ impl<E: Copy> EventQueue<E> {
     }
 
     #[cold]
-    fn to_heap(&mut self) {
+    fn switch_to_heap(&mut self) {
         if let Keys::Radix(r) = &mut self.keys {
             let mut h = QuadHeap {
                 keys: Vec::with_capacity(TO_RADIX + 1),
@@ -314,7 +314,7 @@ impl<E: Copy> EventQueue<E> {
             Keys::Radix(r) => {
                 let k = r.pop()?;
                 if r.len < TO_HEAP {
-                    self.to_heap();
+                    self.switch_to_heap();
                 }
                 k
             }
