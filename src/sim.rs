@@ -854,6 +854,23 @@ impl Simulation {
         self.core.agent_ids.get(name).copied()
     }
 
+    /// The subscribers of channel `name` now, in subscription order (empty
+    /// for a channel nobody has used).
+    pub fn subscribers(&self, channel: &str) -> Vec<(AgentId, Delivery)> {
+        self.core
+            .broker
+            .lookup(channel)
+            .map(|c| {
+                self.core
+                    .broker
+                    .subscribers(c)
+                    .iter()
+                    .map(|s| (s.agent, s.delivery))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// A typed reference to agent `id`, if it is a `T`.
     pub fn agent<T: Agent>(&self, id: AgentId) -> Option<&T> {
         let a: &dyn std::any::Any = self.agents.get(id.index())?.as_ref();
@@ -1156,6 +1173,16 @@ mod tests {
         sim.run().unwrap();
         let p: &Listener = sim.agent(sim.agent_id("p").unwrap()).unwrap();
         assert!(p.got.is_empty(), "pull subscribers get no on_message");
+        let subs = sim.subscribers("c");
+        assert_eq!(
+            subs,
+            vec![
+                (AgentId(1), Delivery::Push),
+                (AgentId(2), Delivery::Push),
+                (AgentId(3), Delivery::Pull)
+            ]
+        );
+        assert!(sim.subscribers("nobody-uses-this").is_empty());
         let s = sim.finish().unwrap();
         assert_eq!(s.dropped_by_reason.get("overflow"), Some(&2));
         assert_eq!(s.delivered, 5 + 5 + 3);
