@@ -1266,6 +1266,88 @@ mod tests {
     }
 
     #[test]
+    fn fan_out_shares_the_payload_and_mailboxes_are_private() {
+        use std::sync::Arc;
+        struct Big;
+        impl Agent for Big {
+            fn on_start(&mut self, ctx: &mut Context<'_>) {
+                let ch = ctx.channel("c");
+                ctx.publish(
+                    ch,
+                    Recipient::Broadcast,
+                    MessageKind::Info,
+                    Payload::values(&[1.0; 64]),
+                );
+            }
+        }
+        /// Keeps every payload it is pushed, and consumes its pull buffer.
+        #[derive(Default)]
+        struct Keep {
+            pushed: Vec<Payload>,
+        }
+        impl Agent for Keep {
+            fn on_start(&mut self, ctx: &mut Context<'_>) {
+                let ch = ctx.channel("c");
+                ctx.subscribe(ch, Delivery::Push);
+            }
+            fn on_message(&mut self, _ctx: &mut Context<'_>, msg: &Message) {
+                self.pushed.push(msg.payload.clone());
+            }
+        }
+        /// Pulls: consumes everything on its first timer after the arrivals.
+        #[derive(Default)]
+        struct Puller {
+            taken: Vec<Payload>,
+            greedy: bool,
+        }
+        impl Agent for Puller {
+            fn on_start(&mut self, ctx: &mut Context<'_>) {
+                let ch = ctx.channel("c");
+                ctx.subscribe(ch, Delivery::Pull);
+                ctx.set_timer(SimDuration::from_secs(1), 0);
+            }
+            fn on_timer(&mut self, ctx: &mut Context<'_>, _tag: u64) {
+                let ch = ctx.channel("c");
+                assert_eq!(ctx.pending(ch), 1, "each puller has its own copy");
+                if self.greedy {
+                    let peeked = ctx.peek(ch).expect("waiting").id;
+                    let m = ctx.consume(ch).expect("waiting");
+                    assert_eq!(m.id, peeked, "peek shows what consume takes");
+                    self.taken.push(m.payload);
+                    assert_eq!(ctx.consume(ch), None);
+                }
+            }
+        }
+        let mut sim = SimBuilder::new(0)
+            .agent("big", Big)
+            .agent("k1", Keep::default())
+            .agent("k2", Keep::default())
+            .agent(
+                "greedy",
+                Puller {
+                    greedy: true,
+                    ..Puller::default()
+                },
+            )
+            .agent("patient", Puller::default())
+            .build()
+            .unwrap();
+        sim.run().unwrap();
+        let k1: &Keep = sim.agent(AgentId(1)).unwrap();
+        let k2: &Keep = sim.agent(AgentId(2)).unwrap();
+        let g: &Puller = sim.agent(AgentId(3)).unwrap();
+        let (Payload::Floats(a), Payload::Floats(b), Payload::Floats(c)) =
+            (&k1.pushed[0], &k2.pushed[0], &g.taken[0])
+        else {
+            panic!("64 floats are a shared payload");
+        };
+        assert!(
+            Arc::ptr_eq(a, b) && Arc::ptr_eq(a, c),
+            "no copy per subscriber"
+        );
+    }
+
+    #[test]
     fn cancelled_timers_do_not_fire() {
         #[derive(Default)]
         struct T {

@@ -1,0 +1,157 @@
+//! The built-in grid environment runs the step protocol: every step starts,
+//! every deadline runs a power flow, devices evolve within their limits,
+//! controllers see the network state, and a bad network shows up as late
+//! updates and deadline misses rather than lost information.
+
+use std::path::Path;
+
+use busbar::Scenario;
+use busbar::grid::{DeviceAgent, Environment, GridAgent};
+use busbar::scenario::ScenarioError;
+
+fn scenario(name: &str) -> Scenario {
+    Scenario::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(name),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn parse(text: &str) -> Result<Scenario, ScenarioError> {
+    Scenario::parse(text, "grid.toml", Path::new("."))
+}
+
+const PERFECT: &str = r#"
+[simulation]
+name = "perfect"
+duration = "60s"
+step = "1s"
+deadline = "500ms"
+start_hour = 10.0
+
+[network.default]
+latency = { dist = "constant", value = "1ms" }
+
+[[microgrid]]
+id = "mg"
+count = 2
+[[microgrid.device]]
+type = "storage"
+id = "bat"
+capacity_mwh = 1.0
+p_max_mw = 0.5
+soc_init = 0.5
+soc_min = 0.2
+soc_max = 0.8
+[[microgrid.device]]
+type = "pv"
+id = "pv"
+peak_mw = 0.5
+[[microgrid.device]]
+type = "load"
+id = "load"
+base_mw = 0.8
+"#;
+
+#[test]
+fn a_perfect_network_meets_every_deadline() {
+    let s = parse(PERFECT).unwrap();
+    let mut sim = s.build(1, 0).unwrap();
+    let summary = s.run_sim(&mut sim).unwrap();
+    let env: &Environment = sim.agent(sim.agent_id("env").unwrap()).unwrap();
+    let st = env.stats();
+    // Steps at 0, 1, ..., 60 s; deadlines at 0.5, ..., 59.5 s.
+    assert_eq!((st.steps, st.deadlines), (61, 60));
+    assert_eq!(st.deadline_misses, 0, "{st:?}");
+    assert_eq!(st.late_updates, 0);
+    assert_eq!(summary.late, 0);
+    assert_eq!(st.non_converged, 0);
+    // Every update the environment used was sent 4 ms into its step (action
+    // up and down, setpoint up and down: four 1 ms hops) and used at the
+    // 500 ms deadline: an age of 496 ms.
+    let aoi = &summary.age_of_information;
+    assert_eq!(aoi.count, 60 * 6, "one age per device per deadline");
+    assert!(aoi.p50_ns.abs_diff(496_000_000) < 500_000, "{aoi:?}");
+    assert!(aoi.max_ns.abs_diff(496_000_000) < 500_000, "{aoi:?}");
+    // The environment holds this step's values from every device.
+    let (k, p, _q, _soc) = env.held("mg1.load").expect("load reported");
+    assert_eq!(k, 59);
+    assert!(p < 0.0, "a load injects negative power: {p}");
+    let (_, p_pv, _, _) = env.held("mg2.pv").expect("pv reported");
+    assert!(p_pv > 0.0, "PV generates at 10:00: {p_pv}");
+}
+
+#[test]
+fn devices_evolve_within_their_limits_and_controllers_see_the_grid() {
+    let s = parse(PERFECT).unwrap();
+    let mut sim = s.build(1, 0).unwrap();
+    s.run_sim(&mut sim).unwrap();
+    let bat: &DeviceAgent = sim.agent(sim.agent_id("mg1.bat").unwrap()).unwrap();
+    let soc = bat.soc().expect("storage has a SOC");
+    assert!((0.2..=0.8).contains(&soc), "{soc}");
+    assert_ne!(soc, 0.5, "the battery was dispatched");
+    // Step 60 starts at the very end of the run: its setpoints are still on
+    // the network, so 60 updates.
+    assert_eq!(bat.updates(), 60);
+    let pv: &DeviceAgent = sim.agent(sim.agent_id("mg1.pv").unwrap()).unwrap();
+    assert_eq!(pv.soc(), None);
+    let mg: &GridAgent = sim.agent(sim.agent_id("mg2").unwrap()).unwrap();
+    assert_eq!(mg.setpoints_sent(), 60 * 3);
+    let (vmin, vmax) = mg.voltages();
+    let (vmin, vmax) = (vmin.expect("network state seen"), vmax.unwrap());
+    assert!(vmin <= vmax && vmin > 0.9 && vmax < 1.1, "{vmin} {vmax}");
+    let env: &Environment = sim.agent(sim.agent_id("env").unwrap()).unwrap();
+    let flow = env.flow(0).expect("microgrid 0 solved");
+    assert!(flow.converged);
+    assert_eq!(flow.v_pu.len(), 4, "slack + one bus per device");
+}
+
+#[test]
+fn a_bad_network_makes_updates_late_and_misses_deadlines() {
+    let s = scenario("lossy_jitter.toml");
+    let mut sim = s.build(s.seed(), 0).unwrap();
+    let summary = s.run_sim(&mut sim).unwrap();
+    let env: &Environment = sim.agent(sim.agent_id("env").unwrap()).unwrap();
+    let st = env.stats();
+    assert!(st.late_updates > 0 && st.deadline_misses > 0, "{st:?}");
+    // The environment's own count is what the run reports as late.
+    assert_eq!(st.late_updates, summary.late);
+    assert!(summary.dropped_by_reason["loss"] > 0);
+    // Stale values are used, not dropped: some ages exceed one step.
+    assert!(summary.age_of_information.max_ns > 500_000_000);
+}
+
+#[test]
+fn large_scenario_has_the_expected_message_volume() {
+    // N x (M + 2) messages per step: 1 action, 500 setpoints, 500 state
+    // updates, 1 network state; 1 200 deliveries.
+    let s = scenario("large_100x5.toml");
+    let summary = s.run(s.seed(), 0).unwrap();
+    let steps = 120;
+    assert!(
+        summary.published.abs_diff(steps * 1002) <= 1002,
+        "{summary:?}"
+    );
+    let delivered_plus_lost = summary.delivered + summary.dropped + summary.in_flight;
+    assert!(delivered_plus_lost.abs_diff(steps * 1200) <= 1200 + summary.dropped * 2);
+}
+
+#[test]
+fn grid_errors_are_located() {
+    let bad = PERFECT.replace("soc_min = 0.2", "soc_min = 0.9");
+    let e = parse(&bad).unwrap_err().to_string();
+    assert!(e.contains("microgrid[0].device[0].soc_max"), "{e}");
+    let bad = PERFECT.replace("count = 2", "count = 0");
+    let e = parse(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("grid.toml:14:") && e.contains("microgrid[0].count"),
+        "{e}"
+    );
+    let bad = PERFECT.replace("id = \"pv\"", "id = \"bat\"");
+    let e = parse(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("microgrid[0].device[1].id") && e.contains("twice"),
+        "{e}"
+    );
+}
