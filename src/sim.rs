@@ -551,10 +551,13 @@ impl Timers {
     }
 }
 
-/// Where records go: a reused chunk, hashed (and written or kept) when full.
+/// Where records go: a reused buffer of records in their canonical byte
+/// layout (what the digest hashes), hashed, and decoded for a file or
+/// memory only when one was asked for, every [`CHUNK`] records.
 struct TraceSink {
     enabled: bool,
-    chunk: Vec<Record>,
+    bytes: Vec<u8>,
+    decoded: Vec<Record>,
     digester: Digester,
     keep: Option<Vec<Record>>,
     writer: Option<TraceWriter<Box<dyn Write + Send>>>,
@@ -564,11 +567,14 @@ struct TraceSink {
     error: Option<TraceError>,
 }
 
+const RECORD_BYTES: usize = 40;
+
 impl TraceSink {
     fn new(target: TraceTarget, max: u64) -> TraceSink {
         let mut s = TraceSink {
             enabled: true,
-            chunk: Vec::with_capacity(CHUNK),
+            bytes: Vec::with_capacity(CHUNK * RECORD_BYTES),
+            decoded: Vec::new(),
             digester: Digester::default(),
             keep: None,
             writer: None,
@@ -593,39 +599,52 @@ impl TraceSink {
             return true;
         }
         self.count += 1;
-        self.chunk.push(r);
-        if self.chunk.len() == CHUNK {
+        self.bytes.extend_from_slice(&r.to_bytes());
+        if self.bytes.len() == CHUNK * RECORD_BYTES {
             self.flush();
         }
         self.count <= self.max
     }
 
+    /// The records not yet flushed.
+    fn pending(&self) -> impl Iterator<Item = Record> + '_ {
+        self.bytes.chunks_exact(RECORD_BYTES).map(|b| {
+            Record::from_bytes(b.try_into().expect("40 bytes")).expect("written by to_bytes")
+        })
+    }
+
     fn flush(&mut self) {
-        if self.chunk.is_empty() {
+        if self.bytes.is_empty() {
             return;
         }
-        self.digester.update(&self.chunk);
-        if let Some(keep) = &mut self.keep {
-            keep.extend_from_slice(&self.chunk);
-        }
+        self.digester.update_bytes(&self.bytes);
         if let Some((w, h)) = self.pending_header.take() {
             match TraceWriter::new(w, &h) {
                 Ok(tw) => self.writer = Some(tw),
                 Err(e) => self.error = Some(e),
             }
         }
-        if let Some(w) = &mut self.writer
-            && let Err(e) = w.records(&self.chunk)
-        {
-            self.error.get_or_insert(e);
-            self.writer = None;
+        if self.keep.is_some() || self.writer.is_some() {
+            let mut decoded = std::mem::take(&mut self.decoded);
+            decoded.clear();
+            decoded.extend(self.pending());
+            if let Some(keep) = &mut self.keep {
+                keep.extend_from_slice(&decoded);
+            }
+            if let Some(w) = &mut self.writer
+                && let Err(e) = w.records(&decoded)
+            {
+                self.error.get_or_insert(e);
+                self.writer = None;
+            }
+            self.decoded = decoded;
         }
-        self.chunk.clear();
+        self.bytes.clear();
     }
 
     fn digest(&self) -> Digest {
         let mut d = self.digester.clone();
-        d.update(&self.chunk);
+        d.update_bytes(&self.bytes);
         d.digest()
     }
 }
@@ -887,7 +906,7 @@ impl Simulation {
     pub fn records(&self) -> Vec<Record> {
         let mut v = self.core.trace.keep.clone().unwrap_or_default();
         if self.core.trace.keep.is_some() {
-            v.extend_from_slice(&self.core.trace.chunk);
+            v.extend(self.core.trace.pending());
         }
         v
     }
@@ -1020,7 +1039,7 @@ impl Simulation {
         }
         self.finished = true;
         let trace = &mut self.core.trace;
-        if trace.pending_header.is_some() && trace.chunk.is_empty() {
+        if trace.pending_header.is_some() && trace.bytes.is_empty() {
             // An empty run still gets a valid file: header, no batch, footer.
             let (w, h) = trace.pending_header.take().expect("checked");
             trace.writer = Some(TraceWriter::new(w, &h)?);
