@@ -281,13 +281,15 @@ pub fn validate(spec: &mut ScenarioSpec, base_dir: &Path) -> Result<(), (String,
     Ok(())
 }
 
-/// Adds the environment, grid and device agents of `spec` to a builder.
-pub fn add_agents(mut b: SimBuilder, spec: &ScenarioSpec) -> SimBuilder {
+/// Adds the environment, grid and device agents of `spec` (validated by
+/// [`validate`]) to a builder.
+pub(crate) fn add_agents(mut b: SimBuilder, spec: &ScenarioSpec) -> SimBuilder {
     if spec.microgrids.is_empty() {
         return b;
     }
     let sim = &spec.simulation;
     let mgs = expand(&spec.microgrids);
+    // `validate` checked the feeder parameters of a scenario's spec.
     let env = Environment::new(
         sim.step,
         sim.deadline(),
@@ -295,7 +297,8 @@ pub fn add_agents(mut b: SimBuilder, spec: &ScenarioSpec) -> SimBuilder {
         &spec.grid,
         &mgs,
         &spec.microgrids,
-    );
+    )
+    .expect("feeder parameters are validated with the scenario");
     b = b.agent(ENV_AGENT, env);
     for (index, (name, i)) in mgs.iter().enumerate() {
         let mg = &spec.microgrids[*i];

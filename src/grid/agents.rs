@@ -10,7 +10,7 @@ use crate::agent::{Agent, Context};
 use crate::broker::Delivery;
 use crate::grid::device::{DeviceSpec, Load, Profile, Pv, Storage};
 use crate::grid::policy::{PolicyParams, pv_curtailment, storage_setpoint};
-use crate::grid::powerflow::{Feeder, FlowResult, LinDistFlow, PowerFlow};
+use crate::grid::powerflow::{Feeder, FeederError, FlowResult, LinDistFlow, PowerFlow};
 use crate::grid::prices::price_at;
 use crate::grid::{GridSpec, MicrogridSpec, device_agent_name};
 use crate::message::{AgentId, ChannelId, Message, MessageKind, Payload, Recipient, channels};
@@ -88,7 +88,8 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// An environment for the expanded microgrids `mgs` (name, spec index).
+    /// An environment for the expanded microgrids `mgs` (name, spec index);
+    /// fails if `grid` describes an invalid feeder.
     pub fn new(
         step: SimDuration,
         deadline: SimDuration,
@@ -96,14 +97,14 @@ impl Environment {
         grid: &GridSpec,
         mgs: &[(String, usize)],
         specs: &[MicrogridSpec],
-    ) -> Environment {
+    ) -> Result<Environment, FeederError> {
         let mut slots = Vec::new();
         let mut micro = Vec::with_capacity(mgs.len());
         for (name, i) in mgs {
             let spec = &specs[*i];
             let feeder = grid.feeder(spec.devices.len());
             // The scenario loader validated the feeder parameters.
-            let solver = LinDistFlow::new(&feeder).expect("validated feeder");
+            let solver = LinDistFlow::new(&feeder)?;
             let first_device = slots.len();
             for (j, d) in spec.devices.iter().enumerate() {
                 slots.push(DeviceSlot {
@@ -131,7 +132,7 @@ impl Environment {
             };
             slots.len()
         ];
-        Environment {
+        Ok(Environment {
             step,
             deadline,
             start_s: start_hour * 3600.0,
@@ -144,7 +145,7 @@ impl Environment {
             ch_actions: ChannelId(0),
             ch_network: ChannelId(0),
             stats: EnvStats::default(),
-        }
+        })
     }
 
     /// The environment's counters.
@@ -364,11 +365,16 @@ impl Agent for GridAgent {
             ctx.subscribe(id, Delivery::Push);
         }
         self.ch_devices = ctx.channel(&channels::device_actions(&env, &me));
-        for (d, name) in self.devices.iter_mut().zip(&self.device_names) {
-            d.0 = ctx
-                .agent_id(name)
-                .expect("device agents are added with their grid agent");
+        // Devices not in the simulation (a library user left them out) are
+        // not controlled: only devices that exist get setpoints.
+        let names = std::mem::take(&mut self.device_names);
+        let devices = std::mem::take(&mut self.devices);
+        for ((_, c), name) in devices.into_iter().zip(&names) {
+            if let Some(id) = ctx.agent_id(name) {
+                self.devices.push((id, c));
+            }
         }
+        self.device_names = names;
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
