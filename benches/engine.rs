@@ -5,6 +5,9 @@
 //!   busbar's per-event cost against.
 //! - `relay`: busbar's loop on the simplest traffic (a periodic publisher
 //!   and a sink), tracing on and off.
+//! - `engine_minimal`: the same traffic with agents that do no work of their
+//!   own (empty payloads, a subscriber that ignores what it gets): the
+//!   engine's own per-event cost, tracing on.
 //! - `large_100x5`: the shipped 100 microgrids × 5 devices scenario, 2
 //!   simulated minutes; throughput is in simulated events per second.
 
@@ -61,6 +64,59 @@ fn relay(events_target: u64, trace: bool) -> u64 {
     sim.finish().expect("finishes").events
 }
 
+/// The smallest agent that drives the loop: one empty message per timer.
+struct Tick {
+    ch: Option<busbar::ChannelId>,
+    every: SimDuration,
+}
+
+impl busbar::Agent for Tick {
+    fn on_start(&mut self, ctx: &mut busbar::Context<'_>) {
+        self.ch = Some(ctx.channel("x"));
+        ctx.set_timer(SimDuration::ZERO, 0);
+    }
+    fn on_timer(&mut self, ctx: &mut busbar::Context<'_>, _tag: u64) {
+        let ch = self.ch.expect("interned at start");
+        ctx.publish(
+            ch,
+            busbar::Recipient::Broadcast,
+            busbar::MessageKind::Info,
+            busbar::Payload::Empty,
+        );
+        ctx.set_timer(self.every, 0);
+    }
+}
+
+/// A subscriber that does nothing with what it gets.
+struct Quiet;
+
+impl busbar::Agent for Quiet {
+    fn on_start(&mut self, ctx: &mut busbar::Context<'_>) {
+        let ch = ctx.channel("x");
+        ctx.subscribe(ch, Delivery::Push);
+    }
+}
+
+/// busbar's own per-event cost: agents that do no work of their own.
+fn engine_minimal(events_target: u64) -> u64 {
+    let every = SimDuration::from_micros(10);
+    let mut sim = SimBuilder::new(1)
+        .default_link(LinkModel {
+            latency: Latency::Uniform {
+                min: SimDuration::from_micros(50),
+                max: SimDuration::from_micros(150),
+            },
+            ..LinkModel::default()
+        })
+        .agent("tick", Tick { ch: None, every })
+        .agent("quiet", Quiet)
+        .build()
+        .expect("valid");
+    let until = SimTime(every.as_nanos() * events_target / 3);
+    sim.run_until(until).expect("no limit");
+    sim.finish().expect("finishes").events
+}
+
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("loop");
     let n = 1_000_000;
@@ -70,6 +126,10 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(events));
     g.bench_function("relay_traced", |b| b.iter(|| black_box(relay(n, true))));
     g.bench_function("relay_untraced", |b| b.iter(|| black_box(relay(n, false))));
+    g.throughput(Throughput::Elements(engine_minimal(n)));
+    g.bench_function("engine_minimal", |b| {
+        b.iter(|| black_box(engine_minimal(n)))
+    });
     g.finish();
 
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/large_100x5.toml");
