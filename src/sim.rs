@@ -911,6 +911,24 @@ impl Simulation {
         v
     }
 
+    /// Takes the records kept in memory so far (with
+    /// [`SimBuilder::trace_in_memory`]), leaving the rest to come: a long run
+    /// can be consumed piece by piece. Records still in the current chunk
+    /// (up to 4096) arrive with a later call or after `finish`.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        self.core
+            .trace
+            .keep
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// How many records [`Simulation::take_records`] would return now.
+    pub fn kept_records(&self) -> usize {
+        self.core.trace.keep.as_ref().map_or(0, Vec::len)
+    }
+
     /// The time of the next pending event.
     pub fn next_event_time(&self) -> Option<SimTime> {
         self.core.queue.peek_time()

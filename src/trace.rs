@@ -495,39 +495,36 @@ impl<R: Read + Seek> TraceReader<R> {
         &self.footer
     }
 
+    /// A cursor over the records, from the first; it checks the count and
+    /// digest against the footer when it reaches the end.
+    pub fn cursor(&mut self) -> RecordCursor<'_, R> {
+        RecordCursor {
+            pos: self.records_start,
+            reader: self,
+            batch: Vec::new(),
+            next: 0,
+            digester: Digester::default(),
+            count: 0,
+            done: false,
+        }
+    }
+
     /// Calls `f` on every record batch in order, then checks the count and
     /// digest against the footer.
     pub fn for_each_batch(
         &mut self,
         mut f: impl FnMut(&[Record]) -> Result<(), TraceError>,
     ) -> Result<(), TraceError> {
-        let mut pos = self.records_start;
-        self.inp.seek(SeekFrom::Start(pos))?;
-        let mut digester = Digester::default();
-        let mut count = 0u64;
-        loop {
-            let at = pos;
-            let (tag, body) = read_frame(&mut self.inp, &mut pos, self.len)?;
-            if tag == TAG_FOOTER {
-                break;
-            }
-            let batch: Vec<Record> = decode(&body, at)?;
-            digester.update(&batch);
-            count += batch.len() as u64;
-            f(&batch)?;
-        }
-        let actual = digester.digest();
-        if actual != self.footer.digest || count != self.footer.records {
-            return Err(TraceError::DigestMismatch {
-                expected: self.footer.digest,
-                actual,
-            });
+        let mut c = self.cursor();
+        while let Some(batch) = c.next_batch()? {
+            f(batch)?;
         }
         Ok(())
     }
 
     /// All records, checked against the footer. Memory grows with the trace;
-    /// prefer [`TraceReader::for_each_batch`] for large files.
+    /// prefer [`TraceReader::cursor`] or [`TraceReader::for_each_batch`] for
+    /// large files.
     pub fn read_all(&mut self) -> Result<Vec<Record>, TraceError> {
         let mut all = Vec::new();
         self.for_each_batch(|b| {
@@ -535,6 +532,78 @@ impl<R: Read + Seek> TraceReader<R> {
             Ok(())
         })?;
         Ok(all)
+    }
+}
+
+/// Reads a trace's records batch by batch, holding one batch at a time.
+/// Reaching the footer checks the record count and digest: a mismatch is an
+/// error then, after the records already returned.
+pub struct RecordCursor<'a, R: Read + Seek> {
+    reader: &'a mut TraceReader<R>,
+    pos: u64,
+    batch: Vec<Record>,
+    next: usize,
+    digester: Digester,
+    count: u64,
+    done: bool,
+}
+
+impl<R: Read + Seek> RecordCursor<'_, R> {
+    fn load(&mut self) -> Result<bool, TraceError> {
+        if self.done {
+            return Ok(false);
+        }
+        let r = &mut *self.reader;
+        if self.count == 0 && self.batch.is_empty() {
+            // Frames follow each other: position once, then read on.
+            r.inp.seek(SeekFrom::Start(self.pos))?;
+        }
+        let at = self.pos;
+        let (tag, body) = read_frame(&mut r.inp, &mut self.pos, r.len)?;
+        if tag == TAG_FOOTER {
+            self.done = true;
+            self.batch.clear();
+            self.next = 0;
+            let actual = self.digester.digest();
+            if actual != r.footer.digest || self.count != r.footer.records {
+                return Err(TraceError::DigestMismatch {
+                    expected: r.footer.digest,
+                    actual,
+                });
+            }
+            return Ok(false);
+        }
+        if tag != TAG_RECORDS {
+            return Err(corrupt(at, format!("unexpected frame tag {tag}")));
+        }
+        self.batch = decode(&body, at)?;
+        self.next = 0;
+        self.digester.update(&self.batch);
+        self.count += self.batch.len() as u64;
+        Ok(true)
+    }
+
+    /// The rest of the current batch (or the next one), or `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<&[Record]>, TraceError> {
+        while self.next == self.batch.len() {
+            if !self.load()? {
+                return Ok(None);
+            }
+        }
+        let from = self.next;
+        self.next = self.batch.len();
+        Ok(Some(&self.batch[from..]))
+    }
+
+    /// The next record, or `None` at the end.
+    pub fn next_record(&mut self) -> Result<Option<Record>, TraceError> {
+        while self.next == self.batch.len() {
+            if !self.load()? {
+                return Ok(None);
+            }
+        }
+        self.next += 1;
+        Ok(Some(self.batch[self.next - 1]))
     }
 }
 

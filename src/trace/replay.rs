@@ -1,12 +1,17 @@
 //! Replay and diff: re-run the scenario and seed embedded in a trace, or
 //! compare two traces, and report the first record where they differ.
+//!
+//! Both stream: the recorded side is read batch by batch and the re-run is
+//! drained as it goes, so memory stays bounded by a few batches whatever the
+//! length of the trace.
 
 use std::io::{Read, Seek};
 use std::path::Path;
 
 use crate::scenario::{RunError, Scenario, ScenarioError};
+use crate::time::SimTime;
 use crate::trace::export::Names;
-use crate::trace::{Record, TraceError, TraceReader};
+use crate::trace::{CHUNK, Record, RecordCursor, TraceError, TraceReader};
 
 /// Where two event streams first differ.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,45 +77,96 @@ fn describe(names: &Names<'_>, seq: u64, r: &Record) -> String {
     )
 }
 
-/// Compares two record streams, naming records with each side's tables. Two
-/// records are the same when their fields are equal and the names behind
-/// their agent and channel ids are equal too.
+/// Two records are the same when their fields are equal and the names
+/// behind their agent and channel ids are equal too.
+fn same(l: &Record, ln: &Names<'_>, r: &Record, rn: &Names<'_>) -> bool {
+    let agent = |id: u32| ln.agents.get(id as usize) == rn.agents.get(id as usize);
+    let channel = |id: u32| ln.channels.get(id as usize) == rn.channels.get(id as usize);
+    l == r && agent(r.sender) && agent(r.node) && channel(r.channel)
+}
+
+fn diverged(
+    seq: u64,
+    left: Option<&Record>,
+    ln: &Names<'_>,
+    right: Option<&Record>,
+    rn: &Names<'_>,
+) -> Comparison {
+    Comparison::Diverged(Divergence {
+        seq,
+        left: left.map(|r| describe(ln, seq, r)),
+        right: right.map(|r| describe(rn, seq, r)),
+    })
+}
+
+/// Compares two record streams held in memory.
 pub fn compare(
     left: &[Record],
     left_names: &Names<'_>,
     right: &[Record],
     right_names: &Names<'_>,
 ) -> Comparison {
-    let same_names = |a: &[String], b: &[String]| -> Vec<bool> {
-        (0..a.len().max(b.len()))
-            .map(|i| a.get(i) == b.get(i))
-            .collect()
-    };
-    let agents = same_names(left_names.agents, right_names.agents);
-    let chans = same_names(left_names.channels, right_names.channels);
-    let ok = |table: &[bool], id: u32| table.get(id as usize).copied().unwrap_or(true);
     let n = left.len().min(right.len());
-    let first = (0..n).find(|&i| {
-        let r = &left[i];
-        r != &right[i] || !ok(&agents, r.sender) || !ok(&agents, r.node) || !ok(&chans, r.channel)
-    });
-    let seq = match first {
-        Some(i) => i,
-        None if left.len() == right.len() => return Comparison::Identical(left.len() as u64),
-        None => n,
-    };
-    Comparison::Diverged(Divergence {
-        seq: seq as u64,
-        left: left.get(seq).map(|r| describe(left_names, seq as u64, r)),
-        right: right.get(seq).map(|r| describe(right_names, seq as u64, r)),
-    })
+    match (0..n).find(|&i| !same(&left[i], left_names, &right[i], right_names)) {
+        None if left.len() == right.len() => Comparison::Identical(n as u64),
+        first => {
+            let i = first.unwrap_or(n);
+            diverged(i as u64, left.get(i), left_names, right.get(i), right_names)
+        }
+    }
+}
+
+/// Reads a cursor to its end, so that its digest is checked: a difference
+/// found in a corrupt file is the corruption, not a divergence.
+fn verify_rest<R: Read + Seek>(c: &mut RecordCursor<'_, R>) -> Result<(), TraceError> {
+    while c.next_batch()?.is_some() {}
+    Ok(())
+}
+
+/// Checks records arriving in pieces against a cursor over a trace file.
+struct Against<'c, R: Read + Seek> {
+    file: RecordCursor<'c, R>,
+    seq: u64,
+}
+
+impl<R: Read + Seek> Against<'_, R> {
+    /// Compares `fresh` with the file's next records; `Some` at the first
+    /// difference.
+    fn check(
+        &mut self,
+        fresh: &[Record],
+        ln: &Names<'_>,
+        rn: &Names<'_>,
+    ) -> Result<Option<Comparison>, TraceError> {
+        for r in fresh {
+            match self.file.next_record()? {
+                Some(l) if same(&l, ln, r, rn) => self.seq += 1,
+                l => {
+                    verify_rest(&mut self.file)?;
+                    return Ok(Some(diverged(self.seq, l.as_ref(), ln, Some(r), rn)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// After the last fresh record: the file must end too.
+    fn end(&mut self, ln: &Names<'_>, rn: &Names<'_>) -> Result<Comparison, TraceError> {
+        Ok(match self.file.next_record()? {
+            Some(l) => {
+                verify_rest(&mut self.file)?;
+                diverged(self.seq, Some(&l), ln, None, rn)
+            }
+            None => Comparison::Identical(self.seq),
+        })
+    }
 }
 
 /// Re-runs the scenario and seed recorded in a trace and compares the new
-/// event stream with the recorded one.
+/// event stream with the recorded one, event by event, as the re-run goes.
 pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison, ReplayError> {
     let header = reader.header().clone();
-    let recorded = reader.read_all()?;
+    let footer = reader.footer().clone();
     let base = Path::new(&header.scenario_path)
         .parent()
         .unwrap_or(Path::new("."))
@@ -121,42 +177,44 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         .trace_in_memory()
         .build()
         .map_err(RunError::from)?;
+    let ln = names(&footer.agents, &footer.channels, header.env);
+    let mut against = Against {
+        file: reader.cursor(),
+        seq: 0,
+    };
+    let until = SimTime::ZERO + scenario.duration();
     // A run that stopped at a limit replays to the same stop: compare what
     // both did up to there.
-    let stopped = match scenario.run_sim(&mut sim) {
-        Ok(_) => None,
-        Err(RunError::Sim(e)) => Some(e.to_string()),
-        Err(e) => return Err(e.into()),
-    };
-    let fresh = sim.records();
-    let footer = reader.footer();
-    if stopped != footer.stopped {
-        let seq = recorded.len().min(fresh.len()) as u64;
-        let end = |s: &Option<String>| Some(s.as_deref().unwrap_or("ran to its end").to_string());
-        if let Comparison::Identical(_) = compare(
-            &recorded,
-            &names(&footer.agents, &footer.channels, header.env),
-            &fresh,
-            &names(sim.agent_names(), sim.channel_names(), header.env),
-        ) {
-            return Ok(Comparison::Diverged(Divergence {
-                seq,
-                left: end(&footer.stopped),
-                right: end(&stopped),
-            }));
+    let mut stopped = None;
+    while sim.next_event_time().is_some_and(|t| t <= until) {
+        if let Err(e) = sim.step() {
+            stopped = Some(e.to_string());
+            break;
+        }
+        if sim.kept_records() >= CHUNK {
+            let fresh = sim.take_records();
+            let rn = names(sim.agent_names(), sim.channel_names(), header.env);
+            if let Some(d) = against.check(&fresh, &ln, &rn)? {
+                return Ok(d);
+            }
         }
     }
-    let left = Names {
-        agents: &footer.agents,
-        channels: &footer.channels,
-        env: header.env,
-    };
-    let right = Names {
-        agents: sim.agent_names(),
-        channels: sim.channel_names(),
-        env: header.env,
-    };
-    Ok(compare(&recorded, &left, &fresh, &right))
+    sim.finish().map_err(RunError::from)?;
+    let fresh = sim.take_records();
+    let rn = names(sim.agent_names(), sim.channel_names(), header.env);
+    if let Some(d) = against.check(&fresh, &ln, &rn)? {
+        return Ok(d);
+    }
+    let result = against.end(&ln, &rn)?;
+    if stopped != footer.stopped && matches!(result, Comparison::Identical(_)) {
+        let end = |s: &Option<String>| Some(s.as_deref().unwrap_or("ran to its end").to_string());
+        return Ok(Comparison::Diverged(Divergence {
+            seq: against.seq,
+            left: end(&footer.stopped),
+            right: end(&stopped),
+        }));
+    }
+    Ok(result)
 }
 
 /// Which of the two traces given to [`diff`] could not be read.
@@ -170,29 +228,28 @@ pub struct DiffError {
     pub error: TraceError,
 }
 
-/// Compares two trace files.
+/// Compares two trace files, streaming both.
 pub fn diff<A: Read + Seek, B: Read + Seek>(
     a: &mut TraceReader<A>,
     b: &mut TraceReader<B>,
 ) -> Result<Comparison, DiffError> {
-    let ra = a.read_all().map_err(|error| DiffError {
-        second: false,
-        error,
-    })?;
-    let rb = b.read_all().map_err(|error| DiffError {
-        second: true,
-        error,
-    })?;
-    let (fa, fb) = (a.footer(), b.footer());
-    let na = Names {
-        agents: &fa.agents,
-        channels: &fa.channels,
-        env: a.header().env,
-    };
-    let nb = Names {
-        agents: &fb.agents,
-        channels: &fb.channels,
-        env: b.header().env,
-    };
-    Ok(compare(&ra, &na, &rb, &nb))
+    let (fa, fb) = (a.footer().clone(), b.footer().clone());
+    let na = names(&fa.agents, &fa.channels, a.header().env);
+    let nb = names(&fb.agents, &fb.channels, b.header().env);
+    let side = |second: bool| move |error| DiffError { second, error };
+    let (mut ca, mut cb) = (a.cursor(), b.cursor());
+    let mut seq = 0u64;
+    loop {
+        let l = ca.next_record().map_err(side(false))?;
+        let r = cb.next_record().map_err(side(true))?;
+        match (l, r) {
+            (None, None) => return Ok(Comparison::Identical(seq)),
+            (Some(l), Some(r)) if same(&l, &na, &r, &nb) => seq += 1,
+            (l, r) => {
+                verify_rest(&mut ca).map_err(side(false))?;
+                verify_rest(&mut cb).map_err(side(true))?;
+                return Ok(diverged(seq, l.as_ref(), &na, r.as_ref(), &nb));
+            }
+        }
+    }
 }
