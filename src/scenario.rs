@@ -356,7 +356,14 @@ impl Scenario {
             file: file.clone(),
             message: e.to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let base = path.parent().unwrap_or(Path::new("."));
+        // Absolute, so a trace header can point a replay at it from anywhere.
+        let base = std::fs::canonicalize(if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        })
+        .unwrap_or_else(|_| base.to_path_buf());
         Scenario::parse(&text, &file, &base)
     }
 
@@ -409,6 +416,7 @@ impl Scenario {
         Header {
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario_path: self.source.clone(),
+            base_dir: self.base_dir.display().to_string(),
             scenario: self.text.clone(),
             seed,
             env,

@@ -285,8 +285,12 @@ impl Digester {
 pub struct Header {
     /// `CARGO_PKG_VERSION` of the writer.
     pub crate_version: String,
-    /// Where the scenario was read from (for resolving relative paths).
+    /// Where the scenario was read from, as it was named.
     pub scenario_path: String,
+    /// The absolute directory that relative paths inside the scenario (CSV
+    /// profiles) were resolved from, so a replay finds them from any
+    /// working directory.
+    pub base_dir: String,
     /// The full scenario text.
     pub scenario: String,
     /// The run's seed.
@@ -704,6 +708,7 @@ mod tests {
         let header = Header {
             crate_version: "x".into(),
             scenario_path: "s.toml".into(),
+            base_dir: ".".into(),
             scenario: "[simulation]".into(),
             seed: 7,
             env: 0,

@@ -959,3 +959,47 @@ fn a_scenario_is_not_a_trace() {
     out.expect_error();
     assert!(out.stderr.contains("not a busbar trace"), "{}", out.stderr);
 }
+
+/// A scenario with a CSV profile, recorded with a relative path from its own
+/// directory, replays from any other working directory: the trace header
+/// carries the absolute directory its relative paths were resolved from.
+#[test]
+fn replay_finds_csv_profiles_from_any_working_directory() {
+    let dir = TempDir::new().unwrap();
+    fs::write(
+        dir.path().join("pv.csv"),
+        "time_s,p\n0,0\n21600,0\n43200,1\n64800,0\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("csv.toml"),
+        "[simulation]\nname = \"csv\"\nduration = \"20s\"\nstart_hour = 11.0\n\
+         [[microgrid]]\nid = \"mg\"\n[[microgrid.device]]\ntype = \"pv\"\nid = \"pv\"\n\
+         peak_mw = 1.0\nprofile = { kind = \"csv\", path = \"pv.csv\", column = \"p\" }\n",
+    )
+    .unwrap();
+    let run = |cwd: &Path, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_busbar"))
+            .args(args)
+            .current_dir(cwd)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(dir.path(), &["run", "csv.toml", "--trace", "t.bin"]);
+    assert_eq!(code, Some(0), "{err}");
+    let elsewhere = TempDir::new().unwrap();
+    let trace = dir.path().join("t.bin");
+    let (code, out, err) = run(elsewhere.path(), &["replay", trace.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("identical"), "{out}");
+    // And the profile matters: without it the replay cannot load.
+    fs::remove_file(dir.path().join("pv.csv")).unwrap();
+    let (code, _, err) = run(elsewhere.path(), &["replay", trace.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("pv.csv"), "{err}");
+}

@@ -167,11 +167,8 @@ impl<R: Read + Seek> Against<'_, R> {
 pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison, ReplayError> {
     let header = reader.header().clone();
     let footer = reader.footer().clone();
-    let base = Path::new(&header.scenario_path)
-        .parent()
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let scenario = Scenario::parse(&header.scenario, &header.scenario_path, &base)?;
+    let base = Path::new(&header.base_dir);
+    let scenario = Scenario::parse(&header.scenario, &header.scenario_path, base)?;
     let mut sim = scenario
         .builder(header.seed, header.env)
         .trace_in_memory()
