@@ -10,8 +10,8 @@
 //! queue pops them in the same order, and the queue can switch structure
 //! with its size without changing a run:
 //!
-//! - up to a few thousand pending events, a 4-ary min-heap of keys (shallow,
-//!   and the four children of a node share a cache line);
+//! - up to about a thousand pending events, a 4-ary min-heap of keys (shallow,
+//!   and the four children of a node sit in 64 contiguous bytes);
 //! - beyond that, a radix heap: keys popped from a simulation never decrease
 //!   (nothing is scheduled in the past), so a key can be bucketed by the
 //!   highest bit in which it differs from the last key popped. Push is O(1)
@@ -29,10 +29,10 @@ pub const MAX_PENDING: usize = 1 << SLOT_BITS;
 /// Most events that can ever be pushed into one queue (about 1.1 × 10¹²).
 pub const MAX_PUSHES: u64 = 1 << (64 - SLOT_BITS);
 /// Switch from the 4-ary heap to the radix heap above this many events.
-const TO_RADIX: usize = 8192;
+const TO_RADIX: usize = 1024;
 /// Switch back below this many (hysteresis, so a size that hovers around
 /// the threshold does not migrate every event).
-const TO_HEAP: usize = 1024;
+const TO_HEAP: usize = 256;
 
 /// Why an event could not be queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
