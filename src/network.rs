@@ -373,12 +373,6 @@ impl Network {
     pub fn send_down(&mut self, agent: u32, now: SimTime) -> Transit {
         self.links[self.downlink[agent as usize] as usize].transmit(now)
     }
-
-    /// The model of the link from `agent` to the broker (`up`) or back.
-    pub fn link_model(&self, agent: u32, up: bool) -> &LinkModel {
-        let table = if up { &self.uplink } else { &self.downlink };
-        self.links[table[agent as usize] as usize].model()
-    }
 }
 
 #[cfg(test)]
