@@ -59,6 +59,8 @@ impl Periodic {
     }
 
     /// Address every message to the agent called `name` instead of
+    /// broadcasting. The name must be an agent of the simulation (scenario
+    /// files are checked for it); a name that is not falls back to
     /// broadcasting.
     pub fn to(mut self, name: Option<String>) -> Self {
         self.recipient_name = name;
