@@ -80,7 +80,7 @@ impl busbar::Agent for Tick {
         ctx.publish(
             ch,
             busbar::Recipient::Broadcast,
-            busbar::MessageKind::Info,
+            busbar::MessageKind::INFO,
             busbar::Payload::Empty,
         );
         ctx.set_timer(self.every, 0);

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{AgentId, ChannelId, Message};
 use crate::time::SimDuration;
+use crate::validate::Validator;
 
 /// Broker settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,15 +46,9 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
-    /// Checks settings; on error returns the offending key and why.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if self.buffer_capacity == 0 {
-            return Err((
-                "buffer_capacity",
-                "buffer_capacity must be at least 1".into(),
-            ));
-        }
-        Ok(())
+    /// Checks the settings (keys relative to the `[broker]` table).
+    pub fn validate(&self, v: &mut Validator) {
+        v.at_least_one("buffer_capacity", self.buffer_capacity as u64);
     }
 }
 
@@ -77,19 +72,28 @@ pub struct Subscription {
     pub delivery: Delivery,
 }
 
+/// The subscribers of one channel: in subscription order (the order of a
+/// broadcast's copies), and sorted by agent (so a message for one agent
+/// finds its subscription without scanning the others).
+#[derive(Clone, Debug, Default)]
+struct Subscribers {
+    in_order: Vec<Subscription>,
+    by_agent: Vec<(AgentId, Delivery)>,
+}
+
 /// Channel names and subscriptions.
 #[derive(Clone, Debug, Default)]
-pub struct Broker {
+pub(crate) struct Broker {
     config: BrokerConfig,
     names: Vec<String>,
     // Looked up by name only, never iterated in a way that affects a run.
     ids: BTreeMap<String, ChannelId>,
-    subs: Vec<Vec<Subscription>>,
+    subs: Vec<Subscribers>,
 }
 
 impl Broker {
     /// A broker with no channels.
-    pub fn new(config: BrokerConfig) -> Broker {
+    pub(crate) fn new(config: BrokerConfig) -> Broker {
         Broker {
             config,
             ..Broker::default()
@@ -97,64 +101,87 @@ impl Broker {
     }
 
     /// The broker's settings.
-    pub fn config(&self) -> &BrokerConfig {
+    pub(crate) fn config(&self) -> &BrokerConfig {
         &self.config
     }
 
     /// The id of channel `name`, creating it on first use.
-    pub fn channel(&mut self, name: &str) -> ChannelId {
+    pub(crate) fn channel(&mut self, name: &str) -> ChannelId {
         if let Some(&id) = self.ids.get(name) {
             return id;
         }
         let id = ChannelId(self.names.len() as u32);
         self.names.push(name.to_string());
         self.ids.insert(name.to_string(), id);
-        self.subs.push(Vec::new());
+        self.subs.push(Subscribers::default());
         id
     }
 
     /// The id of an existing channel.
-    pub fn lookup(&self, name: &str) -> Option<ChannelId> {
+    pub(crate) fn lookup(&self, name: &str) -> Option<ChannelId> {
         self.ids.get(name).copied()
     }
 
     /// The name of a channel.
-    pub fn channel_name(&self, id: ChannelId) -> &str {
+    pub(crate) fn channel_name(&self, id: ChannelId) -> &str {
         &self.names[id.index()]
     }
 
     /// All channel names, by id.
-    pub fn channel_names(&self) -> &[String] {
+    pub(crate) fn channel_names(&self) -> &[String] {
         &self.names
     }
 
     /// Subscribes `agent` (or changes how it receives). Idempotent.
-    pub fn subscribe(&mut self, channel: ChannelId, agent: AgentId, delivery: Delivery) {
+    pub(crate) fn subscribe(&mut self, channel: ChannelId, agent: AgentId, delivery: Delivery) {
         let subs = &mut self.subs[channel.index()];
-        match subs.iter_mut().find(|s| s.agent == agent) {
-            Some(s) => s.delivery = delivery,
-            None => subs.push(Subscription { agent, delivery }),
+        match subs.by_agent.binary_search_by_key(&agent, |s| s.0) {
+            Ok(i) => {
+                subs.by_agent[i].1 = delivery;
+                if let Some(s) = subs.in_order.iter_mut().find(|s| s.agent == agent) {
+                    s.delivery = delivery;
+                }
+            }
+            Err(i) => {
+                subs.by_agent.insert(i, (agent, delivery));
+                subs.in_order.push(Subscription { agent, delivery });
+            }
         }
     }
 
     /// Removes `agent`'s subscription; true if it had one.
-    pub fn unsubscribe(&mut self, channel: ChannelId, agent: AgentId) -> bool {
+    pub(crate) fn unsubscribe(&mut self, channel: ChannelId, agent: AgentId) -> bool {
         let subs = &mut self.subs[channel.index()];
-        let before = subs.len();
-        subs.retain(|s| s.agent != agent);
-        subs.len() != before
+        match subs.by_agent.binary_search_by_key(&agent, |s| s.0) {
+            Ok(i) => {
+                subs.by_agent.remove(i);
+                subs.in_order.retain(|s| s.agent != agent);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     /// The subscribers of a channel, in subscription order.
     #[inline]
-    pub fn subscribers(&self, channel: ChannelId) -> &[Subscription] {
-        &self.subs[channel.index()]
+    pub(crate) fn subscribers(&self, channel: ChannelId) -> &[Subscription] {
+        &self.subs[channel.index()].in_order
+    }
+
+    /// How `agent` receives `channel`, if it subscribes (a binary search,
+    /// whatever the number of subscribers).
+    #[inline]
+    pub(crate) fn subscription(&self, channel: ChannelId, agent: AgentId) -> Option<Delivery> {
+        let subs = &self.subs[channel.index()].by_agent;
+        subs.binary_search_by_key(&agent, |s| s.0)
+            .ok()
+            .map(|i| subs[i].1)
     }
 }
 
 /// One agent's pull buffers, one FIFO per channel.
 #[derive(Clone, Debug, Default)]
-pub struct Mailbox {
+pub(crate) struct Mailbox {
     // Few channels per agent: a linear scan beats a map.
     queues: Vec<(ChannelId, VecDeque<Message>)>,
 }
@@ -162,7 +189,7 @@ pub struct Mailbox {
 impl Mailbox {
     /// Appends a copy; returns it back if the channel's buffer holds
     /// `capacity` already.
-    pub fn push(&mut self, msg: Message, capacity: usize) -> Result<(), Message> {
+    pub(crate) fn push(&mut self, msg: Message, capacity: usize) -> Result<(), Message> {
         let ch = msg.channel;
         let q = match self.queues.iter().position(|(c, _)| *c == ch) {
             Some(i) => &mut self.queues[i].1,
@@ -183,7 +210,7 @@ impl Mailbox {
     }
 
     /// Removes and returns the oldest copy on `ch`.
-    pub fn consume(&mut self, ch: ChannelId) -> Option<Message> {
+    pub(crate) fn consume(&mut self, ch: ChannelId) -> Option<Message> {
         self.queues
             .iter_mut()
             .find(|(c, _)| *c == ch)
@@ -191,12 +218,12 @@ impl Mailbox {
     }
 
     /// The oldest copy on `ch`, left in place.
-    pub fn peek(&self, ch: ChannelId) -> Option<&Message> {
+    pub(crate) fn peek(&self, ch: ChannelId) -> Option<&Message> {
         self.queue(ch).and_then(|q| q.front())
     }
 
     /// How many copies wait on `ch`.
-    pub fn pending(&self, ch: ChannelId) -> usize {
+    pub(crate) fn pending(&self, ch: ChannelId) -> usize {
         self.queue(ch).map_or(0, VecDeque::len)
     }
 }
@@ -214,7 +241,7 @@ mod tests {
             channel: ch,
             sender: AgentId(0),
             recipient: Recipient::Broadcast,
-            kind: MessageKind::Info,
+            kind: MessageKind::INFO,
             sent: SimTime::ZERO,
             payload: Payload::Empty,
         }
@@ -244,7 +271,11 @@ mod tests {
             .map(|s| (s.agent.0, s.delivery))
             .collect();
         assert_eq!(subs, vec![(2, Delivery::Pull), (0, Delivery::Push)]);
+        assert_eq!(b.subscription(c, AgentId(2)), Some(Delivery::Pull));
+        assert_eq!(b.subscription(c, AgentId(0)), Some(Delivery::Push));
+        assert_eq!(b.subscription(c, AgentId(1)), None);
         assert!(b.unsubscribe(c, AgentId(2)));
+        assert_eq!(b.subscription(c, AgentId(2)), None);
         assert!(!b.unsubscribe(c, AgentId(2)));
         assert_eq!(b.subscribers(c).len(), 1);
     }

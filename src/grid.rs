@@ -1,11 +1,13 @@
 //! The built-in grid environment: an environment agent, one grid agent per
-//! microgrid and one agent per device, running the step protocol of
-//! DESIGN.md over the simulated bus.
+//! microgrid and one agent per device, running the step protocol over the
+//! simulated bus. `docs/grid.md` documents the protocol, its message counts
+//! and the models for users; this is the code's view.
 //!
-//! Each step `k` (period `simulation.step`):
+//! Each step `k` (period `[grid] step`):
 //! 1. at `k·step` the environment broadcasts `[k, price]` on `{env}/actions`;
-//! 2. each grid agent computes setpoints with its policy ([`policy`]) and
-//!    sends each device `[k, setpoint]` on `{env}/agent/{id}/device_actions`;
+//! 2. each grid agent computes a setpoint for each of its devices (the
+//!    device kind's rule, from the [`policy`]) and sends it on
+//!    `{env}/agent/{id}/device_actions`;
 //! 3. a device applies its setpoint for one step, evolves (SOC, PV output,
 //!    load) and publishes `[k, P_MW, Q_MVAr, SOC]` on `{env}/state_updates`
 //!    (injections: generation positive, load negative);
@@ -22,12 +24,19 @@
 //! Agent names: `env`, the microgrid ids, and `{microgrid}.{device}` for
 //! devices. A microgrid with `count = N` stands for `N` microgrids
 //! `{id}1 … {id}N` with the same devices.
+//!
+//! Files: `protocol` (kinds, channels, payloads), `agents` (the three
+//! agents), `device` (the kind registry; one file per kind under
+//! `device/`), `profile` (PV and load shapes, CSV), `powerflow`, `policy`,
+//! `prices`.
 
 pub mod agents;
 pub mod device;
 pub mod policy;
 pub mod powerflow;
 pub mod prices;
+pub mod profile;
+pub mod protocol;
 
 use std::path::Path;
 
@@ -35,18 +44,18 @@ use serde::{Deserialize, Serialize};
 
 pub use agents::{DeviceAgent, Environment, GridAgent};
 pub use device::{
-    CsvProfile, DeviceSpec, Load, LoadSpec, Profile, ProfileError, Pv, PvSpec, Storage,
-    StorageSpec, load_csv_profile, parse_csv_profile,
+    ControlInput, DeviceKind, DeviceModel, DeviceOutput, DeviceSpec, Load, LoadSpec, Pv, PvSpec,
+    Storage, StorageSpec,
 };
 pub use policy::{PolicyParams, pv_curtailment, storage_setpoint};
 pub use powerflow::{Feeder, FeederError, FlowResult, LinDistFlow, Line, PowerFlow};
 pub use prices::price_at;
+pub use profile::{CsvProfile, Profile, ProfileError, load_csv_profile, parse_csv_profile};
+pub use protocol::{ENV_AGENT, device_agent_name};
 
-use crate::scenario::ScenarioSpec;
 use crate::sim::SimBuilder;
-
-/// The name of the environment agent.
-pub const ENV_AGENT: &str = "env";
+use crate::time::SimDuration;
+use crate::validate::{KeyPath, Validator, check_id};
 
 /// Which power-flow model the environment runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +67,23 @@ pub enum PowerFlowKind {
     Lindistflow,
 }
 
-/// The `[grid]` table: feeder parameters shared by every microgrid and the
-/// grid agents' policy.
+/// The `[grid]` table: the step protocol's timing, the feeder parameters
+/// shared by every microgrid, and the grid agents' policy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GridSpec {
+    /// Step period. Default 1 s.
+    #[serde(default = "default_step")]
+    pub step: SimDuration,
+    /// Offset within each step at which the environment runs the power flow
+    /// on the values it holds; state updates arriving later are late.
+    /// Default: the end of the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<SimDuration>,
+    /// Hour of day at time 0, for PV and load profiles and prices, in
+    /// `[0, 24)`. Default 0.
+    #[serde(default)]
+    pub start_hour: f64,
     /// Power-flow model. Default `lindistflow`.
     #[serde(default)]
     pub power_flow: PowerFlowKind,
@@ -86,6 +107,9 @@ pub struct GridSpec {
     pub policy: PolicyParams,
 }
 
+fn default_step() -> SimDuration {
+    SimDuration::from_secs(1)
+}
 fn one() -> f64 {
     1.0
 }
@@ -102,6 +126,9 @@ fn default_rating() -> f64 {
 impl Default for GridSpec {
     fn default() -> Self {
         GridSpec {
+            step: default_step(),
+            deadline: None,
+            start_hour: 0.0,
             power_flow: PowerFlowKind::default(),
             base_mva: 1.0,
             v_slack_pu: 1.0,
@@ -114,6 +141,11 @@ impl Default for GridSpec {
 }
 
 impl GridSpec {
+    /// The deadline offset within a step.
+    pub fn deadline(&self) -> SimDuration {
+        self.deadline.unwrap_or(self.step)
+    }
+
     /// The radial feeder of a microgrid with `n_devices` devices: a chain of
     /// `n_devices` sections from the point of common coupling (bus 0).
     pub fn feeder(&self, n_devices: usize) -> Feeder {
@@ -126,6 +158,25 @@ impl GridSpec {
         .with_base_mva(self.base_mva)
         .with_v_slack_pu(self.v_slack_pu)
     }
+
+    /// Checks the table (keys relative to `[grid]`).
+    pub fn validate(&self, v: &mut Validator) {
+        v.at_least_one("step", self.step.as_nanos());
+        if let Some(d) = self.deadline {
+            v.check(d.0 > 0 && d <= self.step, "deadline", || {
+                format!("deadline must be > 0 and at most the step ({})", self.step)
+            });
+        }
+        v.check((0.0..24.0).contains(&self.start_hour), "start_hour", || {
+            format!("start_hour must be in [0, 24), got {}", self.start_hour)
+        });
+        v.positive("base_mva", self.base_mva);
+        v.positive("v_slack_pu", self.v_slack_pu);
+        v.positive("line_rating_mva", self.line_rating_mva);
+        v.non_negative("line_r_pu", self.line_r_pu);
+        v.non_negative("line_x_pu", self.line_x_pu);
+        v.at("policy", |v| self.policy.validate(v));
+    }
 }
 
 /// One `[[microgrid]]`: a grid agent and its devices.
@@ -135,7 +186,7 @@ pub struct MicrogridSpec {
     /// The grid agent's name (with `count`, the prefix of the names).
     pub id: String,
     /// Replicate this microgrid `count` times as `{id}1 … {id}{count}`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     /// Its devices (`[[microgrid.device]]`). Device `j` sits on feeder bus
     /// `j + 1` unless it says `bus`.
@@ -155,161 +206,145 @@ pub fn expand(mgs: &[MicrogridSpec]) -> Vec<(String, usize)> {
     out
 }
 
-/// The name of device `dev` of microgrid `mg`.
-pub fn device_agent_name(mg: &str, dev: &str) -> String {
-    format!("{mg}.{dev}")
-}
-
-/// The names of every grid-scenario agent, in the order they are added.
-pub fn agent_names(mgs: &[MicrogridSpec]) -> Vec<String> {
+/// The names of every grid agent, in the order they are added, each with
+/// the key that defines it (for uniqueness errors).
+pub fn agent_names(mgs: &[MicrogridSpec]) -> Vec<(String, KeyPath)> {
     let mut names = Vec::new();
     if mgs.is_empty() {
         return names;
     }
-    names.push(ENV_AGENT.to_string());
+    names.push((ENV_AGENT.to_string(), KeyPath::root().key("microgrid")));
+    let at = |i: usize| KeyPath::root().key("microgrid").index(i);
     for (name, i) in expand(mgs) {
-        names.push(name.clone());
-        names.extend(
-            mgs[i]
-                .devices
-                .iter()
-                .map(|d| device_agent_name(&name, d.id())),
-        );
+        names.push((name.clone(), at(i).key("id")));
+        for (j, d) in mgs[i].devices.iter().enumerate() {
+            let path = at(i).key("device").index(j).key("id");
+            names.push((device_agent_name(&name, d.id()), path));
+        }
     }
     names
 }
 
-fn bad_name(s: &str) -> bool {
-    s.is_empty() || s.contains(['/', '.', ' ']) || s == ENV_AGENT || s == "broker"
+/// Checks `[[microgrid]]` (keys from the document root) and loads CSV
+/// profiles (relative paths from `base_dir`). Names are checked for their
+/// rule here and for uniqueness by the caller, with every other agent.
+pub fn validate_microgrids(mgs: &mut [MicrogridSpec], base_dir: &Path, v: &mut Validator) {
+    v.at("microgrid", |v| {
+        for (i, mg) in mgs.iter_mut().enumerate() {
+            v.index(i, |v| validate_microgrid(mg, base_dir, v));
+        }
+    });
 }
 
-/// Validates `[grid]` and `[[microgrid]]` and loads CSV profiles (relative
-/// to `base_dir`). On error returns the dotted key path and the problem.
-pub fn validate(spec: &mut ScenarioSpec, base_dir: &Path) -> Result<(), (String, String)> {
-    let g = &spec.grid;
-    for (key, v) in [
-        ("base_mva", g.base_mva),
-        ("v_slack_pu", g.v_slack_pu),
-        ("line_rating_mva", g.line_rating_mva),
-    ] {
-        if !(v.is_finite() && v > 0.0) {
-            return Err((format!("grid.{key}"), format!("{key} must be > 0, got {v}")));
-        }
+fn validate_microgrid(mg: &mut MicrogridSpec, base_dir: &Path, v: &mut Validator) {
+    if let Err(m) = check_id(&mg.id) {
+        v.fail("id", m);
     }
-    for (key, v) in [("line_r_pu", g.line_r_pu), ("line_x_pu", g.line_x_pu)] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err((
-                format!("grid.{key}"),
-                format!("{key} must be >= 0, got {v}"),
-            ));
-        }
+    if mg.count == Some(0) {
+        v.fail("count", "count must be at least 1");
     }
-    g.policy
-        .validate()
-        .map_err(|(k, m)| (format!("grid.policy.{k}"), m))?;
-    let mut seen: Vec<String> = Vec::new();
-    for (i, mg) in spec.microgrids.iter_mut().enumerate() {
-        let p = format!("microgrid[{i}]");
-        if bad_name(&mg.id) {
-            return Err((
-                format!("{p}.id"),
-                format!(
-                    "microgrid id {:?} is not allowed (empty, containing '/', '.' or ' ', \
-                     or the reserved \"env\"/\"broker\")",
-                    mg.id
-                ),
-            ));
-        }
-        if mg.count == Some(0) {
-            return Err((format!("{p}.count"), "count must be at least 1".into()));
-        }
-        if mg.devices.is_empty() {
-            return Err((
-                format!("{p}.id"),
-                "a microgrid needs at least one [[microgrid.device]]".into(),
-            ));
-        }
-        let n = mg.devices.len();
+    if mg.devices.is_empty() {
+        v.fail("id", "a microgrid needs at least one [[microgrid.device]]");
+    }
+    let n = mg.devices.len();
+    let mut ids = std::collections::BTreeMap::new();
+    v.at("device", |v| {
         for (j, d) in mg.devices.iter_mut().enumerate() {
-            let dp = format!("{p}.device[{j}]");
-            d.validate().map_err(|(k, m)| (format!("{dp}.{k}"), m))?;
-            if bad_name(d.id()) {
-                return Err((
-                    format!("{dp}.id"),
-                    format!("device id {:?} is not allowed", d.id()),
-                ));
-            }
-            if let Some(b) = d.bus()
-                && !(1..=n).contains(&b)
-            {
-                return Err((
-                    format!("{dp}.bus"),
-                    format!("bus must be in 1..={n} (the feeder has one bus per device), got {b}"),
-                ));
-            }
-            if let Some(profile) = d.profile_mut() {
-                profile
-                    .load(base_dir)
-                    .map_err(|e| (format!("{dp}.profile"), e.to_string()))?;
-            }
+            v.index(j, |v| {
+                if let Err(m) = check_id(d.id()) {
+                    v.fail("id", m);
+                }
+                if let Some(first) = ids.insert(d.id().to_string(), j) {
+                    v.fail(
+                        "id",
+                        format!(
+                            "device id {:?} is used twice in this microgrid (first by device[{first}])",
+                            d.id()
+                        ),
+                    );
+                }
+                if let Some(b) = d.bus()
+                    && !(1..=n).contains(&b)
+                {
+                    v.fail(
+                        "bus",
+                        format!(
+                            "bus must be in 1..={n} (the feeder has one bus per device), got {b}"
+                        ),
+                    );
+                }
+                d.kind().validate(v);
+                if let Some(profile) = d.kind_mut().profile_mut()
+                    && let Err(e) = profile.load(base_dir)
+                {
+                    v.fail("profile", e.to_string());
+                }
+            });
         }
-        for j in 1..n {
-            if mg.devices[..j].iter().any(|d| d.id() == mg.devices[j].id()) {
-                return Err((
-                    format!("{p}.device[{j}].id"),
-                    format!(
-                        "device id {:?} is used twice in this microgrid",
-                        mg.devices[j].id()
-                    ),
-                ));
-            }
-        }
-        let names: Vec<String> = match mg.count {
-            None => vec![mg.id.clone()],
-            Some(c) => (1..=c).map(|k| format!("{}{k}", mg.id)).collect(),
-        };
-        for name in names {
-            if seen.contains(&name) {
-                return Err((
-                    format!("{p}.id"),
-                    format!("microgrid {name:?} is defined twice"),
-                ));
-            }
-            seen.push(name);
-        }
-    }
-    Ok(())
+    });
 }
 
-/// Adds the environment, grid and device agents of `spec` (validated by
-/// [`validate`]) to a builder.
-pub(crate) fn add_agents(mut b: SimBuilder, spec: &ScenarioSpec) -> SimBuilder {
-    if spec.microgrids.is_empty() {
-        return b;
+/// The grid part of a validated scenario, ready to add to any number of
+/// simulations: the settings, the microgrids, and the environment built
+/// once (its feeders checked).
+#[derive(Clone, Debug)]
+pub struct GridPlan {
+    spec: GridSpec,
+    microgrids: Vec<MicrogridSpec>,
+    expanded: Vec<(String, usize)>,
+    env: Environment,
+}
+
+impl GridPlan {
+    /// A plan for validated settings and microgrids; the error names a
+    /// feeder the power flow cannot solve.
+    pub fn new(spec: GridSpec, microgrids: Vec<MicrogridSpec>) -> Result<GridPlan, FeederError> {
+        let expanded = expand(&microgrids);
+        let env = Environment::new(&spec, &expanded, &microgrids)?;
+        Ok(GridPlan {
+            spec,
+            microgrids,
+            expanded,
+            env,
+        })
     }
-    let sim = &spec.simulation;
-    let mgs = expand(&spec.microgrids);
-    // `validate` checked the feeder parameters of a scenario's spec.
-    let env = Environment::new(
-        sim.step,
-        sim.deadline(),
-        sim.start_hour,
-        &spec.grid,
-        &mgs,
-        &spec.microgrids,
-    )
-    .expect("feeder parameters are validated with the scenario");
-    b = b.agent(ENV_AGENT, env);
-    for (index, (name, i)) in mgs.iter().enumerate() {
-        let mg = &spec.microgrids[*i];
-        b = b.agent(
-            name,
-            GridAgent::new(name, index, mg, spec.grid.policy.clone()),
-        );
-        for d in &mg.devices {
-            let dev = DeviceAgent::new(name, d.clone(), sim.step, sim.start_hour);
-            b = b.agent(&device_agent_name(name, d.id()), dev);
+
+    /// The `[grid]` settings.
+    pub fn spec(&self) -> &GridSpec {
+        &self.spec
+    }
+
+    /// The `[[microgrid]]` tables as written (before `count` expansion).
+    pub fn microgrids(&self) -> &[MicrogridSpec] {
+        &self.microgrids
+    }
+
+    /// How many microgrids, after expansion.
+    pub fn len(&self) -> usize {
+        self.expanded.len()
+    }
+
+    /// True when the scenario has no microgrid (no grid agents at all).
+    pub fn is_empty(&self) -> bool {
+        self.expanded.is_empty()
+    }
+
+    /// Adds the environment, grid and device agents to a builder, and the
+    /// grid's kind names.
+    pub fn add_agents(&self, mut b: SimBuilder) -> SimBuilder {
+        if self.expanded.is_empty() {
+            return b;
         }
+        let g = &self.spec;
+        b = b.agent(ENV_AGENT, self.env.clone());
+        for (index, (name, i)) in self.expanded.iter().enumerate() {
+            let mg = &self.microgrids[*i];
+            b = b.agent(name, GridAgent::new(name, index, mg, g.policy.clone()));
+            for d in &mg.devices {
+                let dev = DeviceAgent::new(name, d, g.step, g.start_hour);
+                b = b.agent(&device_agent_name(name, d.id()), dev);
+            }
+        }
+        b
     }
-    b
 }

@@ -8,7 +8,10 @@
 //! the run bit for bit, and which can be replayed and exported.
 //!
 //! Start with [`SimBuilder`] and the [`Agent`] trait, or load a TOML scenario
-//! with [`scenario::Scenario`]. See `ARCHITECTURE.md` for the map.
+//! with [`Scenario`]. `ARCHITECTURE.md` in the repository is the map of the
+//! code; modules are listed here from the bottom layer up (each uses only
+//! those above it in this list).
+#![warn(missing_docs)]
 
 pub mod agent;
 pub mod broker;
@@ -16,24 +19,26 @@ pub mod grid;
 pub mod message;
 pub mod metrics;
 pub mod network;
-pub mod queue;
+pub(crate) mod queue;
+pub mod replay;
 pub mod rng;
 pub mod scenario;
 pub mod sim;
 mod tagged;
 pub mod time;
 pub mod trace;
+pub mod validate;
 
-pub use agent::{Agent, Context, TimerId};
 pub use broker::{BrokerConfig, Delivery};
-pub use message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
+pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
 pub use metrics::{Metrics, Summary};
-pub use network::{Latency, LinkModel, LinkOverride, Ordering};
+pub use network::{Latency, LinkModel, LinkSpec, NetworkSpec, Ordering};
 pub use rng::RngStream;
 pub use scenario::{Scenario, ScenarioError};
-pub use sim::{BuildError, Limits, SimBuilder, SimError, Simulation};
+pub use sim::{Agent, Context, Limits, SimBuilder, SimError, Simulation, TimerId};
 pub use time::{SimDuration, SimTime};
 pub use trace::{Digest, EventKind, Reason, Record};
+pub use validate::{Invalid, Issue, KeyPath};
 
 /// The README's Rust examples, compiled and run by `cargo test`.
 #[cfg(doctest)]

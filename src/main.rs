@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::ops::ControlFlow;
+
 use busbar::metrics::Summary;
+use busbar::replay::{Comparison, diff, replay};
 use busbar::scenario::Scenario;
-use busbar::time::{SimDuration, SimTime};
+use busbar::time::SimDuration;
 use busbar::trace::TraceReader;
 use busbar::trace::export::{Format, export};
-use busbar::trace::replay::{Comparison, diff, replay};
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -153,37 +155,33 @@ fn run(
         builder = builder.trace_to(Box::new(BufWriter::new(f)), scenario.header(seed, env));
     }
     let mut sim = builder.build().map_err(bad_input)?;
-    let duration = scenario.duration();
+    let duration_ns = scenario.duration().as_nanos().max(1);
     let bar = indicatif::ProgressBar::new(100);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {percent}% simulated {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    for i in 1..=100u64 {
-        let until = SimTime::ZERO + SimDuration(duration.as_nanos() / 100 * i);
-        let until = if i == 100 {
-            SimTime::ZERO + duration
-        } else {
-            until
-        };
-        if let Err(e) = sim.run_until(until) {
-            bar.finish_and_clear();
-            let mut message = format!("{}: {e}", path.display());
-            if let Some(t) = trace {
-                // Keep what happened up to the stop: a valid, replayable trace.
-                match sim.finish() {
-                    Ok(s) => message.push_str(&format!(
-                        "\n  partial trace: {} records -> {} (replay reproduces the stop)",
-                        s.trace_records,
-                        t.display()
-                    )),
-                    Err(te) => message.push_str(&format!("\n  trace not written: {te}")),
-                }
+    let progress = |sim: &mut busbar::Simulation| {
+        let done = u128::from(sim.now().as_nanos()) * 100 / u128::from(duration_ns);
+        bar.set_position(done.min(100) as u64);
+        ControlFlow::Continue(())
+    };
+    if let Err(e) = scenario.run_to_end(&mut sim, progress) {
+        bar.finish_and_clear();
+        let mut message = format!("{}: {e}", path.display());
+        if let Some(t) = trace {
+            // Keep what happened up to the stop: a valid, replayable trace.
+            match sim.finish() {
+                Ok(s) => message.push_str(&format!(
+                    "\n  partial trace: {} records -> {} (replay reproduces the stop)",
+                    s.trace_records,
+                    t.display()
+                )),
+                Err(te) => message.push_str(&format!("\n  trace not written: {te}")),
             }
-            return Err(bad_input(message));
         }
-        bar.set_position(i);
+        return Err(bad_input(message));
     }
     bar.finish_and_clear();
     let summary = sim.finish().map_err(bad_input)?;
@@ -265,7 +263,7 @@ fn check(path: &Path) -> Result<u8, Failure> {
         "ok: {} ({} agents, {} microgrids, duration {}, seed {})",
         s.name(),
         names.len(),
-        busbar::grid::expand(&s.spec.microgrids).len(),
+        s.grid().len(),
         s.duration(),
         s.seed()
     );

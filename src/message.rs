@@ -1,13 +1,10 @@
-//! Messages, their ids, recipients, kinds and payloads, and the standard
-//! channel names.
+//! Messages, their ids, recipients, kinds and payloads.
 //!
 //! A [`Message`] is plain data. Its [`Payload`] clones in O(1): small numeric
 //! payloads (up to [`INLINE_VALUES`] floats, which covers state updates and
 //! setpoints) are stored inline, larger ones behind an `Arc`, so fanning a
 //! message out to many subscribers never deep-copies its payload.
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -53,107 +50,123 @@ pub enum Recipient {
     Agent(AgentId),
 }
 
-/// What a message means, as in the grid environment's message types.
+/// What a message means: a one-byte code that every trace record carries.
+///
+/// The engine gives meaning to no kind. It names two families of its own,
+/// [`MessageKind::INFO`] and the user kinds [`MessageKind::custom`]; a
+/// protocol on top defines its own codes as constants (the grid's are in
+/// `grid::protocol`) and names them in a [`KindNames`] table, which the
+/// simulation writes into the trace footer so that exports print names
+/// without knowing the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum MessageKind {
-    /// Environment → grid agents: the actions (price signal) of a step.
-    Action,
-    /// Grid agent → its devices: setpoints.
-    DeviceAction,
-    /// Device → environment: `P_MW, Q_MVAr, SOC` after applying a setpoint.
-    StateUpdate,
-    /// Environment → grid agents: voltages, line loading, convergence.
-    NetworkState,
-    /// Grid agent ↔ grid agent: peer-to-peer energy trades.
-    P2pTrade,
-    /// Anything informational.
-    Info,
-    /// A user-defined kind, 0..=191.
-    Custom(u8),
-}
+pub struct MessageKind(u8);
 
-/// Number of built-in kinds; custom kinds are coded after a gap so new
-/// built-ins can be added without changing custom codes.
-const CUSTOM_BASE: u8 = 64;
+/// First code of the user kinds: `custom(n)` is `CUSTOM_BASE + n`. Codes
+/// below it are for protocols (the grid uses 0 to 3) and the engine (`INFO`
+/// is 5).
+pub const CUSTOM_BASE: u8 = 64;
 
 impl MessageKind {
-    /// The stable one-byte code used in traces.
-    pub fn code(self) -> u8 {
-        match self {
-            MessageKind::Action => 0,
-            MessageKind::DeviceAction => 1,
-            MessageKind::StateUpdate => 2,
-            MessageKind::NetworkState => 3,
-            MessageKind::P2pTrade => 4,
-            MessageKind::Info => 5,
-            MessageKind::Custom(n) => CUSTOM_BASE.saturating_add(n),
+    /// Anything informational (code 5).
+    pub const INFO: MessageKind = MessageKind(5);
+
+    /// The kind with this code.
+    pub const fn from_code(code: u8) -> MessageKind {
+        MessageKind(code)
+    }
+
+    /// User kind `n`, for `n < 192` (code `64 + n`); `None` above.
+    pub const fn custom(n: u8) -> Option<MessageKind> {
+        if n < 192 {
+            Some(MessageKind(CUSTOM_BASE + n))
+        } else {
+            None
         }
     }
 
-    /// The kind for a trace code, if it is one.
-    pub fn from_code(code: u8) -> Option<Self> {
-        Some(match code {
-            0 => MessageKind::Action,
-            1 => MessageKind::DeviceAction,
-            2 => MessageKind::StateUpdate,
-            3 => MessageKind::NetworkState,
-            4 => MessageKind::P2pTrade,
-            5 => MessageKind::Info,
-            c if c >= CUSTOM_BASE => MessageKind::Custom(c - CUSTOM_BASE),
-            _ => return None,
-        })
+    /// The one-byte code written in traces.
+    pub const fn code(self) -> u8 {
+        self.0
     }
-}
 
-impl fmt::Display for MessageKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MessageKind::Action => f.write_str("action"),
-            MessageKind::DeviceAction => f.write_str("device_action"),
-            MessageKind::StateUpdate => f.write_str("state_update"),
-            MessageKind::NetworkState => f.write_str("network_state"),
-            MessageKind::P2pTrade => f.write_str("p2p_trade"),
-            MessageKind::Info => f.write_str("info"),
-            MessageKind::Custom(n) => write!(f, "custom:{n}"),
+    /// The name of a code that no table names: `custom:N` for user kinds,
+    /// `kind:N` otherwise.
+    pub fn fallback_name(code: u8) -> String {
+        if code >= CUSTOM_BASE {
+            format!("custom:{}", code - CUSTOM_BASE)
+        } else {
+            format!("kind:{code}")
         }
     }
 }
 
-impl FromStr for MessageKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "action" => MessageKind::Action,
-            "device_action" => MessageKind::DeviceAction,
-            "state_update" => MessageKind::StateUpdate,
-            "network_state" => MessageKind::NetworkState,
-            "p2p_trade" => MessageKind::P2pTrade,
-            "info" => MessageKind::Info,
-            other => match other.strip_prefix("custom:").map(str::parse::<u8>) {
-                Some(Ok(n)) if n < 192 => MessageKind::Custom(n),
-                _ => {
-                    return Err(format!(
-                        "unknown message kind {other:?}; expected action, device_action, \
-                         state_update, network_state, p2p_trade, info or custom:N (N < 192)"
-                    ));
-                }
-            },
-        })
+/// Names of message kinds: `info` and `custom:N` always, plus the names a
+/// protocol registers ([`KindNames::with`]). Parsing and printing go through
+/// the table, so a name round-trips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KindNames {
+    names: Vec<(u8, String)>,
+}
+
+impl Default for KindNames {
+    fn default() -> Self {
+        KindNames {
+            names: vec![(MessageKind::INFO.0, "info".into())],
+        }
     }
 }
 
-impl Serialize for MessageKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+impl KindNames {
+    /// The engine's own names: `info` (and `custom:N`, which need no entry).
+    pub fn new() -> KindNames {
+        KindNames::default()
+    }
+
+    /// Adds (or renames) a kind.
+    pub fn with(mut self, kind: MessageKind, name: &str) -> KindNames {
+        match self.names.iter_mut().find(|(c, _)| *c == kind.0) {
+            Some(entry) => entry.1 = name.to_string(),
+            None => self.names.push((kind.0, name.to_string())),
+        }
+        self
+    }
+
+    /// The name of `kind`.
+    pub fn name(&self, kind: MessageKind) -> String {
+        self.names
+            .iter()
+            .find(|(c, _)| *c == kind.0)
+            .map_or_else(|| MessageKind::fallback_name(kind.0), |(_, n)| n.clone())
+    }
+
+    /// The kind called `name`: a registered name or `custom:N` (N < 192).
+    pub fn parse(&self, name: &str) -> Result<MessageKind, String> {
+        if let Some((c, _)) = self.names.iter().find(|(_, n)| n == name) {
+            return Ok(MessageKind(*c));
+        }
+        if let Some(Ok(n)) = name.strip_prefix("custom:").map(str::parse::<u8>)
+            && let Some(k) = MessageKind::custom(n)
+        {
+            return Ok(k);
+        }
+        let known: Vec<&str> = self.names.iter().map(|(_, n)| n.as_str()).collect();
+        Err(format!(
+            "unknown message kind {name:?}; expected {} or custom:N (N < 192)",
+            known.join(", ")
+        ))
+    }
+
+    /// The table as (code, name) pairs, in registration order (the trace
+    /// footer's form).
+    pub fn table(&self) -> &[(u8, String)] {
+        &self.names
     }
 }
 
-impl<'de> Deserialize<'de> for MessageKind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
+/// The name prefix of environment `env`: `env0`, `env1`, ... Channel names
+/// start with it (`{env}/...`) so that environments never share a channel.
+pub fn env_prefix(env: u32) -> String {
+    format!("env{env}")
 }
 
 /// How many floats a payload holds inline, without a heap allocation.
@@ -248,62 +261,27 @@ pub struct Message {
     pub payload: Payload,
 }
 
-/// The standard channel names of a grid environment. One helper builds them
-/// all so every agent agrees on the spelling.
-pub mod channels {
-    /// The name prefix of environment `env`: `env0`, `env1`, ...
-    pub fn env_prefix(env: u32) -> String {
-        format!("env{env}")
-    }
-    /// `{env}/actions`: the environment's broadcast actions.
-    pub fn actions(env: &str) -> String {
-        format!("{env}/actions")
-    }
-    /// `{env}/state_updates`: device state reports.
-    pub fn state_updates(env: &str) -> String {
-        format!("{env}/state_updates")
-    }
-    /// `{env}/network_state`: power-flow results.
-    pub fn network_state(env: &str) -> String {
-        format!("{env}/network_state")
-    }
-    /// `{env}/agent/{id}/device_actions`: a grid agent's setpoints for its devices.
-    pub fn device_actions(env: &str, agent: &str) -> String {
-        format!("{env}/agent/{agent}/device_actions")
-    }
-    /// `{env}/p2p_trades`: peer-to-peer trades between grid agents.
-    pub fn p2p_trades(env: &str) -> String {
-        format!("{env}/p2p_trades")
-    }
-    /// `{env}/pair/{from}/{to}`: a private channel for one directed agent pair.
-    pub fn pair(env: &str, from: &str, to: &str) -> String {
-        format!("{env}/pair/{from}/{to}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn kind_codes_and_names_round_trip() {
-        let kinds = [
-            MessageKind::Action,
-            MessageKind::DeviceAction,
-            MessageKind::StateUpdate,
-            MessageKind::NetworkState,
-            MessageKind::P2pTrade,
-            MessageKind::Info,
-            MessageKind::Custom(0),
-            MessageKind::Custom(191),
-        ];
-        for k in kinds {
-            assert_eq!(MessageKind::from_code(k.code()), Some(k));
-            assert_eq!(k.to_string().parse::<MessageKind>(), Ok(k));
+    fn kind_names_round_trip_through_the_table() {
+        let names = KindNames::new().with(MessageKind::from_code(2), "state_update");
+        for k in [
+            MessageKind::INFO,
+            MessageKind::from_code(2),
+            MessageKind::custom(0).unwrap(),
+            MessageKind::custom(191).unwrap(),
+        ] {
+            assert_eq!(names.parse(&names.name(k)), Ok(k));
         }
-        assert!("custom:192".parse::<MessageKind>().is_err());
-        assert!("bogus".parse::<MessageKind>().is_err());
-        assert_eq!(MessageKind::from_code(17), None);
+        assert_eq!(MessageKind::custom(192), None);
+        assert!(names.parse("custom:192").is_err());
+        let err = names.parse("bogus").unwrap_err();
+        assert!(err.contains("info, state_update"), "{err}");
+        assert_eq!(names.name(MessageKind::from_code(17)), "kind:17");
+        assert_eq!(names.table().len(), 2);
     }
 
     #[test]
@@ -321,19 +299,5 @@ mod tests {
         };
         assert!(Arc::ptr_eq(a, b), "clone must share, not copy");
         assert_eq!(Payload::from("hi").as_text(), Some("hi"));
-    }
-
-    #[test]
-    fn channel_names_follow_the_convention() {
-        let env = channels::env_prefix(3);
-        assert_eq!(channels::actions(&env), "env3/actions");
-        assert_eq!(channels::state_updates(&env), "env3/state_updates");
-        assert_eq!(channels::network_state(&env), "env3/network_state");
-        assert_eq!(
-            channels::device_actions(&env, "mg1"),
-            "env3/agent/mg1/device_actions"
-        );
-        assert_eq!(channels::p2p_trades(&env), "env3/p2p_trades");
-        assert_eq!(channels::pair(&env, "a", "b"), "env3/pair/a/b");
     }
 }

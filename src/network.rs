@@ -1,25 +1,24 @@
-//! The simulated network: link models (latency, loss, ordering) and the
-//! topology that connects agents to the broker.
+//! The simulated network: link models (latency, loss, ordering), the
+//! `[network]` table that sets them, and the links themselves.
 //!
-//! Models are plain data that round-trip through serde (the scenario format)
-//! and compile into samplers once, at build time. Every link owns two RNG
-//! streams, `link/{from}->{to}/latency` and `link/{from}->{to}/loss`, so
-//! changing one link's parameters never changes another link's draws.
+//! Models are plain data that round-trip through serde (the scenario format
+//! reads them directly: `[network.default]` is a [`LinkModel`], each
+//! `[[network.link]]` a [`LinkSpec`]) and compile into samplers once, at
+//! build time. Every link owns two RNG streams, `link/{from}->{to}/latency`
+//! and `link/{from}->{to}/loss`, so changing one link's parameters never
+//! changes another link's draws.
 //!
-//! The topology is a `petgraph` directed graph whose nodes are the broker and
-//! the agents and whose edges are links. Today every agent has one uplink to
-//! the broker and one downlink from it (a star); routes are looked up once and
-//! cached per agent so the hot path does no graph search.
-
-use std::fmt;
-use std::str::FromStr;
+//! The topology today is a star: every agent has one uplink to the broker
+//! and one downlink from it, looked up by agent index on the hot path.
+//! (A real topology, on `petgraph`, is the subject of the network-realism
+//! work; nothing here pretends to one yet.)
 
 use crate::tagged::tagged_enum;
-use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
 
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
+use crate::validate::{BROKER, Validator};
 
 tagged_enum! {
     tag = "dist";
@@ -78,21 +77,23 @@ impl Default for Latency {
 }
 
 impl Latency {
-    /// Checks parameters; on error returns the offending key and why.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the parameters (keys relative to the latency table).
+    pub fn validate(&self, v: &mut Validator) {
         match *self {
-            Latency::Uniform { min, max } if min > max => Err((
-                "max",
-                format!("uniform latency needs min <= max (min {min}, max {max})"),
-            )),
-            Latency::Lognormal { median, .. } if median.0 == 0 => {
-                Err(("median", "lognormal latency needs a median > 0".into()))
+            Latency::Uniform { min, max } => {
+                v.check(min <= max, "max", || {
+                    format!("uniform latency needs min <= max (min {min}, max {max})")
+                });
             }
-            Latency::Lognormal { sigma, .. } if !(sigma.is_finite() && sigma >= 0.0) => Err((
-                "sigma",
-                format!("lognormal sigma must be a finite number >= 0, got {sigma}"),
-            )),
-            _ => Ok(()),
+            Latency::Lognormal { median, sigma } => {
+                v.check(median.0 > 0, "median", || {
+                    "lognormal latency needs a median > 0".into()
+                });
+                v.check(sigma.is_finite() && sigma >= 0.0, "sigma", || {
+                    format!("lognormal sigma must be a finite number >= 0, got {sigma}")
+                });
+            }
+            _ => {}
         }
     }
 
@@ -170,28 +171,6 @@ pub enum Ordering {
     Unordered,
 }
 
-impl fmt::Display for Ordering {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Ordering::Fifo => "fifo",
-            Ordering::Unordered => "unordered",
-        })
-    }
-}
-
-impl FromStr for Ordering {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fifo" => Ok(Ordering::Fifo),
-            "unordered" => Ok(Ordering::Unordered),
-            _ => Err(format!(
-                "unknown ordering {s:?}; expected fifo or unordered"
-            )),
-        }
-    }
-}
-
 /// Everything that describes one directed link's behaviour.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -209,42 +188,147 @@ pub struct LinkModel {
 }
 
 impl LinkModel {
-    /// Checks parameters; on error returns the offending key and why.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(0.0..=1.0).contains(&self.loss) {
-            return Err((
-                "loss",
-                format!("loss is a probability in [0, 1], got {}", self.loss),
-            ));
-        }
-        self.latency.validate()
+    /// Checks the parameters (keys relative to the model's table).
+    pub fn validate(&self, v: &mut Validator) {
+        v.check((0.0..=1.0).contains(&self.loss), "loss", || {
+            format!("loss is a probability in [0, 1], got {}", self.loss)
+        });
+        v.at("latency", |v| self.latency.validate(v));
     }
 
-    /// This model with the fields set in `o` replaced.
-    pub fn with_override(&self, o: &LinkOverride) -> LinkModel {
+    /// This model with the fields that `spec` sets replaced.
+    pub fn with(&self, spec: &LinkSpec) -> LinkModel {
         LinkModel {
-            latency: o.latency.clone().unwrap_or_else(|| self.latency.clone()),
-            loss: o.loss.unwrap_or(self.loss),
-            ordering: o.ordering.unwrap_or(self.ordering),
+            latency: spec.latency.clone().unwrap_or_else(|| self.latency.clone()),
+            loss: spec.loss.unwrap_or(self.loss),
+            ordering: spec.ordering.unwrap_or(self.ordering),
         }
     }
 }
 
-/// Changes to the default model for one link; unset fields keep the default.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// One `[[network.link]]`: the link from `from` to `to` (one end is
+/// `"broker"`, the other an agent) differs from the default model in the
+/// fields it sets; with `both = true` the reverse link does too. Several
+/// specs for one link apply in order, each on top of the last.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LinkOverride {
+pub struct LinkSpec {
+    /// Start of the link: an agent name or `"broker"`.
+    pub from: String,
+    /// End of the link: an agent name or `"broker"`.
+    pub to: String,
+    /// Apply to the reverse direction as well. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub both: bool,
     /// Replaces the default latency.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
     /// Replaces the default loss probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
     /// Replaces the default ordering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering: Option<Ordering>,
+}
+
+impl LinkSpec {
+    /// The link `from -> to`, changing nothing yet.
+    pub fn new(from: &str, to: &str) -> LinkSpec {
+        LinkSpec {
+            from: from.to_string(),
+            to: to.to_string(),
+            both: false,
+            latency: None,
+            loss: None,
+            ordering: None,
+        }
+    }
+
+    /// Applies to the reverse link too.
+    pub fn both(mut self) -> LinkSpec {
+        self.both = true;
+        self
+    }
+
+    /// Sets the latency.
+    pub fn latency(mut self, latency: Latency) -> LinkSpec {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// Sets the loss probability.
+    pub fn loss(mut self, loss: f64) -> LinkSpec {
+        self.loss = Some(loss);
+        self
+    }
+
+    /// Sets the ordering.
+    pub fn ordering(mut self, ordering: Ordering) -> LinkSpec {
+        self.ordering = Some(ordering);
+        self
+    }
+
+    /// The directed links it applies to.
+    fn directions(&self) -> impl Iterator<Item = (&str, &str)> {
+        let fwd = (self.from.as_str(), self.to.as_str());
+        let rev = self.both.then_some((self.to.as_str(), self.from.as_str()));
+        std::iter::once(fwd).chain(rev)
+    }
+}
+
+/// The `[network]` table: the default model and the per-link changes.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Model of every link that no [`LinkSpec`] changes.
+    #[serde(default)]
+    pub default: LinkModel,
+    /// Per-link changes, applied in order (`[[network.link]]`).
+    #[serde(default, rename = "link", skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
+}
+
+impl NetworkSpec {
+    /// Checks the default model and every link spec (keys relative to the
+    /// `[network]` table); `is_agent` says which names are agents.
+    pub fn validate(&self, v: &mut Validator, is_agent: &dyn Fn(&str) -> bool) {
+        v.at("default", |v| self.default.validate(v));
+        v.at("link", |v| {
+            for (i, link) in self.links.iter().enumerate() {
+                v.index(i, |v| {
+                    for (key, end) in [("from", &link.from), ("to", &link.to)] {
+                        v.check(end == BROKER || is_agent(end), key, || {
+                            format!("{end:?} is neither \"broker\" nor an agent of this simulation")
+                        });
+                    }
+                    v.check((link.from == BROKER) != (link.to == BROKER), "to", || {
+                        "one end of a link must be \"broker\" and the other an agent".into()
+                    });
+                    // Errors name the keys of this table, where the change was written.
+                    self.default.with(link).validate(v);
+                });
+            }
+        });
+    }
+
+    /// The model of every link that some spec changes, by `(from, to)`:
+    /// the default with each matching spec applied in order.
+    fn changed(&self) -> std::collections::BTreeMap<(&str, &str), LinkModel> {
+        let mut models = std::collections::BTreeMap::new();
+        for spec in &self.links {
+            for key in spec.directions() {
+                let base: &LinkModel = models.get(&key).unwrap_or(&self.default);
+                let model = base.with(spec);
+                models.insert(key, model);
+            }
+        }
+        models
+    }
 }
 
 /// What happened to one message on one link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transit {
+pub(crate) enum Transit {
     /// It will arrive at this time.
     Arrive(SimTime),
     /// It was lost on the link.
@@ -253,7 +337,7 @@ pub enum Transit {
 
 /// One directed link with its own state and random streams.
 #[derive(Clone, Debug)]
-pub struct Link {
+pub(crate) struct Link {
     model: LinkModel,
     sampler: LatencySampler,
     latency_rng: RngStream,
@@ -264,7 +348,7 @@ pub struct Link {
 
 impl Link {
     /// A link named `name` (e.g. `mg1->broker`) with its own RNG streams.
-    pub fn new(model: LinkModel, seed: u64, env: u64, name: &str) -> Link {
+    pub(crate) fn new(model: LinkModel, seed: u64, env: u64, name: &str) -> Link {
         Link {
             sampler: model.latency.compile(),
             latency_rng: RngStream::new(seed, env, &format!("link/{name}/latency")),
@@ -274,15 +358,10 @@ impl Link {
         }
     }
 
-    /// The link's model.
-    pub fn model(&self) -> &LinkModel {
-        &self.model
-    }
-
     /// Sends one message at `now`: decides loss, then draws the delay.
     /// A loss probability of 0 draws nothing.
     #[inline]
-    pub fn transmit(&mut self, now: SimTime) -> Transit {
+    pub(crate) fn transmit(&mut self, now: SimTime) -> Transit {
         if self.model.loss > 0.0 && self.loss_rng.bernoulli(self.model.loss) {
             return Transit::Lost;
         }
@@ -298,80 +377,39 @@ impl Link {
     }
 }
 
-/// A node of the topology.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Node {
-    /// The message broker.
-    Broker,
-    /// An agent, by its index.
-    Agent(u32),
-}
-
-/// The network: a petgraph topology of the broker and agents, the links on
-/// its edges, and each agent's cached up- and downlink.
+/// The network: one uplink (agent to broker) and one downlink (broker to
+/// agent) per agent, by agent index.
 #[derive(Clone, Debug)]
-pub struct Network {
-    graph: DiGraph<Node, u32>,
-    links: Vec<Link>,
-    uplink: Vec<u32>,
-    downlink: Vec<u32>,
+pub(crate) struct Network {
+    uplink: Vec<Link>,
+    downlink: Vec<Link>,
 }
 
 impl Network {
     /// A star: the broker in the middle, one uplink and one downlink per
-    /// agent. `model_for(from, to)` gives each link's model by the names of
-    /// its ends (`"broker"` for the broker).
-    pub fn star(
-        agent_names: &[String],
-        seed: u64,
-        env: u64,
-        mut model_for: impl FnMut(&str, &str) -> LinkModel,
-    ) -> Network {
-        let mut graph = DiGraph::new();
-        let broker = graph.add_node(Node::Broker);
-        let mut links = Vec::with_capacity(agent_names.len() * 2);
-        let mut uplink = Vec::with_capacity(agent_names.len());
-        let mut downlink = Vec::with_capacity(agent_names.len());
-        for (i, name) in agent_names.iter().enumerate() {
-            let node = graph.add_node(Node::Agent(i as u32));
-            for (from, to, a, b, table) in [
-                (node, broker, name.as_str(), "broker", &mut uplink),
-                (broker, node, "broker", name.as_str(), &mut downlink),
-            ] {
-                let idx = links.len() as u32;
-                links.push(Link::new(model_for(a, b), seed, env, &format!("{a}->{b}")));
-                graph.add_edge(from, to, idx);
-                table.push(idx);
-            }
-        }
+    /// agent, each with its model from `spec`.
+    pub(crate) fn star(agent_names: &[String], seed: u64, env: u64, spec: &NetworkSpec) -> Network {
+        let changed = spec.changed();
+        let link = |a: &str, b: &str| {
+            let model = changed.get(&(a, b)).unwrap_or(&spec.default).clone();
+            Link::new(model, seed, env, &format!("{a}->{b}"))
+        };
         Network {
-            graph,
-            links,
-            uplink,
-            downlink,
+            uplink: agent_names.iter().map(|n| link(n, BROKER)).collect(),
+            downlink: agent_names.iter().map(|n| link(BROKER, n)).collect(),
         }
-    }
-
-    /// The topology graph (nodes: broker and agents; edge weights: link indices).
-    pub fn graph(&self) -> &DiGraph<Node, u32> {
-        &self.graph
-    }
-
-    /// The broker's node in [`Network::graph`].
-    pub fn broker_node(&self) -> NodeIndex {
-        NodeIndex::new(0)
     }
 
     /// Sends on agent `agent`'s uplink to the broker.
     #[inline]
-    pub fn send_up(&mut self, agent: u32, now: SimTime) -> Transit {
-        self.links[self.uplink[agent as usize] as usize].transmit(now)
+    pub(crate) fn send_up(&mut self, agent: u32, now: SimTime) -> Transit {
+        self.uplink[agent as usize].transmit(now)
     }
 
     /// Sends on the broker's downlink to agent `agent`.
     #[inline]
-    pub fn send_down(&mut self, agent: u32, now: SimTime) -> Transit {
-        self.links[self.downlink[agent as usize] as usize].transmit(now)
+    pub(crate) fn send_down(&mut self, agent: u32, now: SimTime) -> Transit {
+        self.downlink[agent as usize].transmit(now)
     }
 }
 
@@ -445,31 +483,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn validation_names_the_key() {
-        let bad = LinkModel {
-            loss: 1.5,
-            ..LinkModel::default()
-        };
-        assert_eq!(bad.validate().unwrap_err().0, "loss");
-        let bad = Latency::Uniform {
-            min: SimDuration(5),
-            max: SimDuration(1),
-        };
-        assert_eq!(bad.validate().unwrap_err().0, "max");
-        let bad = Latency::Lognormal {
-            median: SimDuration(5),
-            sigma: -1.0,
-        };
-        assert_eq!(bad.validate().unwrap_err().0, "sigma");
+    fn issue_paths(f: impl FnOnce(&mut Validator)) -> Vec<String> {
+        let mut v = Validator::new();
+        f(&mut v);
+        v.issues().iter().map(|i| i.path.to_string()).collect()
     }
 
     #[test]
-    fn star_topology_has_two_links_per_agent() {
+    fn validation_names_every_key() {
+        let bad = LinkModel {
+            loss: 1.5,
+            latency: Latency::Uniform {
+                min: SimDuration(5),
+                max: SimDuration(1),
+            },
+            ..LinkModel::default()
+        };
+        assert_eq!(issue_paths(|v| bad.validate(v)), ["loss", "latency.max"]);
+        let bad = Latency::Lognormal {
+            median: SimDuration(0),
+            sigma: -1.0,
+        };
+        assert_eq!(issue_paths(|v| bad.validate(v)), ["median", "sigma"]);
+    }
+
+    #[test]
+    fn link_specs_name_agents_and_apply_in_order() {
+        let spec = NetworkSpec {
+            default: LinkModel::default(),
+            links: vec![
+                LinkSpec::new("a", "broker").both().loss(0.1),
+                LinkSpec::new("broker", "a").loss(0.2),
+                LinkSpec::new("ghost", "broker"),
+                LinkSpec::new("a", "b"),
+                LinkSpec::new("a", "broker").loss(2.0),
+            ],
+        };
+        let is_agent = |n: &str| n == "a" || n == "b";
+        assert_eq!(
+            issue_paths(|v| spec.validate(v, &is_agent)),
+            ["link[2].from", "link[3].to", "link[4].loss"]
+        );
+        let changed = spec.changed();
+        assert_eq!(changed[&("broker", "a")].loss, 0.2);
+        assert_eq!(changed[&("a", "broker")].loss, 2.0);
+        assert!(!changed.contains_key(&("b", "broker")));
+    }
+
+    #[test]
+    fn star_topology_has_an_uplink_and_a_downlink_per_agent() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let net = Network::star(&names, 1, 0, |_, _| LinkModel::default());
-        assert_eq!(net.graph().node_count(), 3);
-        assert_eq!(net.graph().edge_count(), 4);
-        assert_eq!(net.graph()[net.broker_node()], Node::Broker);
+        let net = Network::star(&names, 1, 0, &NetworkSpec::default());
+        assert_eq!((net.uplink.len(), net.downlink.len()), (2, 2));
     }
 }

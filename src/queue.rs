@@ -337,16 +337,19 @@ impl<E: Copy> EventQueue<E> {
     }
 
     /// Number of pending events.
+    #[allow(dead_code)] // tests and benches
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True when nothing is pending.
+    #[allow(dead_code)] // tests and benches
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// How many events were ever pushed (the next sequence number).
+    #[allow(dead_code)] // tests and benches
     pub fn pushed(&self) -> u64 {
         self.next_seq
     }

@@ -2,28 +2,40 @@
 //!
 //! Every error names the file, the line and column, and the key, e.g.
 //! `scenarios/x.toml:14:1: network.link[0].loss: loss is a probability in
-//! [0, 1], got 1.5`. Unknown keys are rejected. Syntax and type errors come
-//! from the TOML parser with their position; semantic checks (ranges,
-//! references between sections) are located by looking their key path up in
-//! a spanned parse of the same text.
+//! [0, 1], got 1.5`, and every semantic problem in a file is reported, not
+//! just the first. Unknown keys are rejected. The spec deserializes straight
+//! into the engine's own types (`[limits]` is [`Limits`], `[broker]` is
+//! [`BrokerConfig`], `[network]` is [`NetworkSpec`], `[grid]` is
+//! [`GridSpec`]), and is checked by the same validation layer as
+//! [`SimBuilder`]; `error.rs` turns key paths into lines and columns.
+//!
+//! A [`Scenario`] exists only validated: its spec is private, so the only
+//! way to a simulation is through [`Scenario::parse`] (or
+//! [`Scenario::from_file`], [`Scenario::from_spec`]).
 //!
 //! See the README for the format, with examples.
 
-use std::fmt;
+mod error;
+
+pub use error::{Located, ScenarioError};
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use crate::tagged::tagged_enum;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::builtin::{Periodic, Sink};
 use crate::broker::{BrokerConfig, Delivery};
-use crate::grid::{GridSpec, MicrogridSpec};
-use crate::message::{MessageKind, channels};
+use crate::grid::{GridPlan, GridSpec, MicrogridSpec, protocol};
+use crate::message::{KindNames, env_prefix};
 use crate::metrics::Summary;
-use crate::network::{Latency, LinkModel, LinkOverride, Ordering};
-use crate::sim::{BuildError, Limits, SimBuilder, SimError, Simulation};
+use crate::network::NetworkSpec;
+use crate::sim::{Limits, SimBuilder, SimError, Simulation};
+use crate::tagged::tagged_enum;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::Header;
+use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
 /// The `[simulation]` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,70 +48,14 @@ pub struct SimulationSpec {
     pub seed: u64,
     /// Virtual time to simulate.
     pub duration: SimDuration,
-    /// Grid step period. Default 1 s.
-    #[serde(default = "default_step")]
-    pub step: SimDuration,
-    /// Offset within each step at which the environment runs the power flow
-    /// on the values it holds; state updates arriving later are late.
-    /// Default: the end of the step.
-    #[serde(default)]
-    pub deadline: Option<SimDuration>,
-    /// Hour of day at time 0, for PV and load profiles. Default 0.
-    #[serde(default)]
-    pub start_hour: f64,
-}
-
-fn default_step() -> SimDuration {
-    SimDuration::from_secs(1)
 }
 
 impl SimulationSpec {
-    /// The deadline offset within a step.
-    pub fn deadline(&self) -> SimDuration {
-        self.deadline.unwrap_or(self.step)
-    }
-}
-
-/// The `[network]` table.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetworkSpec {
-    /// Model of every link without an override.
-    #[serde(default)]
-    pub default: LinkModel,
-    /// Per-link overrides (`[[network.link]]`).
-    #[serde(default, rename = "link")]
-    pub links: Vec<LinkSpec>,
-}
-
-/// One `[[network.link]]`: an override of the default model for the link
-/// from `from` to `to` (one of them `"broker"`). With `both = true` the
-/// override applies to the reverse link too.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkSpec {
-    /// Start of the link: an agent name or `"broker"`.
-    pub from: String,
-    /// End of the link: an agent name or `"broker"`.
-    pub to: String,
-    /// Apply to the reverse direction as well. Default false.
-    #[serde(default)]
-    pub both: bool,
-    /// Replaces the default latency.
-    pub latency: Option<Latency>,
-    /// Replaces the default loss probability.
-    pub loss: Option<f64>,
-    /// Replaces the default ordering.
-    pub ordering: Option<Ordering>,
-}
-
-impl LinkSpec {
-    fn to_override(&self) -> LinkOverride {
-        LinkOverride {
-            latency: self.latency.clone(),
-            loss: self.loss,
-            ordering: self.ordering,
-        }
+    fn validate(&self, v: &mut Validator) {
+        v.check(!self.name.trim().is_empty(), "name", || {
+            "name must not be empty".into()
+        });
+        v.at_least_one("duration", self.duration.as_nanos());
     }
 }
 
@@ -120,9 +76,11 @@ tagged_enum! {
             /// Time of the first message. Default 0.
             #[serde(default)]
             start: SimDuration,
-            /// Message kind. Default `info`.
+            /// Message kind: `info` (the default), a grid kind
+            /// (`action`, `device_action`, `state_update`, `network_state`)
+            /// or `custom:N`.
             #[serde(default = "default_kind")]
-            kind: MessageKind,
+            kind: String,
             /// Stop after this many messages. Default: never.
             #[serde(default)]
             count: Option<u64>,
@@ -147,8 +105,8 @@ tagged_enum! {
     }
 }
 
-fn default_kind() -> MessageKind {
-    MessageKind::Info
+fn default_kind() -> String {
+    "info".into()
 }
 
 fn default_delivery() -> Delivery {
@@ -162,9 +120,52 @@ impl AgentSpec {
             AgentSpec::Periodic { name, .. } | AgentSpec::Sink { name, .. } => name,
         }
     }
+
+    /// Checks the table (keys relative to it); `is_agent` tells which names
+    /// exist, for `to`.
+    fn validate(&self, v: &mut Validator, kinds: &KindNames, is_agent: &dyn Fn(&str) -> bool) {
+        if let Err(m) = check_agent_name(self.name()) {
+            v.fail("name", m);
+        }
+        match self {
+            AgentSpec::Periodic {
+                period,
+                to,
+                channel,
+                kind,
+                ..
+            } => {
+                v.at_least_one("period", period.as_nanos());
+                v.check(!channel.is_empty(), "channel", || {
+                    "channel must not be empty".into()
+                });
+                if let Err(m) = kinds.parse(kind) {
+                    v.fail("kind", m);
+                }
+                if let Some(to) = to {
+                    v.check(is_agent(to), "to", || format!("no agent is called {to:?}"));
+                }
+            }
+            AgentSpec::Sink { channels, .. } => {
+                v.check(!channels.is_empty(), "channels", || {
+                    "list at least one channel".into()
+                });
+                for (i, c) in channels.iter().enumerate() {
+                    v.at("channels", |v| {
+                        v.index(i, |v| {
+                            v.check(!c.is_empty(), "", || {
+                                "a channel name must not be empty".into()
+                            })
+                        })
+                    });
+                }
+            }
+        }
+    }
 }
 
-/// A whole scenario file.
+/// A whole scenario file: plain data that round-trips through TOML. Turn it
+/// into a [`Scenario`] with [`Scenario::from_spec`], which validates it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSpec {
@@ -183,41 +184,42 @@ pub struct ScenarioSpec {
     #[serde(default)]
     pub grid: GridSpec,
     /// `[[microgrid]]`: grid agents and their devices.
-    #[serde(default, rename = "microgrid")]
+    #[serde(default, rename = "microgrid", skip_serializing_if = "Vec::is_empty")]
     pub microgrids: Vec<MicrogridSpec>,
     /// `[[agent]]`: general-purpose agents.
-    #[serde(default, rename = "agent")]
+    #[serde(default, rename = "agent", skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentSpec>,
 }
 
-/// A scenario that could not be loaded. Displays as
-/// `file:line:column: key: message`.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ScenarioError {
-    /// The file could not be read.
-    #[error("{file}: cannot read scenario: {message}")]
-    Io {
-        /// The file.
-        file: String,
-        /// The OS error.
-        message: String,
-    },
-    /// The file is not valid TOML, has an unknown key or a value of the
-    /// wrong type or range, or refers to something that does not exist.
-    #[error("{file}:{line}:{column}: {key}: {message}")]
-    Invalid {
-        /// The file.
-        file: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column (characters).
-        column: usize,
-        /// The key path, e.g. `network.link[0].loss` (`.` for the file).
-        key: String,
-        /// What is wrong.
-        message: String,
-    },
+impl ScenarioSpec {
+    /// Checks everything (loading CSV profiles from `base_dir`), reporting
+    /// every problem at its key.
+    fn validate(&mut self, base_dir: &Path, kinds: &KindNames) -> Result<(), Invalid> {
+        let mut v = Validator::new();
+        v.at("simulation", |v| self.simulation.validate(v));
+        v.at("limits", |v| self.limits.validate(v));
+        v.at("broker", |v| self.broker.validate(v));
+        v.at("grid", |v| self.grid.validate(v));
+        crate::grid::validate_microgrids(&mut self.microgrids, base_dir, &mut v);
+
+        // Names: one rule (checked where each name is written), unique
+        // across grid and general agents.
+        let mut names = crate::grid::agent_names(&self.microgrids);
+        for (i, a) in self.agents.iter().enumerate() {
+            let at = KeyPath::root().key("agent").index(i).key("name");
+            names.push((a.name().to_string(), at));
+        }
+        check_unique(&mut v, names.iter().map(|(n, at)| (n.as_str(), at.clone())));
+        let known: BTreeSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        let is_agent = |n: &str| known.contains(n);
+        v.at("agent", |v| {
+            for (i, a) in self.agents.iter().enumerate() {
+                v.index(i, |v| a.validate(v, kinds, &is_agent));
+            }
+        });
+        v.at("network", |v| self.network.validate(v, &is_agent));
+        v.finish()
+    }
 }
 
 /// Why a scenario run failed after loading.
@@ -227,125 +229,26 @@ pub enum RunError {
     /// The simulation could not be built (should not happen for a validated
     /// scenario; reported rather than panicking).
     #[error("cannot build simulation: {0}")]
-    Build(#[from] BuildError),
+    Build(#[from] Invalid),
     /// The run stopped with an error (a limit, or trace output).
     #[error(transparent)]
     Sim(#[from] SimError),
 }
 
-/// A segment of a key path.
-#[derive(Clone, Debug, PartialEq)]
-enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-struct KeyPath(Vec<Seg>);
-
-impl KeyPath {
-    fn key(&self, k: &str) -> KeyPath {
-        let mut p = self.clone();
-        for part in k.split('.') {
-            p.0.push(Seg::Key(part.to_string()));
-        }
-        p
-    }
-    fn index(&self, i: usize) -> KeyPath {
-        let mut p = self.clone();
-        p.0.push(Seg::Index(i));
-        p
-    }
-    fn root(k: &str) -> KeyPath {
-        KeyPath::default().key(k)
-    }
-}
-
-impl fmt::Display for KeyPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str(".");
-        }
-        for (i, s) in self.0.iter().enumerate() {
-            match s {
-                Seg::Key(k) if i == 0 => f.write_str(k)?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
-
-/// 1-based line and column of byte offset `at`.
-fn line_col(text: &str, at: usize) -> (usize, usize) {
-    let at = at.min(text.len());
-    let before = &text[..text.floor_char_boundary(at)];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
-/// The byte span of `path` in the document: the key of the last table
-/// entry found (or the array element), as deep as the path resolves.
-fn span_of(text: &str, path: &KeyPath) -> Option<std::ops::Range<usize>> {
-    use toml::de::{DeTable, DeValue};
-    let doc = DeTable::parse(text).ok()?;
-    let mut table: &DeTable<'_> = doc.get_ref();
-    let mut span = None;
-    let mut value: Option<&DeValue<'_>> = None;
-    for seg in &path.0 {
-        match seg {
-            Seg::Key(k) => {
-                let t = match value {
-                    None => table,
-                    Some(DeValue::Table(t)) => t,
-                    Some(_) => break,
-                };
-                let Some((key, v)) = t.iter().find(|(key, _)| key.get_ref().as_ref() == k) else {
-                    break;
-                };
-                span = Some(key.span());
-                value = Some(v.get_ref());
-                table = t;
-            }
-            Seg::Index(i) => {
-                let Some(DeValue::Array(a)) = value else {
-                    break;
-                };
-                let Some(item) = a.get(*i) else {
-                    break;
-                };
-                span = Some(item.span());
-                value = Some(item.get_ref());
-            }
-        }
-    }
-    span
-}
-
-impl ScenarioError {
-    fn at(file: &str, text: &str, path: &KeyPath, message: impl Into<String>) -> ScenarioError {
-        let (line, column) = span_of(text, path).map_or((1, 1), |s| line_col(text, s.start));
-        ScenarioError::Invalid {
-            file: file.to_string(),
-            line,
-            column,
-            key: path.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
 /// A loaded, validated scenario.
 #[derive(Clone, Debug)]
 pub struct Scenario {
-    /// The parsed contents.
-    pub spec: ScenarioSpec,
+    spec: ScenarioSpec,
+    grid: GridPlan,
+    kinds: KindNames,
     text: String,
     source: String,
     base_dir: PathBuf,
 }
+
+/// How many events [`Scenario::run_to_end`] processes between two calls of
+/// its hook.
+pub const HOOK_EVERY_EVENTS: u64 = 4096;
 
 impl Scenario {
     /// Reads, parses and validates a scenario file. Relative paths inside it
@@ -370,20 +273,44 @@ impl Scenario {
     /// Parses and validates scenario text; `source` names it in errors and
     /// `base_dir` resolves relative paths.
     pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Scenario, ScenarioError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| toml_error(source, text, &e, None))?;
-        let spec: ScenarioSpec = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = convert_path(e.path());
-            toml_error(source, text, e.inner(), Some(&path))
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ScenarioError::from_toml(source, text, &e, None))?;
+        let mut spec: ScenarioSpec = serde_path_to_error::deserialize(de)
+            .map_err(|e| ScenarioError::from_toml(source, text, e.inner(), Some(e.path())))?;
+        let kinds = protocol::kind_names();
+        spec.validate(base_dir, &kinds)
+            .map_err(|e| ScenarioError::from_invalid(source, text, e))?;
+        let grid = GridPlan::new(spec.grid.clone(), spec.microgrids.clone()).map_err(|e| {
+            let invalid = Invalid::one(KeyPath::root().key("grid"), e.to_string());
+            ScenarioError::from_invalid(source, text, invalid)
         })?;
-        let mut s = Scenario {
+        Ok(Scenario {
             spec,
+            grid,
+            kinds,
             text: text.to_string(),
             source: source.to_string(),
             base_dir: base_dir.to_path_buf(),
-        };
-        s.validate()
-            .map_err(|(path, msg)| ScenarioError::at(source, text, &path, msg))?;
-        Ok(s)
+        })
+    }
+
+    /// Validates a spec built in code (e.g. a parameter sweep). It is
+    /// rendered as TOML, which is what traces embed and what errors locate.
+    pub fn from_spec(
+        spec: &ScenarioSpec,
+        source: &str,
+        base_dir: &Path,
+    ) -> Result<Scenario, ScenarioError> {
+        let text = toml::to_string(spec).map_err(|e| ScenarioError::Io {
+            file: source.to_string(),
+            message: format!("cannot render the scenario as TOML: {e}"),
+        })?;
+        Scenario::parse(&text, source, base_dir)
+    }
+
+    /// The validated contents.
+    pub fn spec(&self) -> &ScenarioSpec {
+        &self.spec
     }
 
     /// The scenario's text, as read.
@@ -411,6 +338,16 @@ impl Scenario {
         self.spec.simulation.duration
     }
 
+    /// The virtual time at which a run ends.
+    pub fn end(&self) -> SimTime {
+        SimTime::ZERO + self.duration()
+    }
+
+    /// The grid part: settings, microgrids, and how many after expansion.
+    pub fn grid(&self) -> &GridPlan {
+        &self.grid
+    }
+
     /// The trace header for a run of this scenario.
     pub fn header(&self, seed: u64, env: u32) -> Header {
         Header {
@@ -425,137 +362,17 @@ impl Scenario {
 
     /// Every agent name the scenario defines, in id order.
     pub fn agent_names(&self) -> Vec<String> {
-        let mut names = crate::grid::agent_names(&self.spec.microgrids);
+        let mut names: Vec<String> = crate::grid::agent_names(&self.spec.microgrids)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         names.extend(self.spec.agents.iter().map(|a| a.name().to_string()));
         names
     }
 
-    fn validate(&mut self) -> Result<(), (KeyPath, String)> {
-        let spec = &mut self.spec;
-        let sim = &spec.simulation;
-        let p = KeyPath::root("simulation");
-        if sim.name.trim().is_empty() {
-            return Err((p.key("name"), "name must not be empty".into()));
-        }
-        if sim.duration.0 == 0 {
-            return Err((p.key("duration"), "duration must be > 0".into()));
-        }
-        if sim.step.0 == 0 {
-            return Err((p.key("step"), "step must be > 0".into()));
-        }
-        if let Some(d) = sim.deadline
-            && (d.0 == 0 || d > sim.step)
-        {
-            return Err((
-                p.key("deadline"),
-                format!("deadline must be > 0 and at most the step ({})", sim.step),
-            ));
-        }
-        if !(0.0..24.0).contains(&sim.start_hour) {
-            return Err((
-                p.key("start_hour"),
-                format!("start_hour must be in [0, 24), got {}", sim.start_hour),
-            ));
-        }
-        let l = &spec.limits;
-        let lp = KeyPath::root("limits");
-        for (key, v) in [
-            ("max_events", l.max_events),
-            ("max_sim_time", l.max_sim_time.0),
-            ("max_in_flight", l.max_in_flight),
-            ("max_trace_records", l.max_trace_records),
-        ] {
-            if v == 0 {
-                return Err((lp.key(key), format!("{key} must be > 0")));
-            }
-        }
-        spec.broker
-            .validate()
-            .map_err(|(k, m)| (KeyPath::root("broker").key(k), m))?;
-        let np = KeyPath::root("network");
-        spec.network
-            .default
-            .validate()
-            .map_err(|(k, m)| (np.key("default").key(&latency_key(k)), m))?;
-
-        // Grid agents and devices (names, parameters, profiles).
-        crate::grid::validate(spec, &self.base_dir)
-            .map_err(|(path, m)| (KeyPath::from_dotted(&path), m))?;
-
-        // Names: unique across grid and general agents.
-        let mut names = crate::grid::agent_names(&spec.microgrids);
-        for (i, a) in spec.agents.iter().enumerate() {
-            let ap = KeyPath::root("agent").index(i);
-            let name = a.name();
-            if name.is_empty() || name == "broker" || name.contains('/') {
-                return Err((
-                    ap.key("name"),
-                    format!(
-                        "agent name {name:?} is not allowed (empty, \"broker\", or containing '/')"
-                    ),
-                ));
-            }
-            if names.iter().any(|n| n == name) {
-                return Err((ap.key("name"), format!("agent name {name:?} is used twice")));
-            }
-            names.push(name.to_string());
-        }
-        for (i, a) in spec.agents.iter().enumerate() {
-            let ap = KeyPath::root("agent").index(i);
-            match a {
-                AgentSpec::Periodic {
-                    period,
-                    to,
-                    channel,
-                    ..
-                } => {
-                    if period.0 == 0 {
-                        return Err((ap.key("period"), "period must be > 0".into()));
-                    }
-                    if channel.is_empty() {
-                        return Err((ap.key("channel"), "channel must not be empty".into()));
-                    }
-                    if let Some(to) = to
-                        && !names.iter().any(|n| n == to)
-                    {
-                        return Err((ap.key("to"), format!("no agent is called {to:?}")));
-                    }
-                }
-                AgentSpec::Sink { channels, .. } => {
-                    if channels.is_empty() {
-                        return Err((ap.key("channels"), "list at least one channel".into()));
-                    }
-                }
-            }
-        }
-        for (i, link) in spec.network.links.iter().enumerate() {
-            let lp = np.key("link").index(i);
-            for (key, end) in [("from", &link.from), ("to", &link.to)] {
-                if end != "broker" && !names.iter().any(|n| n == end) {
-                    return Err((
-                        lp.key(key),
-                        format!("{end:?} is neither \"broker\" nor an agent of this scenario"),
-                    ));
-                }
-            }
-            if (link.from == "broker") == (link.to == "broker") {
-                return Err((
-                    lp.key("to"),
-                    "one end of a link must be \"broker\" and the other an agent".into(),
-                ));
-            }
-            spec.network
-                .default
-                .with_override(&link.to_override())
-                .validate()
-                .map_err(|(k, m)| (lp.key(&latency_key(k)), m))?;
-        }
-        Ok(())
-    }
-
-    /// A builder for environment `env` with `seed`: agents, links, broker
-    /// and limits set, trace left at the default (digest only). Add a trace
-    /// target and call `build`.
+    /// A builder for environment `env` with `seed`: agents, links, broker,
+    /// limits and kind names set, trace left at the default (digest only).
+    /// Add a trace target and call `build`.
     pub fn builder(&self, seed: u64, env: u32) -> SimBuilder {
         let spec = &self.spec;
         let mut b = SimBuilder::new(seed)
@@ -563,15 +380,10 @@ impl Scenario {
             .name(&spec.simulation.name)
             .limits(spec.limits.clone())
             .broker(spec.broker.clone())
-            .default_link(spec.network.default.clone());
-        for link in &spec.network.links {
-            b = b.link(&link.from, &link.to, link.to_override());
-            if link.both {
-                b = b.link(&link.to, &link.from, link.to_override());
-            }
-        }
-        b = crate::grid::add_agents(b, spec);
-        let prefix = channels::env_prefix(env);
+            .network(spec.network.clone())
+            .kind_names(self.kinds.clone());
+        b = self.grid.add_agents(b);
+        let prefix = env_prefix(env);
         for a in &spec.agents {
             b = match a {
                 AgentSpec::Periodic {
@@ -582,14 +394,18 @@ impl Scenario {
                     kind,
                     count,
                     to,
-                } => b.agent(
-                    name,
-                    Periodic::new(&channel.replace("{env}", &prefix), *period)
-                        .start(*start)
-                        .kind(*kind)
-                        .limit(*count)
-                        .to(to.clone()),
-                ),
+                } => {
+                    // Validated with the same table.
+                    let kind = self.kinds.parse(kind).unwrap_or(crate::MessageKind::INFO);
+                    b.agent(
+                        name,
+                        Periodic::new(&channel.replace("{env}", &prefix), *period)
+                            .start(*start)
+                            .kind(kind)
+                            .limit(*count)
+                            .to(to.clone()),
+                    )
+                }
                 AgentSpec::Sink {
                     name,
                     channels,
@@ -608,14 +424,37 @@ impl Scenario {
     }
 
     /// Builds environment `env` with `seed` and the default trace (digest).
-    pub fn build(&self, seed: u64, env: u32) -> Result<Simulation, BuildError> {
+    pub fn build(&self, seed: u64, env: u32) -> Result<Simulation, Invalid> {
         self.builder(seed, env).build()
     }
 
-    /// Runs a built simulation of this scenario to its duration and returns
-    /// the summary.
+    /// Runs a simulation of this scenario to its end: every event at or
+    /// before [`Scenario::end`], then the clock at the end. This is the one
+    /// way a scenario is run — by [`Scenario::run`], the CLI and replay.
+    ///
+    /// `hook` is called after every [`HOOK_EVERY_EVENTS`] events and once at
+    /// the end, with the simulation (to draw progress, or to take records
+    /// as they come); returning `Break` stops the run there. On a limit the
+    /// error is returned and the simulation can still
+    /// [`finish`](Simulation::finish) (writing a partial trace).
+    pub fn run_to_end(
+        &self,
+        sim: &mut Simulation,
+        mut hook: impl FnMut(&mut Simulation) -> ControlFlow<()>,
+    ) -> Result<(), SimError> {
+        let end = self.end();
+        loop {
+            let done = sim.advance(end, HOOK_EVERY_EVENTS)?;
+            if hook(sim).is_break() || done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs a simulation built from this scenario to its end and finishes
+    /// it (trace footer written), returning the summary.
     pub fn run_sim(&self, sim: &mut Simulation) -> Result<Summary, RunError> {
-        sim.run_until(SimTime::ZERO + self.duration())?;
+        self.run_to_end(sim, |_| ControlFlow::Continue(()))?;
         Ok(sim.finish()?)
     }
 
@@ -623,89 +462,6 @@ impl Scenario {
     pub fn run(&self, seed: u64, env: u32) -> Result<Summary, RunError> {
         let mut sim = self.build(seed, env)?;
         self.run_sim(&mut sim)
-    }
-}
-
-/// `latency` validation keys are relative to the latency table.
-fn latency_key(k: &str) -> String {
-    match k {
-        "loss" | "ordering" => k.to_string(),
-        other => format!("latency.{other}"),
-    }
-}
-
-impl KeyPath {
-    /// Parses `a.b[2].c`.
-    fn from_dotted(s: &str) -> KeyPath {
-        let mut p = KeyPath::default();
-        for part in s.split('.') {
-            let (name, rest) = part.split_once('[').unwrap_or((part, ""));
-            if !name.is_empty() {
-                p.0.push(Seg::Key(name.to_string()));
-            }
-            for idx in rest.split('[') {
-                if let Ok(i) = idx.trim_end_matches(']').parse() {
-                    p.0.push(Seg::Index(i));
-                }
-            }
-        }
-        p
-    }
-}
-
-fn convert_path(p: &serde_path_to_error::Path) -> KeyPath {
-    use serde_path_to_error::Segment;
-    KeyPath(
-        p.iter()
-            .filter_map(|s| match s {
-                Segment::Seq { index } => Some(Seg::Index(*index)),
-                Segment::Map { key } => Some(Seg::Key(key.clone())),
-                Segment::Enum { .. } | Segment::Unknown => None,
-            })
-            .collect(),
-    )
-}
-
-fn toml_error(
-    file: &str,
-    text: &str,
-    e: &toml::de::Error,
-    path: Option<&KeyPath>,
-) -> ScenarioError {
-    let mut path = path.cloned().unwrap_or_default();
-    let mut message = e.message().trim();
-    let mut keyed = false;
-    if let Some((key, msg)) = message
-        .strip_prefix(crate::tagged::KEY_PREFIX)
-        .and_then(|rest| rest.split_once("`: "))
-    {
-        // An error from inside a tagged table names its key (see `tagged`).
-        path.0.extend(KeyPath::from_dotted(key).0);
-        message = msg;
-        keyed = true;
-    } else if let Some((field, _)) = message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split_once('`'))
-    {
-        // Point at the unknown key itself, not at its table.
-        if path.0.last() != Some(&Seg::Key(field.to_string())) {
-            path = path.key(field);
-        }
-        keyed = true;
-    }
-    // A key we know is located by its own span; otherwise trust the parser.
-    let span = if keyed {
-        span_of(text, &path).or_else(|| e.span())
-    } else {
-        e.span().or_else(|| span_of(text, &path))
-    };
-    let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
-    ScenarioError::Invalid {
-        file: file.to_string(),
-        line,
-        column,
-        key: path.to_string(),
-        message: message.to_string(),
     }
 }
 
@@ -731,16 +487,13 @@ channels = ["{env}/x"]
 "#;
 
     fn err(text: &str) -> (usize, usize, String, String) {
-        match Scenario::parse(text, "t.toml", Path::new(".")).unwrap_err() {
-            ScenarioError::Invalid {
-                line,
-                column,
-                key,
-                message,
-                ..
-            } => (line, column, key, message),
-            e => panic!("{e}"),
-        }
+        let e = Scenario::parse(text, "t.toml", Path::new(".")).unwrap_err();
+        let p = e
+            .problems()
+            .first()
+            .unwrap_or_else(|| panic!("{e}"))
+            .clone();
+        (p.line, p.column, p.key, p.message)
     }
 
     #[test]
@@ -817,6 +570,7 @@ channels = ["{env}/x"]
 
     #[test]
     fn line_col_counts_characters() {
+        use super::error::line_col;
         assert_eq!(line_col("ab\ncdé\nf", 0), (1, 1));
         assert_eq!(line_col("ab\ncdé\nf", 3), (2, 1));
         assert_eq!(line_col("ab\ncdé\nf", 6), (2, 3));
@@ -824,8 +578,45 @@ channels = ["{env}/x"]
     }
 
     #[test]
-    fn dotted_paths_parse() {
-        let p = KeyPath::from_dotted("microgrid[2].device[0].profile.sunset_h");
-        assert_eq!(p.to_string(), "microgrid[2].device[0].profile.sunset_h");
+    fn every_semantic_error_is_reported_at_its_line() {
+        let text = MINIMAL
+            .replace("period = \"100ms\"", "period = \"0s\"")
+            .replace("channels = [\"{env}/x\"]", "channels = []")
+            + "\n[limits]\nmax_events = 0\n\n[[network.link]]\nfrom = \"ghost\"\nto = \"broker\"\nloss = 2.0\n";
+        let e = Scenario::parse(&text, "t.toml", Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = e.problems().iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "limits.max_events",
+                "agent[0].period",
+                "agent[1].channels",
+                "network.link[0].from",
+                "network.link[0].loss"
+            ],
+            "{e}"
+        );
+        assert_eq!(e.to_string().lines().count(), 5);
+        assert!(e.problems().iter().all(|p| p.line > 1), "{e}");
+    }
+
+    #[test]
+    fn grid_keys_in_the_old_place_say_where_they_moved() {
+        let text = MINIMAL.replace("duration = \"1s\"", "duration = \"1s\"\nstep = \"1s\"");
+        let (line, _, key, msg) = err(&text);
+        assert_eq!((line, key.as_str()), (5, "simulation.step"));
+        assert!(msg.contains("[grid]"), "{msg}");
+    }
+
+    #[test]
+    fn a_spec_round_trips_through_from_spec() {
+        let s = Scenario::parse(MINIMAL, "t.toml", Path::new(".")).unwrap();
+        let again = Scenario::from_spec(s.spec(), "gen.toml", Path::new(".")).unwrap();
+        assert_eq!(again.spec(), s.spec());
+        assert_eq!(again.run(3, 0).unwrap().digest, s.run(3, 0).unwrap().digest);
+        let mut bad = s.spec().clone();
+        bad.simulation.duration = SimDuration::ZERO;
+        let e = Scenario::from_spec(&bad, "gen.toml", Path::new(".")).unwrap_err();
+        assert_eq!(e.problems()[0].key, "simulation.duration");
     }
 }

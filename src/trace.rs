@@ -19,7 +19,6 @@
 //! truncated file or a digest that does not match.
 
 pub mod export;
-pub mod replay;
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -306,6 +305,8 @@ pub struct Footer {
     pub agents: Vec<String>,
     /// Channel names by id.
     pub channels: Vec<String>,
+    /// Names of the message kind codes (code, name).
+    pub kinds: Vec<(u8, String)>,
     /// How many records the file holds.
     pub records: u64,
     /// Digest of all records.
@@ -722,6 +723,7 @@ mod tests {
         w.finish(&Footer {
             agents: vec!["a".into()],
             channels: vec!["c".into()],
+            kinds: vec![(5, "info".into())],
             records: records.len() as u64,
             digest: d.digest(),
             stopped: None,

@@ -481,6 +481,8 @@ fn diff_same_seed_is_identical_other_seed_diverges() {
 const BASE: &str = r#"[simulation]
 name = "t"
 duration = "1s"
+
+[grid]
 step = "100ms"
 
 [network.default]
@@ -607,6 +609,10 @@ fn check_locates_unknown_keys() {
     for (text, marker) in [
         (format!("bogus = 1\n{BASE}"), "bogus"),
         (
+            edit("duration = \"1s\"\n", "duration = \"1s\"\ndurationn = 1\n"),
+            "durationn",
+        ),
+        (
             edit("step = \"100ms\"\n", "step = \"100ms\"\nstepp = 1\n"),
             "stepp",
         ),
@@ -624,12 +630,14 @@ fn check_names_unknown_keys_in_plain_tables_exactly() {
     // Once reported with the key doubled (`simulation.stepp.stepp`).
     let text = format!("bogus = 1\n{BASE}");
     assert_at(&check_fails(&text), 1, "bogus");
-    let text = edit("step = \"100ms\"\n", "step = \"100ms\"\nstepp = 1\n");
+    let text = edit("duration = \"1s\"\n", "duration = \"1s\"\ndurationn = 1\n");
     assert_at(
         &check_fails(&text),
-        line_of(&text, "stepp"),
-        "simulation.stepp",
+        line_of(&text, "durationn"),
+        "simulation.durationn",
     );
+    let text = edit("step = \"100ms\"\n", "step = \"100ms\"\nstepp = 1\n");
+    assert_at(&check_fails(&text), line_of(&text, "stepp"), "grid.stepp");
     let text = edit("id = \"mg\"\n", "id = \"mg\"\nsize = 1\n");
     assert_at(
         &check_fails(&text),
@@ -723,7 +731,7 @@ fn check_locates_out_of_range_values() {
     assert_at(
         &check_fails(&text),
         line_of(&text, "deadline"),
-        "simulation.deadline",
+        "grid.deadline",
     );
 
     // soc_init outside [soc_min, soc_max].
@@ -973,7 +981,7 @@ fn replay_finds_csv_profiles_from_any_working_directory() {
     .unwrap();
     fs::write(
         dir.path().join("csv.toml"),
-        "[simulation]\nname = \"csv\"\nduration = \"20s\"\nstart_hour = 11.0\n\
+        "[simulation]\nname = \"csv\"\nduration = \"20s\"\n[grid]\nstart_hour = 11.0\n\
          [[microgrid]]\nid = \"mg\"\n[[microgrid.device]]\ntype = \"pv\"\nid = \"pv\"\n\
          peak_mw = 1.0\nprofile = { kind = \"csv\", path = \"pv.csv\", column = \"p\" }\n",
     )

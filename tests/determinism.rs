@@ -229,7 +229,7 @@ impl Gen {
         let w = &mut t;
         writeln!(w, "[simulation]\nname = \"gen\"\nseed = {}", self.seed).unwrap();
         writeln!(w, "duration = \"{}us\"", self.duration_us()).unwrap();
-        writeln!(w, "step = \"{}us\"", self.step_us).unwrap();
+        writeln!(w, "\n[grid]\nstep = \"{}us\"", self.step_us).unwrap();
         if let Some(p) = self.deadline_permille {
             let d = (self.step_us * p / 1000).max(1);
             writeln!(w, "deadline = \"{d}us\"").unwrap();

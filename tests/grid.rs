@@ -26,6 +26,8 @@ const PERFECT: &str = r#"
 [simulation]
 name = "perfect"
 duration = "60s"
+
+[grid]
 step = "1s"
 deadline = "500ms"
 start_hour = 10.0
@@ -124,8 +126,9 @@ fn a_bad_network_makes_updates_late_and_misses_deadlines() {
 
 #[test]
 fn large_scenario_has_the_expected_message_volume() {
-    // N x (M + 2) messages per step: 1 action, 500 setpoints, 500 state
-    // updates, 1 network state; 1 200 deliveries.
+    // 2·N·M + 2 messages per step (1 action, 500 setpoints, 500 state
+    // updates, 1 network state) and 2·N·M + 2·N deliveries (100 action
+    // copies, 500 + 500, 100 network-state copies): 1 002 and 1 200.
     let s = scenario("large_100x5.toml");
     let summary = s.run(s.seed(), 0).unwrap();
     let steps = 120;
@@ -145,7 +148,7 @@ fn grid_errors_are_located() {
     let bad = PERFECT.replace("count = 2", "count = 0");
     let e = parse(&bad).unwrap_err().to_string();
     assert!(
-        e.contains("grid.toml:14:") && e.contains("microgrid[0].count"),
+        e.contains("grid.toml:16:") && e.contains("microgrid[0].count"),
         "{e}"
     );
     let bad = PERFECT.replace("id = \"pv\"", "id = \"bat\"");

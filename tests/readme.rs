@@ -38,6 +38,6 @@ fn the_readme_scenario_snippets_load_together() {
     let names = s.agent_names();
     assert!(names.contains(&"mg100.load".to_string()));
     assert!(names.contains(&"sensor".to_string()) && names.contains(&"collector".to_string()));
-    assert_eq!(s.spec.network.links[0].from, "mg3");
+    assert_eq!(s.spec().network.links[0].from, "mg3");
     assert!(s.build(1, 0).is_ok());
 }

@@ -18,7 +18,7 @@ fn shipped_scenarios_round_trip_through_toml() {
         }
         seen += 1;
         let original = Scenario::from_file(&path).unwrap();
-        let text = toml::to_string(&original.spec)
+        let text = toml::to_string(original.spec())
             .unwrap_or_else(|e| panic!("{}: does not serialise: {e}", path.display()));
         let again = Scenario::parse(&text, "roundtrip.toml", &dir).unwrap_or_else(|e| {
             panic!(
@@ -26,9 +26,9 @@ fn shipped_scenarios_round_trip_through_toml() {
                 path.display()
             )
         });
-        assert_eq!(again.spec, original.spec, "{}", path.display());
+        assert_eq!(again.spec(), original.spec(), "{}", path.display());
         let spec: ScenarioSpec = toml::from_str(&text).unwrap();
-        assert_eq!(spec, original.spec);
+        assert_eq!(spec, *original.spec());
         if original.name() != "large-100x5" {
             assert_eq!(
                 again.run(3, 0).unwrap().digest,

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Cursor};
 use std::path::{Path, PathBuf};
 
-use busbar::trace::replay::{Comparison, diff, replay};
+use busbar::replay::{Comparison, diff, replay};
 use busbar::trace::{CHUNK, Footer, Header, MAGIC, TraceError, TraceReader, TraceWriter};
 use busbar::{EventKind, Record, Scenario, Summary};
 use tempfile::TempDir;
@@ -438,8 +438,8 @@ fn a_run_stopped_by_a_limit_writes_a_replayable_partial_trace() {
     assert_eq!(reader.footer().records, summary.trace_records);
     assert_eq!(reader.footer().digest.to_string(), summary.digest);
     assert_eq!(
-        busbar::trace::replay::replay(&mut reader).unwrap(),
-        busbar::trace::replay::Comparison::Identical(summary.trace_records)
+        busbar::replay::replay(&mut reader).unwrap(),
+        busbar::replay::Comparison::Identical(summary.trace_records)
     );
 }
 
@@ -447,8 +447,8 @@ fn a_run_stopped_by_a_limit_writes_a_replayable_partial_trace() {
 /// whole record lists in memory, also when it lies several batches in.
 #[test]
 fn streamed_comparisons_agree_with_whole_list_comparison() {
+    use busbar::replay::compare;
     use busbar::trace::export::Names;
-    use busbar::trace::replay::compare;
     let dir = TempDir::new().unwrap();
     // Same scenario, seeds 42 and 43: the runs start alike (timers at fixed
     // times) and part ways once a random draw matters.
@@ -464,11 +464,13 @@ fn streamed_comparisons_agree_with_whole_list_comparison() {
     let na = Names {
         agents: &aa,
         channels: &ac,
+        kinds: &fa.kinds,
         env: 0,
     };
     let nb = Names {
         agents: &ba,
         channels: &bc,
+        kinds: &fb.kinds,
         env: 0,
     };
     let whole = compare(&la, &na, &lb, &nb);

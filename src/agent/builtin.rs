@@ -2,9 +2,9 @@
 //! code: a periodic publisher and a sink. With them a scenario can exercise
 //! the network and broker models on their own, outside the grid protocol.
 
-use crate::agent::{Agent, Context};
 use crate::broker::Delivery;
-use crate::message::{AgentId, ChannelId, Message, MessageKind, Payload, Recipient};
+use crate::message::{ChannelId, Message, MessageKind, Payload, Recipient};
+use crate::sim::{Agent, Context};
 use crate::time::SimDuration;
 
 /// Publishes on one channel every `period`, starting at `start`.
@@ -32,7 +32,7 @@ impl Periodic {
             recipient_name: None,
             period,
             start: SimDuration::ZERO,
-            kind: MessageKind::Info,
+            kind: MessageKind::INFO,
             limit: None,
             sent: 0,
             channel: None,
@@ -114,7 +114,9 @@ pub struct Sink {
     received: u64,
     late: u64,
     reordered: u64,
-    last_seen: Vec<(AgentId, u64)>,
+    /// Highest message id seen from each sender, by agent index (0: none;
+    /// ids are stored plus one).
+    last_seen: Vec<u64>,
 }
 
 impl Sink {
@@ -164,15 +166,17 @@ impl Agent for Sink {
             self.late += 1;
             ctx.mark_late(msg);
         }
-        match self.last_seen.iter_mut().find(|(a, _)| *a == msg.sender) {
-            Some((_, last)) => {
-                if msg.id.0 < *last {
-                    self.reordered += 1;
-                } else {
-                    *last = msg.id.0;
-                }
-            }
-            None => self.last_seen.push((msg.sender, msg.id.0)),
+        // Indexed by sender: the cost per message does not grow with the
+        // number of senders.
+        let i = msg.sender.index();
+        if self.last_seen.len() <= i {
+            self.last_seen.resize(i + 1, 0);
+        }
+        let seen = &mut self.last_seen[i];
+        if msg.id.0 + 1 < *seen {
+            self.reordered += 1;
+        } else {
+            *seen = msg.id.0 + 1;
         }
     }
 }

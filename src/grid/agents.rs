@@ -1,23 +1,17 @@
 //! The agents of the built-in grid scenario: [`Environment`], [`GridAgent`]
-//! and [`DeviceAgent`]. See the [`crate::grid`] docs for the step protocol.
-//!
-//! Payloads are numeric ([`Payload::values`]): actions `[k, price]`, device
-//! actions `[k, setpoint]`, state updates `[k, P_MW, Q_MVAr, SOC]`, network
-//! state `[k, then per microgrid: converged, v_min_pu, v_max_pu,
-//! loading_max, p_import_mw, net_load_ex_storage_mw]`.
+//! and [`DeviceAgent`]. See the [`crate::grid`] docs for the step protocol
+//! and [`protocol`] for the kinds, channels and payloads.
 
-use crate::agent::{Agent, Context};
 use crate::broker::Delivery;
-use crate::grid::device::{DeviceSpec, Load, Profile, Pv, Storage};
-use crate::grid::policy::{PolicyParams, pv_curtailment, storage_setpoint};
+use crate::grid::device::{ControlInput, DeviceModel, DeviceSpec};
+use crate::grid::policy::PolicyParams;
 use crate::grid::powerflow::{Feeder, FeederError, FlowResult, LinDistFlow, PowerFlow};
 use crate::grid::prices::price_at;
-use crate::grid::{GridSpec, MicrogridSpec, device_agent_name};
-use crate::message::{AgentId, ChannelId, Message, MessageKind, Payload, Recipient, channels};
+use crate::grid::protocol::{self, NETWORK_STATE_STRIDE, device_agent_name};
+use crate::grid::{GridSpec, MicrogridSpec};
+use crate::message::{AgentId, ChannelId, Message, Payload, Recipient};
+use crate::sim::{Agent, Context};
 use crate::time::{SimDuration, SimTime};
-
-/// Values per microgrid in a network-state message.
-pub const NETWORK_STATE_STRIDE: usize = 6;
 
 const TAG_STEP: u64 = 0;
 const TAG_DEADLINE: u64 = 1;
@@ -51,6 +45,7 @@ struct Latest {
     sent: SimTime,
 }
 
+#[derive(Clone, Debug)]
 struct Microgrid {
     feeder: Feeder,
     solver: LinDistFlow,
@@ -65,11 +60,13 @@ struct Microgrid {
 struct DeviceSlot {
     name: String,
     bus: usize,
-    storage: bool,
+    /// A balancing device (storage): left out of the net load.
+    balancing: bool,
 }
 
 /// The environment: starts each step, collects state updates, runs the power
 /// flow at each deadline and publishes the network state.
+#[derive(Clone, Debug)]
 pub struct Environment {
     step: SimDuration,
     deadline: SimDuration,
@@ -88,29 +85,27 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// An environment for the expanded microgrids `mgs` (name, spec index);
-    /// fails if `grid` describes an invalid feeder.
+    /// An environment for the expanded microgrids `mgs` (name, spec index),
+    /// with the step, deadline, start hour and feeders of `grid`; fails if
+    /// `grid` describes an invalid feeder.
     pub fn new(
-        step: SimDuration,
-        deadline: SimDuration,
-        start_hour: f64,
         grid: &GridSpec,
         mgs: &[(String, usize)],
         specs: &[MicrogridSpec],
     ) -> Result<Environment, FeederError> {
+        let (step, deadline, start_hour) = (grid.step, grid.deadline(), grid.start_hour);
         let mut slots = Vec::new();
         let mut micro = Vec::with_capacity(mgs.len());
         for (name, i) in mgs {
             let spec = &specs[*i];
             let feeder = grid.feeder(spec.devices.len());
-            // The scenario loader validated the feeder parameters.
             let solver = LinDistFlow::new(&feeder)?;
             let first_device = slots.len();
             for (j, d) in spec.devices.iter().enumerate() {
                 slots.push(DeviceSlot {
                     name: device_agent_name(name, d.id()),
                     bus: d.bus().unwrap_or(j + 1),
-                    storage: matches!(d, DeviceSpec::Storage(_)),
+                    balancing: d.kind().balancing(),
                 });
             }
             micro.push(Microgrid {
@@ -172,7 +167,7 @@ impl Environment {
         ctx.publish(
             self.ch_actions,
             Recipient::Broadcast,
-            MessageKind::Action,
+            protocol::ACTION,
             Payload::values(&[k as f64, price_at(t_s)]),
         );
         let step_start = SimTime(self.step.as_nanos().saturating_mul(k));
@@ -203,7 +198,7 @@ impl Environment {
                         let inj = &mut mg.injections[slot.bus];
                         inj.0 += v.p_mw;
                         inj.1 += v.q_mvar;
-                        if !slot.storage {
+                        if !slot.balancing {
                             net_ex_storage -= v.p_mw;
                         }
                     }
@@ -227,7 +222,7 @@ impl Environment {
         ctx.publish(
             self.ch_network,
             Recipient::Broadcast,
-            MessageKind::NetworkState,
+            protocol::NETWORK_STATE,
             Payload::values(&self.out),
         );
     }
@@ -236,9 +231,9 @@ impl Environment {
 impl Agent for Environment {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let env = ctx.env_prefix().to_string();
-        self.ch_actions = ctx.channel(&channels::actions(&env));
-        self.ch_network = ctx.channel(&channels::network_state(&env));
-        let ch_state = ctx.channel(&channels::state_updates(&env));
+        self.ch_actions = ctx.channel(&protocol::actions(&env));
+        self.ch_network = ctx.channel(&protocol::network_state(&env));
+        let ch_state = ctx.channel(&protocol::state_updates(&env));
         ctx.subscribe(ch_state, Delivery::Push);
         for (i, slot) in self.slots.iter().enumerate() {
             if let Some(id) = ctx.agent_id(&slot.name) {
@@ -260,7 +255,7 @@ impl Agent for Environment {
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
-        if msg.kind != MessageKind::StateUpdate {
+        if msg.kind != protocol::STATE_UPDATE {
             return;
         }
         let Some(Some(d)) = self.by_agent.get(msg.sender.index()) else {
@@ -287,24 +282,19 @@ impl Agent for Environment {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Controlled {
-    Storage { p_max_mw: f64 },
-    Pv,
-    Load,
-}
-
 /// A microgrid controller: turns the environment's actions and the latest
 /// network state into device setpoints with its [`PolicyParams`].
 pub struct GridAgent {
     index: usize,
     device_names: Vec<String>,
-    devices: Vec<(AgentId, Controlled)>,
+    /// Each device this agent controls: its agent id (resolved at start)
+    /// and its spec, whose kind computes the setpoint.
+    devices: Vec<(AgentId, DeviceSpec)>,
     policy: PolicyParams,
     v_min_pu: Option<f64>,
     v_max_pu: Option<f64>,
     net_load_mw: f64,
-    n_storage: usize,
+    n_balancing: usize,
     ch_devices: ChannelId,
     setpoints_sent: u64,
 }
@@ -312,25 +302,17 @@ pub struct GridAgent {
 impl GridAgent {
     /// The controller of microgrid `name`, the `index`-th microgrid.
     pub fn new(name: &str, index: usize, spec: &MicrogridSpec, policy: PolicyParams) -> GridAgent {
-        let mut devices = Vec::new();
-        let mut names = Vec::new();
-        for d in &spec.devices {
-            names.push(device_agent_name(name, d.id()));
-            devices.push((
-                AgentId(u32::MAX),
-                match d {
-                    DeviceSpec::Storage(s) => Controlled::Storage {
-                        p_max_mw: s.p_max_mw,
-                    },
-                    DeviceSpec::Pv(_) => Controlled::Pv,
-                    DeviceSpec::Load(_) => Controlled::Load,
-                },
-            ));
-        }
-        let n_storage = devices
+        let names = spec
+            .devices
             .iter()
-            .filter(|d| matches!(d.1, Controlled::Storage { .. }))
-            .count();
+            .map(|d| device_agent_name(name, d.id()))
+            .collect();
+        let devices: Vec<(AgentId, DeviceSpec)> = spec
+            .devices
+            .iter()
+            .map(|d| (AgentId(u32::MAX), d.clone()))
+            .collect();
+        let n_balancing = devices.iter().filter(|d| d.1.kind().balancing()).count();
         GridAgent {
             index,
             device_names: names,
@@ -339,7 +321,7 @@ impl GridAgent {
             v_min_pu: None,
             v_max_pu: None,
             net_load_mw: 0.0,
-            n_storage,
+            n_balancing,
             ch_devices: ChannelId(0),
             setpoints_sent: 0,
         }
@@ -360,11 +342,11 @@ impl Agent for GridAgent {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let env = ctx.env_prefix().to_string();
         let me = ctx.name().to_string();
-        for ch in [channels::actions(&env), channels::network_state(&env)] {
+        for ch in [protocol::actions(&env), protocol::network_state(&env)] {
             let id = ctx.channel(&ch);
             ctx.subscribe(id, Delivery::Push);
         }
-        self.ch_devices = ctx.channel(&channels::device_actions(&env, &me));
+        self.ch_devices = ctx.channel(&protocol::device_actions(&env, &me));
         // Devices not in the simulation (a library user left them out) are
         // not controlled: only devices that exist get setpoints.
         let names = std::mem::take(&mut self.device_names);
@@ -379,29 +361,28 @@ impl Agent for GridAgent {
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
         match msg.kind {
-            MessageKind::Action => {
+            protocol::ACTION => {
                 let &[k, price] = msg.payload.as_f64s() else {
                     return;
                 };
-                let share = self.net_load_mw / self.n_storage.max(1) as f64;
-                for &(id, c) in &self.devices {
-                    let setpoint = match c {
-                        Controlled::Storage { p_max_mw } => {
-                            storage_setpoint(&self.policy, price, share, p_max_mw, self.v_min_pu)
-                        }
-                        Controlled::Pv => pv_curtailment(&self.policy, self.v_max_pu),
-                        Controlled::Load => 0.0,
-                    };
+                let input = ControlInput {
+                    price,
+                    net_load_share_mw: self.net_load_mw / self.n_balancing.max(1) as f64,
+                    v_min_pu: self.v_min_pu,
+                    v_max_pu: self.v_max_pu,
+                };
+                for (id, spec) in &self.devices {
+                    let setpoint = spec.kind().setpoint(&self.policy, &input);
                     ctx.publish(
                         self.ch_devices,
-                        Recipient::Agent(id),
-                        MessageKind::DeviceAction,
+                        Recipient::Agent(*id),
+                        protocol::DEVICE_ACTION,
                         Payload::values(&[k, setpoint]),
                     );
                     self.setpoints_sent += 1;
                 }
             }
-            MessageKind::NetworkState => {
+            protocol::NETWORK_STATE => {
                 let v = msg.payload.as_f64s();
                 let at = 1 + self.index * NETWORK_STATE_STRIDE;
                 let Some(mine) = v.get(at..at + NETWORK_STATE_STRIDE) else {
@@ -417,25 +398,12 @@ impl Agent for GridAgent {
     }
 }
 
-enum Model {
-    Storage(Storage),
-    Pv {
-        pv: Pv,
-        profile: Profile,
-        noise: f64,
-    },
-    Load {
-        load: Load,
-        profile: Profile,
-        noise: f64,
-    },
-}
-
-/// A device: applies each setpoint for one step, evolves, and reports
-/// `[k, P_MW, Q_MVAr, SOC]` (SOC is 0 for non-storage devices).
+/// A device: applies each setpoint for one step with its kind's
+/// [`DeviceModel`], and reports `[k, P_MW, Q_MVAr, SOC]` (SOC is 0 for
+/// devices without one).
 pub struct DeviceAgent {
     mg: String,
-    model: Model,
+    model: Box<dyn DeviceModel>,
     step_s: f64,
     start_s: f64,
     ch_state: ChannelId,
@@ -443,24 +411,12 @@ pub struct DeviceAgent {
 }
 
 impl DeviceAgent {
-    /// Device `spec` of microgrid `mg`.
-    pub fn new(mg: &str, spec: DeviceSpec, step: SimDuration, start_hour: f64) -> DeviceAgent {
-        let model = match spec {
-            DeviceSpec::Storage(s) => Model::Storage(Storage::new(s)),
-            DeviceSpec::Pv(s) => Model::Pv {
-                profile: s.profile.clone(),
-                noise: s.noise,
-                pv: Pv::new(s),
-            },
-            DeviceSpec::Load(s) => Model::Load {
-                profile: s.profile.clone(),
-                noise: s.noise,
-                load: Load::new(s),
-            },
-        };
+    /// Device `spec` of microgrid `mg`, stepping every `step` from
+    /// `start_hour` o'clock.
+    pub fn new(mg: &str, spec: &DeviceSpec, step: SimDuration, start_hour: f64) -> DeviceAgent {
         DeviceAgent {
             mg: mg.to_string(),
-            model,
+            model: spec.kind().model(),
             step_s: step.as_secs_f64(),
             start_s: start_hour * 3600.0,
             ch_state: ChannelId(0),
@@ -470,10 +426,7 @@ impl DeviceAgent {
 
     /// State of charge, for storage devices.
     pub fn soc(&self) -> Option<f64> {
-        match &self.model {
-            Model::Storage(s) => Some(s.soc()),
-            _ => None,
-        }
+        self.model.soc()
     }
 
     /// State updates published so far.
@@ -482,57 +435,28 @@ impl DeviceAgent {
     }
 }
 
-/// A profile value with multiplicative noise `1 + noise·N(0,1)`, never
-/// negative. Draws from the device's own stream only when `noise > 0`.
-fn noisy(ctx: &mut Context<'_>, profile: &Profile, t_s: f64, noise: f64) -> f64 {
-    let v = profile.value_at(t_s);
-    if noise > 0.0 {
-        (v * (1.0 + noise * ctx.rng().standard_normal())).max(0.0)
-    } else {
-        v
-    }
-}
-
 impl Agent for DeviceAgent {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let env = ctx.env_prefix().to_string();
-        let ch = ctx.channel(&channels::device_actions(&env, &self.mg));
+        let ch = ctx.channel(&protocol::device_actions(&env, &self.mg));
         ctx.subscribe(ch, Delivery::Push);
-        self.ch_state = ctx.channel(&channels::state_updates(&env));
+        self.ch_state = ctx.channel(&protocol::state_updates(&env));
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
-        if msg.kind != MessageKind::DeviceAction {
+        if msg.kind != protocol::DEVICE_ACTION {
             return;
         }
         let &[k, setpoint] = msg.payload.as_f64s() else {
             return;
         };
         let t_s = self.start_s + ctx.now().as_nanos() as f64 / 1e9;
-        let (p, q, soc) = match &mut self.model {
-            Model::Storage(s) => {
-                let p = s.step(setpoint, self.step_s);
-                (p, 0.0, s.soc())
-            }
-            Model::Pv { pv, profile, noise } => {
-                let v = noisy(ctx, profile, t_s, *noise);
-                (pv.output_mw(v, setpoint), 0.0, 0.0)
-            }
-            Model::Load {
-                load,
-                profile,
-                noise,
-            } => {
-                let v = noisy(ctx, profile, t_s, *noise);
-                let (p, q) = load.demand(v);
-                (-p, -q, 0.0)
-            }
-        };
+        let out = self.model.advance(setpoint, t_s, self.step_s, ctx.rng());
         ctx.publish(
             self.ch_state,
             Recipient::Broadcast,
-            MessageKind::StateUpdate,
-            Payload::values(&[k, p, q, soc]),
+            protocol::STATE_UPDATE,
+            Payload::values(&[k, out.p_mw, out.q_mvar, out.soc]),
         );
         self.updates += 1;
     }

@@ -37,6 +37,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::validate::Validator;
+
 /// The tunable thresholds of the policy. Every key has a default, so an
 /// empty table is valid.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,53 +72,49 @@ impl Default for PolicyParams {
 }
 
 impl PolicyParams {
-    /// Checks the parameters; on failure returns the offending key and the
-    /// problem, for the scenario loader to point at.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |key: &str, msg: String| Err((key.to_owned(), msg));
-        if !self.charge_below.is_finite() {
-            return err(
-                "charge_below",
-                format!("must be a finite price, got {}", self.charge_below),
-            );
-        }
-        if !self.discharge_above.is_finite() {
-            return err(
+    /// Checks the parameters (keys relative to the policy table).
+    pub fn validate(&self, v: &mut Validator) {
+        let prices = v.check(self.charge_below.is_finite(), "charge_below", || {
+            format!(
+                "charge_below must be a finite price, got {}",
+                self.charge_below
+            )
+        }) & v.check(self.discharge_above.is_finite(), "discharge_above", || {
+            format!(
+                "discharge_above must be a finite price, got {}",
+                self.discharge_above
+            )
+        });
+        if prices {
+            v.check(
+                self.charge_below <= self.discharge_above,
                 "discharge_above",
-                format!("must be a finite price, got {}", self.discharge_above),
+                || {
+                    format!(
+                        "discharge_above must be >= charge_below ({}), got {}",
+                        self.charge_below, self.discharge_above
+                    )
+                },
             );
         }
-        if self.charge_below > self.discharge_above {
-            return err(
-                "discharge_above",
-                format!(
-                    "must be >= charge_below ({}), got {}",
-                    self.charge_below, self.discharge_above
-                ),
-            );
-        }
-        if !(self.v_min_pu.is_finite() && self.v_min_pu > 0.0) {
-            return err(
-                "v_min_pu",
-                format!("must be a positive voltage, got {}", self.v_min_pu),
-            );
-        }
-        if !(self.v_max_pu.is_finite() && self.v_max_pu > self.v_min_pu) {
-            return err(
+        let v_min_ok = v.check(
+            self.v_min_pu.is_finite() && self.v_min_pu > 0.0,
+            "v_min_pu",
+            || format!("v_min_pu must be a positive voltage, got {}", self.v_min_pu),
+        );
+        if v_min_ok {
+            v.check(
+                self.v_max_pu.is_finite() && self.v_max_pu > self.v_min_pu,
                 "v_max_pu",
-                format!(
-                    "must be a voltage above v_min_pu ({}), got {}",
-                    self.v_min_pu, self.v_max_pu
-                ),
+                || {
+                    format!(
+                        "v_max_pu must be a voltage above v_min_pu ({}), got {}",
+                        self.v_min_pu, self.v_max_pu
+                    )
+                },
             );
         }
-        if !(self.curtail_band_pu.is_finite() && self.curtail_band_pu > 0.0) {
-            return err(
-                "curtail_band_pu",
-                format!("must be > 0, got {}", self.curtail_band_pu),
-            );
-        }
-        Ok(())
+        v.positive("curtail_band_pu", self.curtail_band_pu);
     }
 }
 
@@ -176,6 +174,12 @@ pub fn pv_curtailment(params: &PolicyParams, v_max_pu: Option<f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keys(p: &PolicyParams) -> Vec<String> {
+        let mut v = Validator::new();
+        p.validate(&mut v);
+        v.issues().iter().map(|i| i.path.to_string()).collect()
+    }
 
     fn p() -> PolicyParams {
         PolicyParams::default()
@@ -237,22 +241,22 @@ mod tests {
         let params: PolicyParams = toml::from_str("charge_below = 25\n").unwrap();
         assert_eq!(params.charge_below, 25.0);
         assert_eq!(params.discharge_above, 60.0);
-        assert_eq!(params.validate(), Ok(()));
+        assert!(keys(&params).is_empty());
         assert!(toml::from_str::<PolicyParams>("charge_above = 1\n").is_err());
         let bad = PolicyParams {
             charge_below: 70.0,
             ..p()
         };
-        assert_eq!(bad.validate().unwrap_err().0, "discharge_above");
+        assert_eq!(keys(&bad), ["discharge_above"]);
         let bad = PolicyParams {
             v_max_pu: 0.9,
             ..p()
         };
-        assert_eq!(bad.validate().unwrap_err().0, "v_max_pu");
+        assert_eq!(keys(&bad), ["v_max_pu"]);
         let bad = PolicyParams {
             curtail_band_pu: 0.0,
             ..p()
         };
-        assert_eq!(bad.validate().unwrap_err().0, "curtail_band_pu");
+        assert_eq!(keys(&bad), ["curtail_band_pu"]);
     }
 }

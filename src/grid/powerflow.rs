@@ -15,7 +15,7 @@
 //! bus and whose `from` is the bus one step closer to the slack. Line
 //! impedances `r_pu`, `x_pu` are in per unit on the feeder base `base_mva`
 //! (and the nominal voltage, which the model never needs explicitly);
-//! `rating_mva` is the line's thermal rating. [`Feeder::validate`] checks all
+//! `rating_mva` is the line's thermal rating. [`Feeder::check`] checks all
 //! of this and says what is wrong.
 //!
 //! # The model: linearised DistFlow (Baran & Wu, 1989)
@@ -76,6 +76,8 @@
 //! nothing once the solver and the [`FlowResult`] are sized for the feeder.
 
 use serde::{Deserialize, Serialize};
+
+use crate::validate::{KeyPath, Validator};
 
 /// The feeder base power when none is given, in MVA.
 pub const DEFAULT_BASE_MVA: f64 = 1.0;
@@ -229,6 +231,32 @@ pub enum FeederError {
     },
 }
 
+impl FeederError {
+    /// The key of the feeder table at fault.
+    pub fn key(&self) -> KeyPath {
+        let line = |k: usize| KeyPath::root().key("lines").index(k);
+        match *self {
+            FeederError::BaseMva { .. } => KeyPath::root().key("base_mva"),
+            FeederError::SlackVoltage { .. } => KeyPath::root().key("v_slack_pu"),
+            FeederError::NoBuses
+            | FeederError::NoParent { .. }
+            | FeederError::Unreachable { .. } => KeyPath::root().key("n_buses"),
+            FeederError::BusOutOfRange { line: k, .. }
+            | FeederError::SelfLoop { line: k, .. }
+            | FeederError::IntoSlack { line: k } => line(k).key("to"),
+            FeederError::MultipleParents { second_line, .. } => line(second_line).key("to"),
+            FeederError::Impedance { line: k, r_pu, .. } => {
+                line(k).key(if r_pu.is_finite() && r_pu >= 0.0 {
+                    "x_pu"
+                } else {
+                    "r_pu"
+                })
+            }
+            FeederError::Rating { line: k, .. } => line(k).key("rating_mva"),
+        }
+    }
+}
+
 /// The solver's view of a validated feeder: a visiting order and the parent
 /// line of each bus.
 #[derive(Clone, Debug)]
@@ -279,8 +307,17 @@ impl Feeder {
 
     /// Checks that the feeder is a radial tree rooted at bus 0 with sane
     /// parameters; the error says which line or bus is wrong.
-    pub fn validate(&self) -> Result<(), FeederError> {
+    pub fn check(&self) -> Result<(), FeederError> {
         self.topology().map(|_| ())
+    }
+
+    /// [`Feeder::check`] through the validation layer: the problem is
+    /// reported at its key (`base_mva`, `lines[3].r_pu`, ...) relative to
+    /// the feeder's table.
+    pub fn validate(&self, v: &mut Validator) {
+        if let Err(e) = self.check() {
+            v.fail_at(v.path().join(&e.key()), e.to_string());
+        }
     }
 
     /// Validates and computes the visiting order. Children are visited in
@@ -814,7 +851,7 @@ mod tests {
             rating_mva: 1.0,
         });
         assert_eq!(
-            loop_feeder.validate(),
+            loop_feeder.check(),
             Err(FeederError::MultipleParents {
                 bus: 2,
                 first_line: 1,
@@ -827,14 +864,11 @@ mod tests {
         let mut detached = Feeder::chain(4, 0.01, 0.01, 1.0);
         detached.lines[0].from = 2;
         detached.lines[2].from = 0;
-        assert_eq!(
-            detached.validate(),
-            Err(FeederError::Unreachable { bus: 1 })
-        );
+        assert_eq!(detached.check(), Err(FeederError::Unreachable { bus: 1 }));
 
         let mut missing = Feeder::chain(3, 0.01, 0.01, 1.0);
         missing.lines.pop();
-        assert_eq!(missing.validate(), Err(FeederError::NoParent { bus: 2 }));
+        assert_eq!(missing.check(), Err(FeederError::NoParent { bus: 2 }));
 
         let mut backwards = Feeder::chain(2, 0.01, 0.01, 1.0);
         backwards.lines[0] = Line {
@@ -842,41 +876,38 @@ mod tests {
             to: 0,
             ..backwards.lines[0].clone()
         };
-        assert_eq!(
-            backwards.validate(),
-            Err(FeederError::IntoSlack { line: 0 })
-        );
+        assert_eq!(backwards.check(), Err(FeederError::IntoSlack { line: 0 }));
     }
 
     #[test]
     fn bad_parameters_are_rejected() {
         let ok = Feeder::chain(3, 0.01, 0.01, 1.0);
-        assert_eq!(ok.validate(), Ok(()));
-        assert_eq!(Feeder::chain(1, 0.0, 0.0, 1.0).validate(), Ok(()));
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(Feeder::chain(1, 0.0, 0.0, 1.0).check(), Ok(()));
         assert_eq!(
-            Feeder::chain(0, 0.0, 0.0, 1.0).validate(),
+            Feeder::chain(0, 0.0, 0.0, 1.0).check(),
             Err(FeederError::NoBuses)
         );
         assert!(matches!(
-            ok.clone().with_base_mva(0.0).validate(),
+            ok.clone().with_base_mva(0.0).check(),
             Err(FeederError::BaseMva { .. })
         ));
         assert!(matches!(
-            ok.clone().with_v_slack_pu(f64::NAN).validate(),
+            ok.clone().with_v_slack_pu(f64::NAN).check(),
             Err(FeederError::SlackVoltage { .. })
         ));
         assert!(matches!(
-            Feeder::chain(3, -0.01, 0.01, 1.0).validate(),
+            Feeder::chain(3, -0.01, 0.01, 1.0).check(),
             Err(FeederError::Impedance { line: 0, .. })
         ));
         assert!(matches!(
-            Feeder::chain(3, 0.01, 0.01, 0.0).validate(),
+            Feeder::chain(3, 0.01, 0.01, 0.0).check(),
             Err(FeederError::Rating { line: 0, .. })
         ));
         let mut out_of_range = ok.clone();
         out_of_range.lines[1].to = 7;
         assert_eq!(
-            out_of_range.validate(),
+            out_of_range.check(),
             Err(FeederError::BusOutOfRange {
                 line: 1,
                 bus: 7,
@@ -886,7 +917,7 @@ mod tests {
         let mut self_loop = ok;
         self_loop.lines[1].from = 2;
         assert_eq!(
-            self_loop.validate(),
+            self_loop.check(),
             Err(FeederError::SelfLoop { line: 1, bus: 2 })
         );
     }

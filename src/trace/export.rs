@@ -37,6 +37,8 @@ pub struct Names<'a> {
     pub agents: &'a [String],
     /// Channel names by id.
     pub channels: &'a [String],
+    /// Message kind names by code.
+    pub kinds: &'a [(u8, String)],
     /// Environment index.
     pub env: u32,
 }
@@ -73,6 +75,14 @@ fn name(table: &[String], id: u32) -> &str {
 }
 
 impl Names<'_> {
+    /// The name of a kind code: from the table, else `custom:N` / `kind:N`.
+    pub fn kind_name(&self, code: u8) -> String {
+        self.kinds
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or_else(|| MessageKind::fallback_name(code), |(_, n)| n.clone())
+    }
+
     /// Resolves one record.
     pub fn row(&self, seq: u64, r: &Record) -> Row<'_> {
         let recipient = match r.node {
@@ -101,8 +111,7 @@ impl Names<'_> {
             kind: if timer {
                 String::new()
             } else {
-                MessageKind::from_code(r.kind)
-                    .map_or_else(|| format!("?{}", r.kind), |k| k.to_string())
+                self.kind_name(r.kind)
             },
             sent_ns: r.sent_ns,
             detail: if r.event == EventKind::Drop {
@@ -136,6 +145,7 @@ pub fn export<R: Read + Seek, W: Write>(
     let names = Names {
         agents: &footer.agents,
         channels: &footer.channels,
+        kinds: &footer.kinds,
         env: reader.header().env,
     };
     let mut seq = 0u64;

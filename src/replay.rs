@@ -1,15 +1,17 @@
 //! Replay and diff: re-run the scenario and seed embedded in a trace, or
 //! compare two traces, and report the first record where they differ.
 //!
-//! Both stream: the recorded side is read batch by batch and the re-run is
-//! drained as it goes, so memory stays bounded by a few batches whatever the
-//! length of the trace.
+//! Replay is orchestration: it sits above both `trace` (reading) and
+//! `scenario` (re-running, through [`Scenario::run_to_end`], the one
+//! function that runs a scenario). Both stream: the recorded side is read
+//! batch by batch and the re-run is drained as it goes, so memory stays
+//! bounded by a few batches whatever the length of the trace.
 
 use std::io::{Read, Seek};
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::scenario::{RunError, Scenario, ScenarioError};
-use crate::time::SimTime;
 use crate::trace::export::Names;
 use crate::trace::{CHUNK, Record, RecordCursor, TraceError, TraceReader};
 
@@ -49,10 +51,16 @@ pub enum ReplayError {
     Run(#[from] RunError),
 }
 
-fn names<'a>(agents: &'a [String], channels: &'a [String], env: u32) -> Names<'a> {
+fn names<'a>(
+    agents: &'a [String],
+    channels: &'a [String],
+    kinds: &'a [(u8, String)],
+    env: u32,
+) -> Names<'a> {
     Names {
         agents,
         channels,
+        kinds,
         env,
     }
 }
@@ -78,11 +86,15 @@ fn describe(names: &Names<'_>, seq: u64, r: &Record) -> String {
 }
 
 /// Two records are the same when their fields are equal and the names
-/// behind their agent and channel ids are equal too.
+/// behind their agent, channel and kind ids are equal too.
 fn same(l: &Record, ln: &Names<'_>, r: &Record, rn: &Names<'_>) -> bool {
     let agent = |id: u32| ln.agents.get(id as usize) == rn.agents.get(id as usize);
     let channel = |id: u32| ln.channels.get(id as usize) == rn.channels.get(id as usize);
-    l == r && agent(r.sender) && agent(r.node) && channel(r.channel)
+    l == r
+        && agent(r.sender)
+        && agent(r.node)
+        && channel(r.channel)
+        && ln.kind_name(r.kind) == rn.kind_name(r.kind)
 }
 
 fn diverged(
@@ -162,6 +174,20 @@ impl<R: Read + Seek> Against<'_, R> {
     }
 }
 
+/// Takes the re-run's kept records and checks them against the file.
+fn drain<R: Read + Seek>(
+    sim: &mut crate::Simulation,
+    against: &mut Against<'_, R>,
+    ln: &Names<'_>,
+    kinds: &[(u8, String)],
+    env: u32,
+) -> Result<Option<Comparison>, TraceError> {
+    let fresh = sim.take_records();
+    let agents = sim.agent_names();
+    let rn = names(&agents, sim.channel_names(), kinds, env);
+    against.check(&fresh, ln, &rn)
+}
+
 /// Re-runs the scenario and seed recorded in a trace and compares the new
 /// event stream with the recorded one, event by event, as the re-run goes.
 pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison, ReplayError> {
@@ -174,34 +200,36 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         .trace_in_memory()
         .build()
         .map_err(RunError::from)?;
-    let ln = names(&footer.agents, &footer.channels, header.env);
+    let ln = names(&footer.agents, &footer.channels, &footer.kinds, header.env);
+    let kinds = sim.kind_names().table().to_vec();
     let mut against = Against {
         file: reader.cursor(),
         seq: 0,
     };
-    let until = SimTime::ZERO + scenario.duration();
+    // Compare the re-run's records with the file's as they come.
+    let mut found: Result<Option<Comparison>, TraceError> = Ok(None);
     // A run that stopped at a limit replays to the same stop: compare what
     // both did up to there.
-    let mut stopped = None;
-    while sim.next_event_time().is_some_and(|t| t <= until) {
-        if let Err(e) = sim.step() {
-            stopped = Some(e.to_string());
-            break;
+    let run = scenario.run_to_end(&mut sim, |sim| {
+        if sim.kept_records() < CHUNK {
+            return ControlFlow::Continue(());
         }
-        if sim.kept_records() >= CHUNK {
-            let fresh = sim.take_records();
-            let rn = names(sim.agent_names(), sim.channel_names(), header.env);
-            if let Some(d) = against.check(&fresh, &ln, &rn)? {
-                return Ok(d);
-            }
+        found = drain(sim, &mut against, &ln, &kinds, header.env);
+        match found {
+            Ok(None) => ControlFlow::Continue(()),
+            _ => ControlFlow::Break(()),
         }
-    }
-    sim.finish().map_err(RunError::from)?;
-    let fresh = sim.take_records();
-    let rn = names(sim.agent_names(), sim.channel_names(), header.env);
-    if let Some(d) = against.check(&fresh, &ln, &rn)? {
+    });
+    let stopped = run.err().map(|e| e.to_string());
+    if let Some(d) = found? {
         return Ok(d);
     }
+    sim.finish().map_err(RunError::from)?;
+    if let Some(d) = drain(&mut sim, &mut against, &ln, &kinds, header.env)? {
+        return Ok(d);
+    }
+    let agents = sim.agent_names();
+    let rn = names(&agents, sim.channel_names(), &kinds, header.env);
     let result = against.end(&ln, &rn)?;
     if stopped != footer.stopped && matches!(result, Comparison::Identical(_)) {
         let end = |s: &Option<String>| Some(s.as_deref().unwrap_or("ran to its end").to_string());
@@ -231,8 +259,8 @@ pub fn diff<A: Read + Seek, B: Read + Seek>(
     b: &mut TraceReader<B>,
 ) -> Result<Comparison, DiffError> {
     let (fa, fb) = (a.footer().clone(), b.footer().clone());
-    let na = names(&fa.agents, &fa.channels, a.header().env);
-    let nb = names(&fb.agents, &fb.channels, b.header().env);
+    let na = names(&fa.agents, &fa.channels, &fa.kinds, a.header().env);
+    let nb = names(&fb.agents, &fb.channels, &fb.kinds, b.header().env);
     let side = |second: bool| move |error| DiffError { second, error };
     let (mut ca, mut cb) = (a.cursor(), b.cursor());
     let mut seq = 0u64;

@@ -1,0 +1,98 @@
+//! The grid's protocol on the bus: its message kinds, its channel names and
+//! the layout of each payload. Everything that spells the protocol is here,
+//! so the agents and any outside tool agree on it.
+//!
+//! | step | kind (code) | channel | from → to | payload |
+//! |---|---|---|---|---|
+//! | 1 | `action` (0) | `{env}/actions` | environment → every grid agent (broadcast) | `[k, price]` |
+//! | 2 | `device_action` (1) | `{env}/agent/{mg}/device_actions` | grid agent → each of its devices (addressed) | `[k, setpoint]` |
+//! | 3 | `state_update` (2) | `{env}/state_updates` | device → environment (broadcast) | `[k, P_MW, Q_MVAr, SOC]` |
+//! | 4 | `network_state` (3) | `{env}/network_state` | environment → every grid agent (broadcast) | `[k, then per microgrid:` [`NETWORK_STATE_STRIDE`] values`]` |
+//!
+//! `{env}` is the environment's prefix (`env0`, `env1`, ...). The network
+//! state gives, for each microgrid in order: converged (1 or 0), lowest bus
+//! voltage (pu), highest bus voltage (pu), highest line loading (fraction
+//! of rating), power imported at the point of common coupling (MW), and net
+//! load without storage (MW); a value the power flow could not give is NaN.
+
+use crate::message::{KindNames, MessageKind};
+
+/// Environment → grid agents: the step's actions (the price).
+pub const ACTION: MessageKind = MessageKind::from_code(0);
+/// Grid agent → its devices: setpoints.
+pub const DEVICE_ACTION: MessageKind = MessageKind::from_code(1);
+/// Device → environment: `P_MW, Q_MVAr, SOC` after applying a setpoint.
+pub const STATE_UPDATE: MessageKind = MessageKind::from_code(2);
+/// Environment → grid agents: the power-flow results.
+pub const NETWORK_STATE: MessageKind = MessageKind::from_code(3);
+
+/// The grid's kinds with their names, plus the engine's own (`info`).
+pub fn kind_names() -> KindNames {
+    KindNames::new()
+        .with(ACTION, "action")
+        .with(DEVICE_ACTION, "device_action")
+        .with(STATE_UPDATE, "state_update")
+        .with(NETWORK_STATE, "network_state")
+}
+
+/// Values per microgrid in a network-state payload.
+pub const NETWORK_STATE_STRIDE: usize = 6;
+
+/// The name of the environment agent.
+pub const ENV_AGENT: &str = "env";
+
+/// The agent name of device `dev` of microgrid `mg`: `{mg}.{dev}`.
+pub fn device_agent_name(mg: &str, dev: &str) -> String {
+    format!("{mg}.{dev}")
+}
+
+/// `{env}/actions`: the environment's broadcast actions.
+pub fn actions(env: &str) -> String {
+    format!("{env}/actions")
+}
+
+/// `{env}/state_updates`: device state reports.
+pub fn state_updates(env: &str) -> String {
+    format!("{env}/state_updates")
+}
+
+/// `{env}/network_state`: power-flow results.
+pub fn network_state(env: &str) -> String {
+    format!("{env}/network_state")
+}
+
+/// `{env}/agent/{mg}/device_actions`: a grid agent's setpoints for its devices.
+pub fn device_actions(env: &str, mg: &str) -> String {
+    format!("{env}/agent/{mg}/device_actions")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_follow_the_convention() {
+        let env = crate::message::env_prefix(3);
+        assert_eq!(actions(&env), "env3/actions");
+        assert_eq!(state_updates(&env), "env3/state_updates");
+        assert_eq!(network_state(&env), "env3/network_state");
+        assert_eq!(device_actions(&env, "mg1"), "env3/agent/mg1/device_actions");
+        assert_eq!(device_agent_name("mg1", "bat"), "mg1.bat");
+    }
+
+    #[test]
+    fn kind_codes_and_names_are_the_trace_contract() {
+        let names = kind_names();
+        for (kind, name, code) in [
+            (ACTION, "action", 0),
+            (DEVICE_ACTION, "device_action", 1),
+            (STATE_UPDATE, "state_update", 2),
+            (NETWORK_STATE, "network_state", 3),
+            (MessageKind::INFO, "info", 5),
+        ] {
+            assert_eq!(kind.code(), code);
+            assert_eq!(names.name(kind), name);
+            assert_eq!(names.parse(name), Ok(kind));
+        }
+    }
+}

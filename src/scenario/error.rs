@@ -1,0 +1,230 @@
+//! Scenario errors, and the one place where a key path becomes a file, line
+//! and column.
+//!
+//! Syntax and type errors come from the TOML parser (through
+//! `serde_path_to_error`, which keeps the key path); semantic problems come
+//! from the validation layer ([`crate::validate`]) as key paths. Both are
+//! located here by looking the path up in a spanned parse of the same text.
+
+use std::fmt;
+
+use crate::validate::{Invalid, KeyPath, Seg};
+
+/// A problem located in a scenario file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (characters).
+    pub column: usize,
+    /// The key path, e.g. `network.link[0].loss` (`.` for the file).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A scenario that could not be loaded. Displays one problem per line as
+/// `file:line:column: key: message`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{file}: cannot read scenario: {message}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the
+    /// wrong type (parsing stops at the first such error), or has values
+    /// that are out of range or refer to something that does not exist
+    /// (every one of those is listed).
+    #[error("{}", render(file, problems))]
+    Invalid {
+        /// The file.
+        file: String,
+        /// Every problem found, in document order of discovery.
+        problems: Vec<Located>,
+    },
+}
+
+fn render(file: &str, problems: &[Located]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{file}:{}:{}: {}: {}", p.line, p.column, p.key, p.message))
+        .collect();
+    lines.join("\n")
+}
+
+impl ScenarioError {
+    /// The problems, if the file was read.
+    pub fn problems(&self) -> &[Located] {
+        match self {
+            ScenarioError::Invalid { problems, .. } => problems,
+            _ => &[],
+        }
+    }
+
+    /// Every issue of a validation, located in `text`.
+    pub(super) fn from_invalid(file: &str, text: &str, invalid: Invalid) -> ScenarioError {
+        let problems = invalid
+            .issues
+            .into_iter()
+            .map(|i| locate(text, &i.path, None, i.message))
+            .collect();
+        ScenarioError::Invalid {
+            file: file.to_string(),
+            problems,
+        }
+    }
+
+    /// A TOML syntax or type error, with the key path serde reached.
+    pub(super) fn from_toml(
+        file: &str,
+        text: &str,
+        e: &toml::de::Error,
+        path: Option<&serde_path_to_error::Path>,
+    ) -> ScenarioError {
+        let mut key = path.map(convert_path).unwrap_or_default();
+        let mut message = e.message().trim().to_string();
+        let mut keyed = false;
+        if let Some((inner, msg)) = message
+            .strip_prefix(crate::tagged::KEY_PREFIX)
+            .and_then(|rest| rest.split_once("`: "))
+        {
+            // An error from inside a tagged table names its key (see `tagged`).
+            key = key.join(&KeyPath::parse(inner));
+            message = msg.to_string();
+            keyed = true;
+        } else if let Some((field, _)) = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            // Point at the unknown key itself, not at its table.
+            let field = field.to_string();
+            if key.last_key() != Some(field.as_str()) {
+                key = key.key(&field);
+            }
+            if let Some(hint) = moved(&key) {
+                message = hint;
+            }
+            keyed = true;
+        }
+        // A key we know is located by its own span; otherwise trust the parser.
+        let span = if keyed {
+            span_of(text, &key).or_else(|| e.span())
+        } else {
+            e.span().or_else(|| span_of(text, &key))
+        };
+        ScenarioError::Invalid {
+            file: file.to_string(),
+            problems: vec![locate(text, &key, span, message)],
+        }
+    }
+}
+
+/// Keys that moved in an earlier version of the format, and where to.
+const MOVED: &[(&str, &str)] = &[
+    ("simulation.step", "grid.step"),
+    ("simulation.deadline", "grid.deadline"),
+    ("simulation.start_hour", "grid.start_hour"),
+];
+
+fn moved(key: &KeyPath) -> Option<String> {
+    let k = key.to_string();
+    MOVED.iter().find(|(old, _)| *old == k).map(|(old, new)| {
+        let (table, field) = new.split_once('.').expect("table.key");
+        format!(
+            "`{old}` has moved to the [{table}] table: write `{field} = ...` under [{table}] \
+             (grid settings live with the grid)"
+        )
+    })
+}
+
+/// Locates `path` (or a parser span) in `text`.
+fn locate(
+    text: &str,
+    path: &KeyPath,
+    span: Option<std::ops::Range<usize>>,
+    message: String,
+) -> Located {
+    let span = span.or_else(|| span_of(text, path));
+    let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
+    Located {
+        line,
+        column,
+        key: path.to_string(),
+        message,
+    }
+}
+
+fn convert_path(p: &serde_path_to_error::Path) -> KeyPath {
+    use serde_path_to_error::Segment;
+    KeyPath::from_segments(
+        p.iter()
+            .filter_map(|s| match s {
+                Segment::Seq { index } => Some(Seg::Index(*index)),
+                Segment::Map { key } => Some(Seg::Key(key.clone())),
+                Segment::Enum { .. } | Segment::Unknown => None,
+            })
+            .collect(),
+    )
+}
+
+/// 1-based line and column of byte offset `at`.
+pub(super) fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..text.floor_char_boundary(at)];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The byte span of `path` in the document: the key of the last table
+/// entry found (or the array element), as deep as the path resolves.
+fn span_of(text: &str, path: &KeyPath) -> Option<std::ops::Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let doc = DeTable::parse(text).ok()?;
+    let mut table: &DeTable<'_> = doc.get_ref();
+    let mut span = None;
+    let mut value: Option<&DeValue<'_>> = None;
+    for seg in path.segments() {
+        match seg {
+            Seg::Key(k) => {
+                let t = match value {
+                    None => table,
+                    Some(DeValue::Table(t)) => t,
+                    Some(_) => break,
+                };
+                let Some((key, v)) = t.iter().find(|(key, _)| key.get_ref().as_ref() == k) else {
+                    break;
+                };
+                span = Some(key.span());
+                value = Some(v.get_ref());
+                table = t;
+            }
+            Seg::Index(i) => {
+                let Some(DeValue::Array(a)) = value else {
+                    break;
+                };
+                let Some(item) = a.get(*i) else {
+                    break;
+                };
+                span = Some(item.span());
+                value = Some(item.get_ref());
+            }
+        }
+    }
+    span
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.key, self.message
+        )
+    }
+}

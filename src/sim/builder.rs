@@ -1,0 +1,209 @@
+//! [`SimBuilder`]: gathers agents, network and broker settings, limits and
+//! the trace target, validates them all in one pass (every problem reported,
+//! each at its key path), and builds a [`Simulation`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use crate::broker::{Broker, BrokerConfig};
+use crate::message::{AgentId, KindNames};
+use crate::network::{LinkModel, LinkSpec, Network, NetworkSpec};
+use crate::queue::MAX_PENDING;
+use crate::trace::Header;
+use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
+
+use super::Simulation;
+use super::context::Agent;
+use super::core::{AgentSlot, Core, Parts};
+use super::limits::Limits;
+use super::sink::{TraceSink, TraceTarget};
+
+/// Builds a [`Simulation`]: agents, network models, broker settings, limits,
+/// message-kind names, trace target.
+///
+/// [`SimBuilder::build`] checks everything through the one validation layer
+/// ([`crate::validate`]); errors use the scenario format's key paths
+/// (`limits.max_events`, `network.link[0].loss`, `agent[3].name`, where
+/// `agent[i]` is the i-th agent added).
+pub struct SimBuilder {
+    seed: u64,
+    env: u32,
+    name: String,
+    limits: Limits,
+    broker: BrokerConfig,
+    network: NetworkSpec,
+    agents: Vec<(String, Box<dyn Agent>)>,
+    kinds: KindNames,
+    trace: TraceTarget,
+}
+
+impl SimBuilder {
+    /// A simulation seeded with `seed`, environment 0, default models, a
+    /// digest-only trace.
+    pub fn new(seed: u64) -> SimBuilder {
+        SimBuilder {
+            seed,
+            env: 0,
+            name: "simulation".into(),
+            limits: Limits::default(),
+            broker: BrokerConfig::default(),
+            network: NetworkSpec::default(),
+            agents: Vec::new(),
+            kinds: KindNames::new(),
+            trace: TraceTarget::Digest,
+        }
+    }
+
+    /// Sets the environment index (part of every RNG stream and channel prefix).
+    pub fn env(mut self, env: u32) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Names the run (shown in the summary).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the broker's settings.
+    pub fn broker(mut self, config: BrokerConfig) -> Self {
+        self.broker = config;
+        self
+    }
+
+    /// Sets the whole network: default model and link changes.
+    pub fn network(mut self, network: NetworkSpec) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// Sets the model of every link that no [`LinkSpec`] changes.
+    pub fn default_link(mut self, model: LinkModel) -> Self {
+        self.network.default = model;
+        self
+    }
+
+    /// Changes one link (or both directions of one): applied after the
+    /// changes added before it.
+    pub fn link(mut self, spec: LinkSpec) -> Self {
+        self.network.links.push(spec);
+        self
+    }
+
+    /// Adds an agent; ids are given in the order agents are added.
+    pub fn agent(mut self, name: &str, agent: impl Agent) -> Self {
+        self.agents.push((name.to_string(), Box::new(agent)));
+        self
+    }
+
+    /// Adds a boxed agent.
+    pub fn boxed_agent(mut self, name: &str, agent: Box<dyn Agent>) -> Self {
+        self.agents.push((name.to_string(), agent));
+        self
+    }
+
+    /// Names the message kinds of a protocol, for the trace footer (and so
+    /// for exports).
+    pub fn kind_names(mut self, kinds: KindNames) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// Keeps no trace and computes no digest (for benchmarks of the bare loop).
+    pub fn trace_off(mut self) -> Self {
+        self.trace = TraceTarget::Off;
+        self
+    }
+
+    /// Keeps every record in memory ([`Simulation::records`]).
+    pub fn trace_in_memory(mut self) -> Self {
+        self.trace = TraceTarget::Memory;
+        self
+    }
+
+    /// Writes the trace to `out` with `header` (scenario, seed, env).
+    pub fn trace_to(mut self, out: Box<dyn Write + Send>, header: Header) -> Self {
+        self.trace = TraceTarget::File(out, Box::new(header));
+        self
+    }
+
+    /// Checks everything: limits, broker, agent names (the naming rule and
+    /// uniqueness), network models and the ends of every link. Returns
+    /// every problem found.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut v = Validator::new();
+        v.at("limits", |v| self.limits.validate(v));
+        v.at("broker", |v| self.broker.validate(v));
+        let name_at = |i: usize| KeyPath::root().key("agent").index(i).key("name");
+        for (i, (name, _)) in self.agents.iter().enumerate() {
+            if let Err(m) = check_agent_name(name) {
+                v.fail_at(name_at(i), m);
+            }
+        }
+        check_unique(
+            &mut v,
+            self.agents
+                .iter()
+                .enumerate()
+                .map(|(i, (n, _))| (n.as_str(), name_at(i))),
+        );
+        v.check(self.agents.len() <= MAX_PENDING, "agent", || {
+            format!(
+                "{} agents are more than the event queue can start ({MAX_PENDING})",
+                self.agents.len()
+            )
+        });
+        let names: std::collections::BTreeSet<&str> =
+            self.agents.iter().map(|(n, _)| n.as_str()).collect();
+        v.at("network", |v| {
+            self.network.validate(v, &|n: &str| names.contains(n));
+        });
+        v.finish()
+    }
+
+    /// Validates everything and builds the simulation.
+    pub fn build(self) -> Result<Simulation, Invalid> {
+        self.validate()?;
+        let SimBuilder {
+            seed,
+            env,
+            name,
+            limits,
+            broker,
+            network,
+            agents,
+            kinds,
+            trace,
+        } = self;
+        let (names, boxes): (Vec<String>, Vec<Box<dyn Agent>>) = agents.into_iter().unzip();
+        let agent_ids: BTreeMap<String, AgentId> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), AgentId(i as u32)))
+            .collect();
+        let net = Network::star(&names, seed, u64::from(env), &network);
+        let slots = names
+            .into_iter()
+            .map(|n| AgentSlot::new(n, seed, env))
+            .collect();
+        let core = Core::new(Parts {
+            seed,
+            env,
+            net,
+            broker: Broker::new(broker),
+            agents: slots,
+            agent_ids,
+            kinds,
+            trace: TraceSink::new(trace, limits.max_trace_records),
+            limits,
+        });
+        Ok(Simulation::new(core, boxes, name))
+    }
+}

@@ -1,0 +1,186 @@
+//! The [`Agent`] trait and the [`Context`] through which agents act.
+//!
+//! **API boundary:** agents never touch the queue, the clock, the network or
+//! another agent. Everything they do goes through their `Context`: publish,
+//! subscribe, consume/peek their own buffers, set timers, read the time, draw
+//! from their own RNG stream, and report lateness or age of information.
+//! Each method is one call into the core; only the simulation loop advances
+//! time.
+
+use std::any::Any;
+
+use crate::broker::Delivery;
+use crate::message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
+use crate::rng::RngStream;
+use crate::time::{SimDuration, SimTime};
+
+use super::core::Core;
+use super::timers::TimerId;
+
+/// A simulated participant: environment, grid agent, device, or your own.
+///
+/// Every method has a default that does nothing, so an agent implements only
+/// what it reacts to. Agents must be `Send` so whole simulations can run on
+/// rayon's worker threads; they are `Any` so a finished simulation can hand
+/// back a typed reference ([`crate::Simulation::agent`]).
+pub trait Agent: Any + Send {
+    /// Runs once at time 0, in the order agents were added. Subscribe and set
+    /// the first timers here.
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// A message copy arrived on a channel this agent subscribes to with
+    /// [`Delivery::Push`].
+    fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
+        let _ = (ctx, msg);
+    }
+
+    /// A timer set with [`Context::set_timer`] fired; `tag` is the value it
+    /// was set with.
+    fn on_timer(&mut self, ctx: &mut Context<'_>, tag: u64) {
+        let _ = (ctx, tag);
+    }
+}
+
+/// The unit type is an agent that does nothing: a placeholder node, or a
+/// recipient whose arrivals only need to be traced.
+impl Agent for () {}
+
+/// An agent's handle on the simulation while one of its handlers runs.
+pub struct Context<'a> {
+    core: &'a mut Core,
+    me: AgentId,
+}
+
+impl<'a> Context<'a> {
+    pub(super) fn new(core: &'a mut Core, me: AgentId) -> Context<'a> {
+        Context { core, me }
+    }
+
+    /// The current virtual time.
+    #[inline]
+    pub fn now(&self) -> SimTime {
+        self.core.now()
+    }
+
+    /// This agent's id.
+    #[inline]
+    pub fn me(&self) -> AgentId {
+        self.me
+    }
+
+    /// This agent's name.
+    pub fn name(&self) -> &str {
+        self.core.agent_name(self.me)
+    }
+
+    /// The environment index of this simulation.
+    pub fn env(&self) -> u32 {
+        self.core.env()
+    }
+
+    /// The channel-name prefix of this environment (`env0`, ...): channel
+    /// names start with it so that environments never share a channel.
+    pub fn env_prefix(&self) -> &str {
+        self.core.env_prefix()
+    }
+
+    /// The id of channel `name`, creating it on first use. Intern names once
+    /// (in `on_start`) and keep the ids: ids are cheap, names are strings.
+    pub fn channel(&mut self, name: &str) -> ChannelId {
+        self.core.channel(name)
+    }
+
+    /// The name of a channel.
+    pub fn channel_name(&self, id: ChannelId) -> &str {
+        self.core.channel_name(id)
+    }
+
+    /// The id of the agent called `name`.
+    pub fn agent_id(&self, name: &str) -> Option<AgentId> {
+        self.core.agent_id(name)
+    }
+
+    /// The name of an agent.
+    pub fn agent_name(&self, id: AgentId) -> &str {
+        self.core.agent_name(id)
+    }
+
+    /// Subscribes this agent to `channel` (takes effect at once at the broker).
+    pub fn subscribe(&mut self, channel: ChannelId, delivery: Delivery) {
+        self.core.subscribe(self.me, channel, delivery);
+    }
+
+    /// Ends this agent's subscription; copies already on the way still arrive.
+    pub fn unsubscribe(&mut self, channel: ChannelId) -> bool {
+        self.core.unsubscribe(self.me, channel)
+    }
+
+    /// Publishes a message now. It travels this agent's uplink to the broker,
+    /// which sends a copy to each subscriber (or only to `recipient`) over
+    /// their downlinks. Returns the message's id.
+    #[inline]
+    pub fn publish(
+        &mut self,
+        channel: ChannelId,
+        recipient: Recipient,
+        kind: MessageKind,
+        payload: Payload,
+    ) -> MsgId {
+        self.core
+            .publish(self.me, channel, recipient, kind, payload)
+    }
+
+    /// Takes the oldest copy waiting in this agent's buffer for `channel`
+    /// (only for [`Delivery::Pull`] subscriptions). Never takes another
+    /// agent's copy.
+    pub fn consume(&mut self, channel: ChannelId) -> Option<Message> {
+        self.core.consume(self.me, channel)
+    }
+
+    /// The oldest copy waiting for `channel`, left in the buffer.
+    pub fn peek(&self, channel: ChannelId) -> Option<&Message> {
+        self.core.peek(self.me, channel)
+    }
+
+    /// How many copies wait in this agent's buffer for `channel`.
+    pub fn pending(&self, channel: ChannelId) -> usize {
+        self.core.pending(self.me, channel)
+    }
+
+    /// Fires [`Agent::on_timer`] with `tag` after `after`.
+    #[inline]
+    pub fn set_timer(&mut self, after: SimDuration, tag: u64) -> TimerId {
+        let at = self.core.now() + after;
+        self.core.set_timer(self.me, at, tag)
+    }
+
+    /// Fires [`Agent::on_timer`] with `tag` at `at` (or now, if `at` has
+    /// passed).
+    pub fn set_timer_at(&mut self, at: SimTime, tag: u64) -> TimerId {
+        self.core.set_timer(self.me, at, tag)
+    }
+
+    /// Cancels a pending timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.core.cancel_timer(id)
+    }
+
+    /// This agent's own random stream (`agent/{name}`).
+    pub fn rng(&mut self) -> &mut RngStream {
+        self.core.rng(self.me)
+    }
+
+    /// Reports that `msg` arrived too late for this agent's deadline: counted
+    /// in the `late` metric and recorded as a `late` trace event.
+    pub fn mark_late(&mut self, msg: &Message) {
+        self.core.mark_late(self.me, msg);
+    }
+
+    /// Reports the age of a piece of information at the moment this agent
+    /// used it (age-of-information metric).
+    pub fn record_age(&mut self, age: SimDuration) {
+        self.core.record_age(age);
+    }
+}

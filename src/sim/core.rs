@@ -1,0 +1,500 @@
+//! [`Core`]: everything a simulation holds except the agents themselves —
+//! clock, queue, messages, network, broker, one [`AgentSlot`] per agent,
+//! timers, trace sink, metrics and limits. The loop (`sim.rs`) pops an
+//! event and asks the core to carry it out ([`Core::dispatch`]); an agent's
+//! [`Context`](super::Context) calls the core's methods and nothing else.
+
+use std::collections::BTreeMap;
+
+use crate::broker::{Broker, Delivery, Mailbox};
+use crate::message::{
+    AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient,
+};
+use crate::metrics::Metrics;
+use crate::network::{Network, Transit};
+use crate::queue::{EventQueue, MAX_PENDING, MAX_PUSHES, QueueFull};
+use crate::rng::RngStream;
+use crate::time::{SimDuration, SimTime};
+use crate::trace::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+
+use super::limits::{Limits, SimError};
+use super::msg_store::MsgStore;
+use super::sink::TraceSink;
+use super::timers::{TimerId, Timers};
+
+/// A compact event: integer indices only.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Event {
+    /// Run agent `agent`'s `on_start`.
+    Start { agent: u32 },
+    /// The message in `slot` reached the broker.
+    AtBroker { slot: u32 },
+    /// A copy of the message in `slot` reached `agent`.
+    AtAgent { slot: u32, agent: u32, pull: bool },
+    /// A timer of `agent` is due (if its generation still matches).
+    Timer {
+        agent: u32,
+        slot: u32,
+        generation: u32,
+    },
+}
+
+/// What the loop must call on an agent after the core carried out an event.
+pub(super) enum Call {
+    /// `on_start`.
+    Start(AgentId),
+    /// `on_message` with a pushed copy.
+    Message(AgentId, Message),
+    /// `on_timer` with the timer's tag.
+    Timer(AgentId, u64),
+}
+
+/// Everything the core keeps per agent.
+pub(super) struct AgentSlot {
+    /// The agent's name.
+    pub(super) name: String,
+    /// Its own random stream, `agent/{name}`.
+    rng: RngStream,
+    /// Its pull buffers.
+    mailbox: Mailbox,
+}
+
+impl AgentSlot {
+    pub(super) fn new(name: String, seed: u64, env: u32) -> AgentSlot {
+        AgentSlot {
+            rng: RngStream::new(seed, u64::from(env), &format!("agent/{name}")),
+            name,
+            mailbox: Mailbox::default(),
+        }
+    }
+}
+
+/// The header fields of a message that every trace record repeats.
+#[derive(Clone, Copy)]
+struct MsgHead {
+    id: u64,
+    channel: u32,
+    sender: u32,
+    kind: u8,
+    sent_ns: u64,
+}
+
+impl MsgHead {
+    #[inline]
+    fn of(m: &Message) -> MsgHead {
+        MsgHead {
+            id: m.id.0,
+            channel: m.channel.0,
+            sender: m.sender.0,
+            kind: m.kind.code(),
+            sent_ns: m.sent.0,
+        }
+    }
+}
+
+fn recipient_node(r: Recipient) -> u32 {
+    match r {
+        Recipient::Broadcast => NODE_BROADCAST,
+        Recipient::Agent(a) => a.0,
+    }
+}
+
+/// Everything but the agents.
+pub(super) struct Core {
+    now: SimTime,
+    seed: u64,
+    env: u32,
+    env_prefix: String,
+    queue: EventQueue<Event>,
+    msgs: MsgStore,
+    next_msg: u64,
+    net: Network,
+    broker: Broker,
+    agents: Vec<AgentSlot>,
+    agent_ids: BTreeMap<String, AgentId>,
+    kinds: KindNames,
+    timers: Timers,
+    trace: TraceSink,
+    metrics: Metrics,
+    limits: Limits,
+    in_flight: u64,
+    /// An error raised inside a handler, reported when the handler returns.
+    fault: Option<SimError>,
+}
+
+/// The parts a [`Core`] is built from (see `builder.rs`).
+pub(super) struct Parts {
+    pub(super) seed: u64,
+    pub(super) env: u32,
+    pub(super) net: Network,
+    pub(super) broker: Broker,
+    pub(super) agents: Vec<AgentSlot>,
+    pub(super) agent_ids: BTreeMap<String, AgentId>,
+    pub(super) kinds: KindNames,
+    pub(super) trace: TraceSink,
+    pub(super) limits: Limits,
+}
+
+impl Core {
+    /// A core at time 0 with every agent's start event queued in order.
+    pub(super) fn new(p: Parts) -> Core {
+        let n = p.agents.len();
+        let mut core = Core {
+            now: SimTime::ZERO,
+            seed: p.seed,
+            env: p.env,
+            env_prefix: crate::message::env_prefix(p.env),
+            queue: EventQueue::with_capacity(1024),
+            msgs: MsgStore::default(),
+            next_msg: 0,
+            net: p.net,
+            broker: p.broker,
+            agents: p.agents,
+            agent_ids: p.agent_ids,
+            kinds: p.kinds,
+            timers: Timers::default(),
+            trace: p.trace,
+            metrics: Metrics::default(),
+            limits: p.limits,
+            in_flight: 0,
+            fault: None,
+        };
+        for i in 0..n {
+            core.push(SimTime::ZERO, Event::Start { agent: i as u32 });
+        }
+        core
+    }
+
+    // ----- read access (Simulation and Context) ---------------------------
+
+    #[inline]
+    pub(super) fn now(&self) -> SimTime {
+        self.now
+    }
+    pub(super) fn set_clock(&mut self, t: SimTime) {
+        self.now = t;
+    }
+    pub(super) fn seed(&self) -> u64 {
+        self.seed
+    }
+    pub(super) fn env(&self) -> u32 {
+        self.env
+    }
+    pub(super) fn env_prefix(&self) -> &str {
+        &self.env_prefix
+    }
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    pub(super) fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+    pub(super) fn agent_name(&self, id: AgentId) -> &str {
+        &self.agents[id.index()].name
+    }
+    pub(super) fn agent_names(&self) -> impl Iterator<Item = &str> {
+        self.agents.iter().map(|a| a.name.as_str())
+    }
+    pub(super) fn agent_id(&self, name: &str) -> Option<AgentId> {
+        self.agent_ids.get(name).copied()
+    }
+    pub(super) fn channel_name(&self, id: ChannelId) -> &str {
+        self.broker.channel_name(id)
+    }
+    pub(super) fn channel_names(&self) -> &[String] {
+        self.broker.channel_names()
+    }
+    pub(super) fn lookup_channel(&self, name: &str) -> Option<ChannelId> {
+        self.broker.lookup(name)
+    }
+    pub(super) fn subscribers(
+        &self,
+        ch: ChannelId,
+    ) -> impl Iterator<Item = (AgentId, Delivery)> + '_ {
+        self.broker
+            .subscribers(ch)
+            .iter()
+            .map(|s| (s.agent, s.delivery))
+    }
+    pub(super) fn kinds(&self) -> &KindNames {
+        &self.kinds
+    }
+    pub(super) fn next_event_time(&self) -> Option<SimTime> {
+        self.queue.peek_time()
+    }
+    pub(super) fn trace(&self) -> &TraceSink {
+        &self.trace
+    }
+    pub(super) fn trace_mut(&mut self) -> &mut TraceSink {
+        &mut self.trace
+    }
+
+    // ----- agent actions (through Context) -------------------------------
+
+    pub(super) fn channel(&mut self, name: &str) -> ChannelId {
+        self.broker.channel(name)
+    }
+    pub(super) fn subscribe(&mut self, agent: AgentId, ch: ChannelId, d: Delivery) {
+        self.broker.subscribe(ch, agent, d);
+    }
+    pub(super) fn unsubscribe(&mut self, agent: AgentId, ch: ChannelId) -> bool {
+        self.broker.unsubscribe(ch, agent)
+    }
+    pub(super) fn consume(&mut self, agent: AgentId, ch: ChannelId) -> Option<Message> {
+        self.agents[agent.index()].mailbox.consume(ch)
+    }
+    pub(super) fn peek(&self, agent: AgentId, ch: ChannelId) -> Option<&Message> {
+        self.agents[agent.index()].mailbox.peek(ch)
+    }
+    pub(super) fn pending(&self, agent: AgentId, ch: ChannelId) -> usize {
+        self.agents[agent.index()].mailbox.pending(ch)
+    }
+    pub(super) fn rng(&mut self, agent: AgentId) -> &mut RngStream {
+        &mut self.agents[agent.index()].rng
+    }
+    pub(super) fn cancel_timer(&mut self, id: TimerId) -> bool {
+        self.timers.cancel(id)
+    }
+    pub(super) fn record_age(&mut self, age: SimDuration) {
+        self.metrics.age.saturating_record(age.as_nanos());
+    }
+
+    pub(super) fn set_timer(&mut self, agent: AgentId, at: SimTime, tag: u64) -> TimerId {
+        let id = self.timers.add(tag);
+        self.push(
+            at.max(self.now),
+            Event::Timer {
+                agent: agent.0,
+                slot: id.slot,
+                generation: id.generation,
+            },
+        );
+        id
+    }
+
+    pub(super) fn mark_late(&mut self, me: AgentId, msg: &Message) {
+        self.metrics.late += 1;
+        self.record(EventKind::Late, MsgHead::of(msg), me.0, 0);
+    }
+
+    pub(super) fn publish(
+        &mut self,
+        sender: AgentId,
+        channel: ChannelId,
+        recipient: Recipient,
+        kind: MessageKind,
+        payload: Payload,
+    ) -> MsgId {
+        let id = MsgId(self.next_msg);
+        self.next_msg += 1;
+        let msg = Message {
+            id,
+            env: self.env,
+            channel,
+            sender,
+            recipient,
+            kind,
+            sent: self.now,
+            payload,
+        };
+        let h = MsgHead::of(&msg);
+        self.metrics.published += 1;
+        self.record(EventKind::Publish, h, recipient_node(recipient), 0);
+        match self.net.send_up(sender.0, self.now) {
+            Transit::Lost => self.drop_copy(h, NODE_BROKER, Reason::Loss),
+            Transit::Arrive(at) => {
+                let slot = self.msgs.insert(msg);
+                self.schedule_copy(at, Event::AtBroker { slot });
+            }
+        }
+        id
+    }
+
+    // ----- the engine -----------------------------------------------------
+
+    /// The earliest event, if any.
+    #[inline]
+    pub(super) fn pop(&mut self) -> Option<(SimTime, Event)> {
+        self.queue.pop()
+    }
+
+    /// Carries out the engine's part of `ev` at time `t` (limits first) and
+    /// says which agent handler to call, if any.
+    #[inline]
+    pub(super) fn dispatch(&mut self, t: SimTime, ev: Event) -> Option<Call> {
+        if t.0 > self.limits.max_sim_time.0 {
+            self.now = t;
+            self.limit("max_sim_time", self.limits.max_sim_time.0);
+            return None;
+        }
+        if self.metrics.events >= self.limits.max_events {
+            self.limit("max_events", self.limits.max_events);
+            return None;
+        }
+        self.now = t;
+        self.metrics.events += 1;
+        match ev {
+            Event::AtAgent { slot, agent, pull } => {
+                self.in_flight -= 1;
+                let msg = self.msgs.take(slot);
+                let h = MsgHead::of(&msg);
+                if pull {
+                    let cap = self.broker.config().buffer_capacity;
+                    match self.agents[agent as usize].mailbox.push(msg, cap) {
+                        Err(_) => self.drop_copy(h, agent, Reason::Overflow),
+                        Ok(()) => self.deliver(h, agent),
+                    }
+                    None
+                } else {
+                    self.deliver(h, agent);
+                    Some(Call::Message(AgentId(agent), msg))
+                }
+            }
+            Event::AtBroker { slot } => {
+                self.in_flight -= 1;
+                self.route(slot);
+                None
+            }
+            Event::Timer {
+                agent,
+                slot,
+                generation,
+            } => {
+                let tag = self.timers.fire(slot, generation)?;
+                self.metrics.timers += 1;
+                let h = MsgHead {
+                    id: tag,
+                    channel: NONE,
+                    sender: agent,
+                    kind: 0,
+                    sent_ns: t.0,
+                };
+                self.record(EventKind::Timer, h, agent, 0);
+                Some(Call::Timer(AgentId(agent), tag))
+            }
+            Event::Start { agent } => Some(Call::Start(AgentId(agent))),
+        }
+    }
+
+    /// The error raised while carrying out events or handlers, taken.
+    pub(super) fn take_fault(&mut self) -> Option<SimError> {
+        match self.fault.take() {
+            Some(e) => Some(e),
+            None => self.trace.take_error().map(SimError::from),
+        }
+    }
+
+    fn limit(&mut self, limit: &'static str, max: u64) {
+        if self.fault.is_none() {
+            self.fault = Some(SimError::LimitExceeded {
+                limit,
+                max,
+                seed: self.seed,
+                env: self.env,
+                time: self.now,
+            });
+        }
+    }
+
+    #[inline]
+    fn record(&mut self, event: EventKind, h: MsgHead, node: u32, detail: u16) {
+        let ok = self.trace.push(&Record {
+            time_ns: self.now.0,
+            event,
+            msg: h.id,
+            channel: h.channel,
+            sender: h.sender,
+            node,
+            kind: h.kind,
+            detail,
+            sent_ns: h.sent_ns,
+        });
+        if !ok {
+            self.limit("max_trace_records", self.limits.max_trace_records);
+        }
+    }
+
+    #[inline]
+    fn deliver(&mut self, h: MsgHead, agent: u32) {
+        self.metrics.delivered += 1;
+        self.metrics
+            .latency
+            .saturating_record(self.now.0.saturating_sub(h.sent_ns));
+        self.record(EventKind::Deliver, h, agent, 0);
+    }
+
+    #[inline]
+    fn drop_copy(&mut self, h: MsgHead, node: u32, reason: Reason) {
+        self.metrics.drop(reason);
+        self.record(EventKind::Drop, h, node, reason as u16);
+    }
+
+    #[inline]
+    fn schedule_copy(&mut self, at: SimTime, ev: Event) {
+        self.in_flight += 1;
+        if self.in_flight > self.limits.max_in_flight {
+            self.limit("max_in_flight", self.limits.max_in_flight);
+        }
+        self.push(at, ev);
+    }
+
+    /// Queues an event; a full queue stops the run (a terminal error, so
+    /// the half-done bookkeeping of the failed event never matters).
+    #[inline]
+    fn push(&mut self, at: SimTime, ev: Event) {
+        if let Err(e) = self.queue.push(at, ev) {
+            let (limit, max) = match e {
+                QueueFull::Pending => ("pending_events", MAX_PENDING as u64),
+                _ => ("queue_pushes", MAX_PUSHES),
+            };
+            self.limit(limit, max);
+        }
+    }
+
+    /// The message in `slot` reached the broker: a copy down the downlink
+    /// of each subscriber (or of the one recipient), or a drop.
+    fn route(&mut self, slot: u32) {
+        let (h, channel, recipient) = {
+            let m = self.msgs.get(slot);
+            (MsgHead::of(m), m.channel, m.recipient)
+        };
+        self.metrics.routed += 1;
+        self.record(EventKind::Route, h, NODE_BROKER, 0);
+        let depart = self.now + self.broker.config().processing;
+        match recipient {
+            Recipient::Agent(a) => match self.broker.subscription(channel, a) {
+                Some(d) => self.send_copy(h, slot, depart, a.0, d),
+                None => self.drop_copy(h, a.0, Reason::NoSubscriber),
+            },
+            Recipient::Broadcast => {
+                let n = self.broker.subscribers(channel).len();
+                if n == 0 {
+                    self.drop_copy(h, NODE_BROADCAST, Reason::NoSubscriber);
+                }
+                for i in 0..n {
+                    let sub = self.broker.subscribers(channel)[i];
+                    self.send_copy(h, slot, depart, sub.agent.0, sub.delivery);
+                }
+            }
+        }
+        self.msgs.release(slot);
+    }
+
+    #[inline]
+    fn send_copy(&mut self, h: MsgHead, slot: u32, depart: SimTime, agent: u32, d: Delivery) {
+        match self.net.send_down(agent, depart) {
+            Transit::Lost => self.drop_copy(h, agent, Reason::Loss),
+            Transit::Arrive(at) => {
+                self.msgs.add_ref(slot);
+                self.schedule_copy(
+                    at,
+                    Event::AtAgent {
+                        slot,
+                        agent,
+                        pull: d == Delivery::Pull,
+                    },
+                );
+            }
+        }
+    }
+}
