@@ -13,21 +13,21 @@
 //! those above it in this list).
 #![warn(missing_docs)]
 
-pub mod agent;
-pub mod broker;
-pub mod grid;
+pub mod time;
+pub mod rng;
+pub mod validate;
+mod tagged;
 pub mod message;
+pub(crate) mod queue;
+pub mod trace;
 pub mod metrics;
 pub mod network;
-pub(crate) mod queue;
-pub mod replay;
-pub mod rng;
-pub mod scenario;
+pub mod broker;
 pub mod sim;
-mod tagged;
-pub mod time;
-pub mod trace;
-pub mod validate;
+pub mod agent;
+pub mod grid;
+pub mod scenario;
+pub mod replay;
 
 pub use broker::{BrokerConfig, Delivery};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};

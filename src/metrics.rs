@@ -211,6 +211,21 @@ mod tests {
     }
 
     #[test]
+    fn percentiles_round_up_within_a_tenth_of_a_percent() {
+        // docs/summary.md: an exact 2 000 000 ns is reported as 2 000 895.
+        let mut m = Metrics::default();
+        m.latency.saturating_record(2_000_000);
+        let p = Percentiles::of(&m.latency);
+        assert_eq!((p.p50_ns, p.max_ns, p.count), (2_000_895, 2_000_895, 1));
+        for v in [1u64, 999, 123_456, 98_765_432_109] {
+            let mut m = Metrics::default();
+            m.latency.saturating_record(v);
+            let got = Percentiles::of(&m.latency).p99_ns;
+            assert!(got >= v && got - v <= v / 1000, "{v} -> {got}");
+        }
+    }
+
+    #[test]
     fn drops_by_reason() {
         let mut m = Metrics::default();
         m.drop(Reason::Loss);

@@ -12,6 +12,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::scenario::{RunError, Scenario, ScenarioError};
+use crate::sim::Simulation;
 use crate::trace::export::Names;
 use crate::trace::{CHUNK, Record, RecordCursor, TraceError, TraceReader};
 
@@ -176,7 +177,7 @@ impl<R: Read + Seek> Against<'_, R> {
 
 /// Takes the re-run's kept records and checks them against the file.
 fn drain<R: Read + Seek>(
-    sim: &mut crate::Simulation,
+    sim: &mut Simulation,
     against: &mut Against<'_, R>,
     ln: &Names<'_>,
     kinds: &[(u8, String)],

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::builtin::{Periodic, Sink};
 use crate::broker::{BrokerConfig, Delivery};
 use crate::grid::{GridPlan, GridSpec, MicrogridSpec, protocol};
-use crate::message::{KindNames, env_prefix};
+use crate::message::{KindNames, MessageKind, env_prefix};
 use crate::metrics::Summary;
 use crate::network::NetworkSpec;
 use crate::sim::{Limits, SimBuilder, SimError, Simulation};
@@ -396,7 +396,7 @@ impl Scenario {
                     to,
                 } => {
                     // Validated with the same table.
-                    let kind = self.kinds.parse(kind).unwrap_or(crate::MessageKind::INFO);
+                    let kind = self.kinds.parse(kind).unwrap_or(MessageKind::INFO);
                     b.agent(
                         name,
                         Periodic::new(&channel.replace("{env}", &prefix), *period)

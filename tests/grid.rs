@@ -85,6 +85,29 @@ fn a_perfect_network_meets_every_deadline() {
 }
 
 #[test]
+fn a_complete_step_costs_2nm_plus_2_messages_and_2nm_plus_2n_copies() {
+    // N = 2 microgrids of M = 3 devices on a lossless network: steps 0..=59
+    // complete (14 messages, 16 copies each, as docs/grid.md says), and
+    // step 60's action is published at the very end and still in flight.
+    let (n, m) = (2, 3);
+    let s = parse(PERFECT).unwrap();
+    let summary = s.run(1, 0).unwrap();
+    let steps = 60;
+    assert_eq!(
+        summary.published,
+        steps * (2 * n * m + 2) + 1,
+        "{summary:?}"
+    );
+    assert_eq!(
+        summary.delivered,
+        steps * (2 * n * m + 2 * n),
+        "{summary:?}"
+    );
+    assert_eq!(summary.routed, steps * (2 * n * m + 2));
+    assert_eq!((summary.in_flight, summary.dropped), (1, 0));
+}
+
+#[test]
 fn devices_evolve_within_their_limits_and_controllers_see_the_grid() {
     let s = parse(PERFECT).unwrap();
     let mut sim = s.build(1, 0).unwrap();

@@ -949,4 +949,25 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn feeder_problems_are_reported_at_their_key() {
+        let mut bad = Feeder::chain(3, 0.01, 0.01, 1.0).with_base_mva(0.0);
+        bad.lines[1].r_pu = -1.0;
+        let mut v = Validator::at_path(KeyPath::root().key("feeder"));
+        bad.validate(&mut v);
+        let err = v.finish().unwrap_err();
+        // The first problem found is the base; the check stops there.
+        assert_eq!(err.issues[0].path.to_string(), "feeder.base_mva");
+        let bad = Feeder::chain(3, 0.01, 0.01, 1.0);
+        let mut with_bad_line = bad.clone();
+        with_bad_line.lines[1].x_pu = f64::NAN;
+        assert_eq!(
+            with_bad_line.check().unwrap_err().key().to_string(),
+            "lines[1].x_pu"
+        );
+        let mut v = Validator::new();
+        bad.validate(&mut v);
+        assert!(v.is_ok());
+    }
 }
