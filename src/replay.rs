@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::scenario::{RunError, Scenario, ScenarioError};
 use crate::sim::Simulation;
 use crate::trace::export::Names;
-use crate::trace::{CHUNK, Record, RecordCursor, TraceError, TraceReader};
+use crate::trace::{CHUNK, EventKind, Record, RecordCursor, TraceError, TraceReader};
 
 /// Where two event streams first differ.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,7 +87,8 @@ fn describe(names: &Names<'_>, seq: u64, r: &Record) -> String {
 }
 
 /// Two records are the same when their fields are equal and the names
-/// behind their agent, channel and kind ids are equal too.
+/// behind their agent, channel and kind ids are equal too (a timer's kind
+/// code names nothing).
 fn same(l: &Record, ln: &Names<'_>, r: &Record, rn: &Names<'_>) -> bool {
     let agent = |id: u32| ln.agents.get(id as usize) == rn.agents.get(id as usize);
     let channel = |id: u32| ln.channels.get(id as usize) == rn.channels.get(id as usize);
@@ -95,7 +96,7 @@ fn same(l: &Record, ln: &Names<'_>, r: &Record, rn: &Names<'_>) -> bool {
         && agent(r.sender)
         && agent(r.node)
         && channel(r.channel)
-        && ln.kind_name(r.kind) == rn.kind_name(r.kind)
+        && (r.event == EventKind::Timer || ln.kind_name(r.kind) == rn.kind_name(r.kind))
 }
 
 fn diverged(

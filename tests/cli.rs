@@ -321,20 +321,7 @@ fn replay_of_a_fresh_trace_is_identical() {
     );
 }
 
-const EVENTS: [&str; 12] = [
-    "publish",
-    "route",
-    "deliver",
-    "drop",
-    "duplicate",
-    "expire",
-    "ack",
-    "retransmit",
-    "dead_letter",
-    "timer",
-    "fault",
-    "late",
-];
+const EVENTS: [&str; 6] = ["publish", "route", "deliver", "drop", "timer", "late"];
 
 const CSV_HEADER: &str =
     "seq,time_ns,event,msg_id,env,channel,sender,recipient,kind,sent_ns,detail";

@@ -4,6 +4,7 @@
 //! allocations (this test binary only).
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use busbar::agent::builtin::{Periodic, Sink};
@@ -33,8 +34,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is global: the tests take turns so that none counts
+/// another's allocations.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn a_warm_loop_allocates_nothing_per_message() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let every = SimDuration::from_micros(10);
     let mut sim = SimBuilder::new(1)
         .default_link(LinkModel {
@@ -64,4 +70,39 @@ fn a_warm_loop_allocates_nothing_per_message() {
         allocations < 20,
         "{allocations} allocations over {events} events"
     );
+}
+
+#[test]
+fn writing_a_trace_file_allocates_nothing_per_record() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Same traffic, every record encoded into trace batches: the encoder
+    // reuses its output buffer and header cache.
+    let every = SimDuration::from_micros(10);
+    let header = busbar::trace::Header {
+        crate_version: "test".into(),
+        scenario_path: "no_alloc".into(),
+        base_dir: ".".into(),
+        scenario: String::new(),
+        seed: 1,
+        env: 0,
+    };
+    let mut sim = SimBuilder::new(1)
+        .agent("src", Periodic::new("env0/x", every))
+        .agent("a", Sink::new(&["env0/x".into()], Delivery::Push, None))
+        .agent("b", Sink::new(&["env0/x".into()], Delivery::Push, None))
+        .trace_to(Box::new(std::io::sink()), header)
+        .build()
+        .unwrap();
+    sim.run_until(SimTime(every.as_nanos() * 20_000)).unwrap();
+    let events_before = sim.metrics().events;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    sim.run_until(SimTime(every.as_nanos() * 120_000)).unwrap();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let events = sim.metrics().events - events_before;
+    assert!(events > 350_000, "{events}");
+    assert!(
+        allocations < 20,
+        "{allocations} allocations over {events} events"
+    );
+    sim.finish().unwrap();
 }

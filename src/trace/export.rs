@@ -1,16 +1,21 @@
-//! Trace export: CSV (the column contract of DESIGN.md) and JSON Lines.
+//! Trace export: CSV (the documented column contract) and JSON Lines.
 //!
 //! CSV columns, in this order:
 //! `seq,time_ns,event,msg_id,env,channel,sender,recipient,kind,sent_ns,detail`.
 //! `recipient` is an agent name, `broker`, or `*` for a broadcast; `detail`
-//! is the drop reason for `drop` events and empty otherwise. For `timer`
-//! events `msg_id` holds the timer's tag and `sender`/`recipient` the agent.
+//! is the drop reason for `drop` events and empty otherwise. `kind` is the
+//! name the trace's footer gives the record's kind code; a code it does not
+//! name prints as `custom:{code - 64}` from code 64 on, else `kind:{code}`.
+//! For `timer` events `msg_id` holds the timer's tag, `sender`/`recipient`
+//! the agent, and `kind` is empty.
 
+use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
 use serde::Serialize;
 
 use crate::message::MessageKind;
+
 use crate::trace::{
     EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record, TraceError, TraceReader,
 };
@@ -37,7 +42,7 @@ pub struct Names<'a> {
     pub agents: &'a [String],
     /// Channel names by id.
     pub channels: &'a [String],
-    /// Message kind names by code.
+    /// Message kind names by code, as (code, name) pairs.
     pub kinds: &'a [(u8, String)],
     /// Environment index.
     pub env: u32,
@@ -63,7 +68,7 @@ pub struct Row<'a> {
     /// Recipient: agent name, `broker` or `*`.
     pub recipient: &'a str,
     /// Message kind (empty for timers).
-    pub kind: String,
+    pub kind: Cow<'a, str>,
     /// Send time, ns.
     pub sent_ns: u64,
     /// Drop reason or empty.
@@ -75,12 +80,21 @@ fn name(table: &[String], id: u32) -> &str {
 }
 
 impl Names<'_> {
-    /// The name of a kind code: from the table, else `custom:N` / `kind:N`.
-    pub fn kind_name(&self, code: u8) -> String {
+    /// The name the footer gives a kind code, if it names it.
+    pub fn kind_name(&self, code: u8) -> Option<&str> {
         self.kinds
             .iter()
             .find(|(c, _)| *c == code)
-            .map_or_else(|| MessageKind::fallback_name(code), |(_, n)| n.clone())
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// A kind code's name, or a stand-in for a code the footer does not
+    /// name: `custom:{code - 64}` from 64 on, else `kind:{code}`.
+    pub fn kind(&self, code: u8) -> Cow<'_, str> {
+        match self.kind_name(code) {
+            Some(n) => Cow::Borrowed(n),
+            None => Cow::Owned(MessageKind::fallback_name(code)),
+        }
     }
 
     /// Resolves one record.
@@ -109,9 +123,9 @@ impl Names<'_> {
             },
             recipient,
             kind: if timer {
-                String::new()
+                Cow::Borrowed("")
             } else {
-                self.kind_name(r.kind)
+                self.kind(r.kind)
             },
             sent_ns: r.sent_ns,
             detail: if r.event == EventKind::Drop {
@@ -187,5 +201,45 @@ fn csv_err(e: csv::Error) -> TraceError {
     match e.into_kind() {
         csv::ErrorKind::Io(io) => TraceError::Io(io),
         other => TraceError::Io(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(event: EventKind, kind: u8) -> Record {
+        Record {
+            time_ns: 5,
+            event,
+            msg: 1,
+            channel: 0,
+            sender: 0,
+            node: NODE_BROKER,
+            kind,
+            detail: 0,
+            sent_ns: 2,
+        }
+    }
+
+    #[test]
+    fn the_kind_column_comes_from_the_footer_table() {
+        let agents = ["a".to_string()];
+        let channels = ["c".to_string()];
+        let kinds = [(0u8, "action".to_string()), (70, "renamed".to_string())];
+        let names = Names {
+            agents: &agents,
+            channels: &channels,
+            kinds: &kinds,
+            env: 0,
+        };
+        let kind = |event, code| names.row(0, &record(event, code)).kind.into_owned();
+        assert_eq!(kind(EventKind::Publish, 0), "action");
+        assert_eq!(kind(EventKind::Deliver, 70), "renamed");
+        assert_eq!(kind(EventKind::Route, 64), "custom:0");
+        assert_eq!(kind(EventKind::Drop, 255), "custom:191");
+        assert_eq!(kind(EventKind::Late, 1), "kind:1");
+        assert_eq!(kind(EventKind::Publish, 63), "kind:63");
+        assert_eq!(kind(EventKind::Timer, 0), "", "timers have no kind");
     }
 }

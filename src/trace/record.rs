@@ -1,0 +1,327 @@
+//! One event as a fixed-size [`Record`], its canonical 40-byte layout, and
+//! the streaming [`Digester`] over that layout.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use super::CHUNK;
+
+/// What happened. The names are the `event` column of the CSV export; the
+/// codes are hashed into the digest and written to trace files, so they
+/// never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// An agent published a message (node: the message's recipient).
+    Publish = 0,
+    /// The message reached the broker, which routes it to subscribers.
+    Route = 1,
+    /// A copy reached its recipient agent (node).
+    Deliver = 2,
+    /// A copy was dropped; `detail` holds the [`Reason`].
+    Drop = 3,
+    /// A timer fired (msg: the timer's tag; node: the agent).
+    Timer = 9,
+    /// The receiving agent found the message late for its deadline.
+    Late = 11,
+}
+
+impl EventKind {
+    /// Every kind, in code order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Publish,
+        EventKind::Route,
+        EventKind::Deliver,
+        EventKind::Drop,
+        EventKind::Timer,
+        EventKind::Late,
+    ];
+
+    /// The CSV name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Publish => "publish",
+            EventKind::Route => "route",
+            EventKind::Deliver => "deliver",
+            EventKind::Drop => "drop",
+            EventKind::Timer => "timer",
+            EventKind::Late => "late",
+        }
+    }
+
+    /// The kind for a one-byte code; `None` for every code not listed.
+    pub fn from_code(c: u8) -> Option<EventKind> {
+        Some(match c {
+            0 => EventKind::Publish,
+            1 => EventKind::Route,
+            2 => EventKind::Deliver,
+            3 => EventKind::Drop,
+            9 => EventKind::Timer,
+            11 => EventKind::Late,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a message copy was dropped. The names are the CSV `detail` column;
+/// the codes are hashed into the digest, so they never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum Reason {
+    /// Lost on a link (the link's loss model).
+    Loss = 1,
+    /// A bounded buffer (a pull mailbox) was full.
+    Overflow = 4,
+    /// No agent subscribes to the channel (or the named recipient does not).
+    NoSubscriber = 6,
+}
+
+impl Reason {
+    /// Every reason, in code order.
+    pub const ALL: [Reason; 3] = [Reason::Loss, Reason::Overflow, Reason::NoSubscriber];
+
+    /// The CSV name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Loss => "loss",
+            Reason::Overflow => "overflow",
+            Reason::NoSubscriber => "no_subscriber",
+        }
+    }
+
+    /// The reason for a code; `None` for every code not listed.
+    pub fn from_code(c: u16) -> Option<Reason> {
+        Some(match c {
+            1 => Reason::Loss,
+            4 => Reason::Overflow,
+            6 => Reason::NoSubscriber,
+            _ => return None,
+        })
+    }
+}
+
+/// A `node` value: the broker.
+pub const NODE_BROKER: u32 = u32::MAX - 1;
+/// A `node` value: every subscriber (a broadcast message's recipient).
+pub const NODE_BROADCAST: u32 = u32::MAX;
+/// A `channel`/`sender` value: not applicable.
+pub const NONE: u32 = u32::MAX;
+
+/// One event. Fixed-size and `Copy`: appending one is a 40-byte copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Virtual time of the event, ns.
+    pub time_ns: u64,
+    /// What happened.
+    pub event: EventKind,
+    /// Message id (for timers: the timer's tag).
+    pub msg: u64,
+    /// Channel id, or [`NONE`].
+    pub channel: u32,
+    /// Sending agent id, or [`NONE`].
+    pub sender: u32,
+    /// The node concerned: recipient agent id, [`NODE_BROKER`] or
+    /// [`NODE_BROADCAST`].
+    pub node: u32,
+    /// Message kind code; the trace footer names the codes a run used.
+    pub kind: u8,
+    /// Event-specific detail: the [`Reason`] code for drops, else 0.
+    pub detail: u16,
+    /// Virtual time the message was sent, ns.
+    pub sent_ns: u64,
+}
+
+impl Record {
+    /// Canonical little-endian layout, the input of the digest.
+    pub fn to_bytes(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
+        b[0..8].copy_from_slice(&self.time_ns.to_le_bytes());
+        b[8] = self.event as u8;
+        b[9] = self.kind;
+        b[10..12].copy_from_slice(&self.detail.to_le_bytes());
+        b[12..16].copy_from_slice(&self.channel.to_le_bytes());
+        b[16..24].copy_from_slice(&self.msg.to_le_bytes());
+        b[24..28].copy_from_slice(&self.sender.to_le_bytes());
+        b[28..32].copy_from_slice(&self.node.to_le_bytes());
+        b[32..40].copy_from_slice(&self.sent_ns.to_le_bytes());
+        b
+    }
+}
+
+impl Record {
+    /// The record whose canonical layout is `b` (the inverse of
+    /// [`Record::to_bytes`]); `None` if the event code is unknown.
+    pub fn from_bytes(b: &[u8; 40]) -> Option<Record> {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        Some(Record {
+            time_ns: u64_at(0),
+            event: EventKind::from_code(b[8])?,
+            kind: b[9],
+            detail: u16::from_le_bytes([b[10], b[11]]),
+            channel: u32_at(12),
+            msg: u64_at(16),
+            sender: u32_at(24),
+            node: u32_at(28),
+            sent_ns: u64_at(32),
+        })
+    }
+}
+
+/// A 128-bit digest of an event stream, printed as 32 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Digest(pub [u8; 16]);
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Streaming digest over records.
+#[derive(Clone)]
+pub struct Digester {
+    hasher: Xxh3,
+    scratch: Vec<u8>,
+}
+
+impl Default for Digester {
+    fn default() -> Self {
+        Digester {
+            hasher: Xxh3::new(),
+            scratch: Vec::with_capacity(CHUNK * 40),
+        }
+    }
+}
+
+impl Digester {
+    /// Feeds records, in order.
+    pub fn update(&mut self, records: &[Record]) {
+        self.scratch.clear();
+        for r in records {
+            self.scratch.extend_from_slice(&r.to_bytes());
+        }
+        self.hasher.update(&self.scratch);
+    }
+
+    /// Feeds records already in their canonical layout
+    /// ([`Record::to_bytes`], concatenated).
+    pub fn update_bytes(&mut self, canonical: &[u8]) {
+        self.hasher.update(canonical);
+    }
+
+    /// The digest of everything fed so far.
+    pub fn digest(&self) -> Digest {
+        Digest(self.hasher.digest128().to_le_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64) -> Record {
+        Record {
+            time_ns: i * 10,
+            event: EventKind::ALL[(i % 6) as usize],
+            msg: i,
+            channel: 1,
+            sender: 2,
+            node: NODE_BROKER,
+            kind: 3,
+            detail: 0,
+            sent_ns: i,
+        }
+    }
+
+    #[test]
+    fn canonical_bytes_round_trip_and_reject_unknown_events() {
+        for i in 0..50 {
+            let r = Record {
+                detail: i as u16 * 7,
+                ..rec(i * 0x0101_0101_0101)
+            };
+            assert_eq!(Record::from_bytes(&r.to_bytes()), Some(r));
+        }
+        for code in 0..=255u8 {
+            let mut b = rec(1).to_bytes();
+            b[8] = code;
+            let kept = EventKind::ALL.iter().any(|e| *e as u8 == code);
+            assert_eq!(Record::from_bytes(&b).is_some(), kept, "code {code}");
+        }
+    }
+
+    #[test]
+    fn the_canonical_layout_is_pinned() {
+        // The digest hashes exactly these bytes: they must never change.
+        let r = Record {
+            time_ns: 0x0102_0304_0506_0708,
+            event: EventKind::Drop,
+            msg: 0x1112_1314_1516_1718,
+            channel: 0x2122_2324,
+            sender: 0x3132_3334,
+            node: 0x4142_4344,
+            kind: 0x51,
+            detail: 0x6162,
+            sent_ns: 0x7172_7374_7576_7778,
+        };
+        let want: [u8; 40] = [
+            0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // time_ns
+            3, 0x51, 0x62, 0x61, // event, kind, detail
+            0x24, 0x23, 0x22, 0x21, // channel
+            0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11, // msg
+            0x34, 0x33, 0x32, 0x31, // sender
+            0x44, 0x43, 0x42, 0x41, // node
+            0x78, 0x77, 0x76, 0x75, 0x74, 0x73, 0x72, 0x71, // sent_ns
+        ];
+        assert_eq!(r.to_bytes(), want);
+    }
+
+    #[test]
+    fn event_and_reason_codes_are_exactly_the_kept_ones() {
+        let events: Vec<(u8, &str)> = EventKind::ALL
+            .iter()
+            .map(|e| (*e as u8, e.name()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (0, "publish"),
+                (1, "route"),
+                (2, "deliver"),
+                (3, "drop"),
+                (9, "timer"),
+                (11, "late")
+            ]
+        );
+        for c in 0..=255u8 {
+            let found = EventKind::from_code(c);
+            assert_eq!(
+                found,
+                EventKind::ALL.iter().copied().find(|e| *e as u8 == c)
+            );
+        }
+        let reasons: Vec<(u16, &str)> = Reason::ALL.iter().map(|r| (*r as u16, r.name())).collect();
+        assert_eq!(
+            reasons,
+            [(1, "loss"), (4, "overflow"), (6, "no_subscriber")]
+        );
+        for c in 0..=u16::MAX {
+            let found = Reason::from_code(c);
+            assert_eq!(found, Reason::ALL.iter().copied().find(|r| *r as u16 == c));
+        }
+    }
+}
