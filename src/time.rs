@@ -79,7 +79,17 @@ impl SimDuration {
         } else if ns >= u64::MAX as f64 {
             SimDuration(u64::MAX)
         } else {
-            SimDuration(libm::round(ns) as u64)
+            // Round half away from zero, exactly as `libm::round`, without
+            // its bit twiddling: for 0 < ns < 2^64 the truncation `i` is
+            // exact as a float whenever `ns` has a fraction (ns < 2^53), so
+            // `ns - i` is the exact fraction; above 2^53 `ns` is integral
+            // and the fraction is 0. (Pinned against `libm::round` by a test.)
+            let i = ns as u64;
+            if ns - i as f64 >= 0.5 {
+                SimDuration(i + 1)
+            } else {
+                SimDuration(i)
+            }
         }
     }
 }
@@ -244,6 +254,37 @@ impl<'de> Deserialize<'de> for SimDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_nanos_f64_rounds_exactly_like_libm() {
+        let mut cases = vec![
+            0.0,
+            0.5,
+            0.49999999999999994,
+            1.5,
+            2.5,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            9_007_199_254_740_993.0,
+            1e19,
+            18_446_744_073_709_549_568.0,
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Random doubles over many magnitudes, and values near .5.
+            let mag = f64::from((x % 64) as u32);
+            let v = (x >> 11) as f64 / (1u64 << 53) as f64 * libm::exp2(mag);
+            cases.push(v);
+            cases.push(libm::floor(v) + 0.5);
+        }
+        for v in cases {
+            let want = libm::round(v) as u64;
+            assert_eq!(SimDuration::from_nanos_f64(v).0, want, "{v:e}");
+        }
+    }
 
     fn p(s: &str) -> u64 {
         s.parse::<SimDuration>().unwrap().0

@@ -1,6 +1,6 @@
-//! Where trace records go: a reused buffer of records in their canonical
-//! byte layout (what the digest hashes), hashed every [`CHUNK`] records,
-//! and decoded for a trace file or for memory only when one was asked for.
+//! Where trace records go: a reused chunk of [`CHUNK`] records which, when
+//! full, is hashed in its canonical byte layout (what the digest is defined
+//! on) and handed to a trace file or kept in memory if one was asked for.
 
 use std::io::Write;
 
@@ -30,8 +30,10 @@ pub(super) struct Names {
 
 pub(super) struct TraceSink {
     enabled: bool,
+    /// Records not yet flushed (at most [`CHUNK`]).
+    chunk: Vec<Record>,
+    /// The canonical bytes of a chunk, rebuilt at each flush.
     bytes: Vec<u8>,
-    decoded: Vec<Record>,
     digester: Digester,
     keep: Option<Vec<Record>>,
     writer: Option<TraceWriter<Box<dyn Write + Send>>>,
@@ -45,8 +47,8 @@ impl TraceSink {
     pub(super) fn new(target: TraceTarget, max: u64) -> TraceSink {
         let mut s = TraceSink {
             enabled: true,
+            chunk: Vec::with_capacity(CHUNK),
             bytes: Vec::with_capacity(CHUNK * RECORD_BYTES),
-            decoded: Vec::new(),
             digester: Digester::default(),
             keep: None,
             writer: None,
@@ -71,8 +73,8 @@ impl TraceSink {
             return true;
         }
         self.count += 1;
-        self.bytes.extend_from_slice(&r.to_bytes());
-        if self.bytes.len() == CHUNK * RECORD_BYTES {
+        self.chunk.push(*r);
+        if self.chunk.len() == CHUNK {
             self.flush();
         }
         self.count <= self.max
@@ -88,46 +90,42 @@ impl TraceSink {
         self.error.take()
     }
 
-    /// The records not yet flushed.
-    fn pending(&self) -> impl Iterator<Item = Record> + '_ {
-        self.bytes.chunks_exact(RECORD_BYTES).map(|b| {
-            Record::from_bytes(b.try_into().expect("40 bytes")).expect("written by to_bytes")
-        })
+    /// Hashes `records` in their canonical layout into `digester`.
+    fn hash(digester: &mut Digester, bytes: &mut Vec<u8>, records: &[Record]) {
+        bytes.clear();
+        for r in records {
+            bytes.extend_from_slice(&r.to_bytes());
+        }
+        digester.update_bytes(bytes);
     }
 
     fn flush(&mut self) {
-        if self.bytes.is_empty() {
+        if self.chunk.is_empty() {
             return;
         }
-        self.digester.update_bytes(&self.bytes);
+        Self::hash(&mut self.digester, &mut self.bytes, &self.chunk);
         if let Some((w, h)) = self.pending_header.take() {
             match TraceWriter::new(w, &h) {
                 Ok(tw) => self.writer = Some(tw),
                 Err(e) => self.error = Some(e),
             }
         }
-        if self.keep.is_some() || self.writer.is_some() {
-            let mut decoded = std::mem::take(&mut self.decoded);
-            decoded.clear();
-            decoded.extend(self.pending());
-            if let Some(keep) = &mut self.keep {
-                keep.extend_from_slice(&decoded);
-            }
-            if let Some(w) = &mut self.writer
-                && let Err(e) = w.records(&decoded)
-            {
-                self.error.get_or_insert(e);
-                self.writer = None;
-            }
-            self.decoded = decoded;
+        if let Some(keep) = &mut self.keep {
+            keep.extend_from_slice(&self.chunk);
         }
-        self.bytes.clear();
+        if let Some(w) = &mut self.writer
+            && let Err(e) = w.records(&self.chunk)
+        {
+            self.error.get_or_insert(e);
+            self.writer = None;
+        }
+        self.chunk.clear();
     }
 
     /// The digest of every record so far.
     pub(super) fn digest(&self) -> Digest {
         let mut d = self.digester.clone();
-        d.update_bytes(&self.bytes);
+        Self::hash(&mut d, &mut Vec::new(), &self.chunk);
         d.digest()
     }
 
@@ -135,7 +133,7 @@ impl TraceSink {
     pub(super) fn records(&self) -> Vec<Record> {
         let mut v = self.keep.clone().unwrap_or_default();
         if self.keep.is_some() {
-            v.extend(self.pending());
+            v.extend_from_slice(&self.chunk);
         }
         v
     }
@@ -157,7 +155,7 @@ impl TraceSink {
         names: Names,
         stopped: Option<String>,
     ) -> Result<Digest, TraceError> {
-        if self.pending_header.is_some() && self.bytes.is_empty() {
+        if self.pending_header.is_some() && self.chunk.is_empty() {
             // An empty run still gets a valid file: header, no batch, footer.
             let (w, h) = self.pending_header.take().expect("checked");
             self.writer = Some(TraceWriter::new(w, &h)?);
