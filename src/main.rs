@@ -121,7 +121,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("error: {}", f.message);
+            // One problem per line; indented lines continue the one above.
+            for line in f.message.lines() {
+                if line.starts_with(' ') {
+                    eprintln!("{line}");
+                } else {
+                    eprintln!("error: {line}");
+                }
+            }
             ExitCode::from(f.code)
         }
     }

@@ -545,6 +545,41 @@ fn check_fails(text: &str) -> Located {
     }
 }
 
+#[test]
+fn check_reports_every_semantic_error_one_per_line() {
+    let text = edit("period = \"100ms\"\n", "period = \"0s\"\n")
+        .replacen("capacity_mwh = 1.0", "capacity_mwh = -1.0", 1)
+        .replacen("name = \"s\"", "name = \"p\"", 1);
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("bad.toml");
+    fs::write(&path, &text).unwrap();
+    let out = busbar([OsStr::new("check"), path.as_os_str()]);
+    out.expect_error();
+    let prefix = format!("error: {}:", path.display());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stderr);
+    assert!(
+        lines.iter().all(|l| l.starts_with(&prefix)),
+        "{}",
+        out.stderr
+    );
+    for (line, key) in [
+        (lines[0], "microgrid[0].device[0].capacity_mwh"),
+        (lines[1], "agent[0].period"),
+        (lines[2], "agent[1].name"),
+    ] {
+        assert!(line.contains(&format!(": {key}: ")), "{line}");
+    }
+}
+
+#[test]
+fn a_scenario_in_the_old_shape_is_told_where_grid_keys_moved() {
+    let text = BASE.replacen("\n[grid]\n", "", 1);
+    let e = check_fails(&text);
+    assert_at(&e, line_of(&text, "step"), "simulation.step");
+    assert!(e.message.contains("[grid]"), "{}", e.message);
+}
+
 /// Asserts an error is at `line` and names `key` exactly.
 fn assert_at(e: &Located, line: usize, key: &str) {
     assert_eq!(

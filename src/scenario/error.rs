@@ -44,7 +44,7 @@ pub enum ScenarioError {
     Invalid {
         /// The file.
         file: String,
-        /// Every problem found, in document order of discovery.
+        /// Every problem found, in the order of the file (line, column).
         problems: Vec<Located>,
     },
 }
@@ -68,11 +68,13 @@ impl ScenarioError {
 
     /// Every issue of a validation, located in `text`.
     pub(super) fn from_invalid(file: &str, text: &str, invalid: Invalid) -> ScenarioError {
-        let problems = invalid
+        let mut problems: Vec<Located> = invalid
             .issues
             .into_iter()
             .map(|i| locate(text, &i.path, None, i.message))
             .collect();
+        // In the order a reader meets them in the file.
+        problems.sort_by_key(|p| (p.line, p.column));
         ScenarioError::Invalid {
             file: file.to_string(),
             problems,
