@@ -5,7 +5,8 @@
 //! layout, [`EventKind`], [`Reason`], the node constants and the
 //! [`Digester`]; `file` holds the file format ([`TraceWriter`],
 //! [`TraceReader`], [`RecordCursor`], [`Header`], [`Footer`],
-//! [`TraceError`]); [`export`] and [`replay`] read traces.
+//! [`TraceError`]); [`export`] writes them as CSV or JSON Lines (replay and
+//! diff, which also read traces, sit above in `crate::replay`).
 //!
 //! # Digest
 //!
