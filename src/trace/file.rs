@@ -141,24 +141,24 @@ impl<W: Write> TraceWriter<W> {
             offset: 0,
             what: format!("cannot encode frame: {e}"),
         })?;
-        self.write_frame(tag)
+        Self::write_frame(&mut self.out, tag, &self.buf)
     }
 
-    /// Writes `self.buf` as the body of a frame.
-    fn write_frame(&mut self, tag: u8) -> Result<(), TraceError> {
-        let len = u32::try_from(self.buf.len())
+    /// Writes `body` as a frame.
+    fn write_frame(out: &mut W, tag: u8, body: &[u8]) -> Result<(), TraceError> {
+        let len = u32::try_from(body.len())
             .ok()
             .filter(|&l| l <= MAX_FRAME)
             .ok_or_else(|| TraceError::Corrupt {
                 offset: 0,
                 what: format!(
                     "frame of {} bytes exceeds the {MAX_FRAME}-byte limit",
-                    self.buf.len()
+                    body.len()
                 ),
             })?;
-        self.out.write_all(&len.to_le_bytes())?;
-        self.out.write_all(&[tag])?;
-        self.out.write_all(&self.buf)?;
+        out.write_all(&len.to_le_bytes())?;
+        out.write_all(&[tag])?;
+        out.write_all(body)?;
         Ok(())
     }
 
@@ -166,9 +166,8 @@ impl<W: Write> TraceWriter<W> {
     /// (none for an empty slice). Each batch is encoded on its own.
     pub fn records(&mut self, records: &[Record]) -> Result<(), TraceError> {
         for chunk in records.chunks(CHUNK) {
-            self.buf.clear();
-            self.encoder.encode(chunk, &mut self.buf);
-            self.write_frame(TAG_RECORDS)?;
+            let body = self.encoder.encode(chunk);
+            Self::write_frame(&mut self.out, TAG_RECORDS, body)?;
         }
         Ok(())
     }

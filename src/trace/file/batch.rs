@@ -119,32 +119,42 @@ impl State {
 /// allocates nothing once the output buffer has grown.
 pub(crate) struct Encoder {
     st: State,
+    /// Room for the largest batch, allocated once: records are written in
+    /// place, with no copy per record and no clearing between batches.
+    out: Vec<u8>,
 }
 
 impl Encoder {
     pub(crate) fn new() -> Encoder {
-        Encoder { st: State::new() }
-    }
-
-    /// Appends the body of one batch frame holding `records` (1..=CHUNK of
-    /// them) to `out`.
-    pub(crate) fn encode(&mut self, records: &[Record], out: &mut Vec<u8>) {
-        debug_assert!(!records.is_empty() && records.len() <= CHUNK);
-        self.st.reset();
-        out.reserve(5 + records.len() * MAX_RECORD_BYTES);
-        put_varint(out, records.len() as u64);
-        let mut tmp = [0u8; MAX_RECORD_BYTES];
-        for r in records {
-            let n = self.record(r, &mut tmp);
-            out.extend_from_slice(&tmp[..n]);
+        Encoder {
+            st: State::new(),
+            out: Vec::new(),
         }
     }
 
-    /// Encodes one record into `b`; returns its length.
+    /// The body of one batch frame holding `records` (1..=CHUNK of them).
+    pub(crate) fn encode(&mut self, records: &[Record]) -> &[u8] {
+        debug_assert!(!records.is_empty() && records.len() <= CHUNK);
+        self.st.reset();
+        let room = 10 + records.len() * MAX_RECORD_BYTES;
+        if self.out.len() < room {
+            self.out.resize(10 + CHUNK * MAX_RECORD_BYTES, 0);
+        }
+        let mut out = std::mem::take(&mut self.out);
+        let mut n = put_varint_at(&mut out, 0, records.len() as u64);
+        for r in records {
+            n = self.record(r, &mut out, n);
+        }
+        self.out = out;
+        &self.out[..n]
+    }
+
+    /// Encodes one record into `b` from index `at`; returns the index after
+    /// it. `b` has room for [`MAX_RECORD_BYTES`] from `at`.
     #[inline]
-    fn record(&mut self, r: &Record, b: &mut [u8; MAX_RECORD_BYTES]) -> usize {
+    fn record(&mut self, r: &Record, b: &mut [u8], at: usize) -> usize {
         let st = &mut self.st;
-        let mut n = 1;
+        let mut n = at + 1;
         let mut tag = r.event as u8;
         let dt = r.time_ns.wrapping_sub(st.time);
         if dt == 0 {
@@ -174,7 +184,7 @@ impl Encoder {
             tag |= DETAIL;
             n = put_varint_at(b, n, u64::from(r.detail));
         }
-        b[0] = tag;
+        b[at] = tag;
         st.advance(r);
         n
     }
@@ -336,6 +346,7 @@ impl Input<'_> {
     }
 }
 
+#[cfg(test)]
 fn put_varint(out: &mut Vec<u8>, v: u64) {
     let mut b = [0u8; 10];
     let n = put_varint_at(&mut b, 0, v);
@@ -374,9 +385,7 @@ mod tests {
     }
 
     fn encode(records: &[Record]) -> Vec<u8> {
-        let mut out = Vec::new();
-        Encoder::new().encode(records, &mut out);
-        out
+        Encoder::new().encode(records).to_vec()
     }
 
     fn decode(body: &[u8]) -> Result<Vec<Record>, DecodeError> {
