@@ -277,6 +277,11 @@ impl Core {
         self.record(EventKind::Late, MsgHead::of(msg), me.0, 0);
     }
 
+    // Inlined into the agent's call (through `Context::publish`): the
+    // payload is then written straight into the message store, instead of
+    // being read back from the caller's stack with wider loads than the
+    // stores that wrote it (a store-forwarding stall on every publish).
+    #[inline(always)]
     pub(super) fn publish(
         &mut self,
         sender: AgentId,
@@ -377,7 +382,11 @@ impl Core {
     }
 
     /// The error raised while carrying out events or handlers, taken.
+    #[inline]
     pub(super) fn take_fault(&mut self) -> Option<SimError> {
+        if self.fault.is_none() && !self.trace.failed() {
+            return None;
+        }
         match self.fault.take() {
             Some(e) => Some(e),
             None => self.trace.take_error().map(SimError::from),
@@ -429,7 +438,10 @@ impl Core {
         self.record(EventKind::Drop, h, node, reason as u16);
     }
 
-    #[inline]
+    // Always inlined, like `push`: the event is then built where it is
+    // stored; passed through memory, its 16-byte load stalls on the
+    // narrower stores that wrote it (store forwarding fails).
+    #[inline(always)]
     fn schedule_copy(&mut self, at: SimTime, ev: Event) {
         self.in_flight += 1;
         if self.in_flight > self.limits.max_in_flight {
@@ -440,7 +452,7 @@ impl Core {
 
     /// Queues an event; a full queue stops the run (a terminal error, so
     /// the half-done bookkeeping of the failed event never matters).
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, at: SimTime, ev: Event) {
         if let Err(e) = self.queue.push(at, ev) {
             let (limit, max) = match e {

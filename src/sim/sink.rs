@@ -18,9 +18,6 @@ pub(super) enum TraceTarget {
     File(Box<dyn Write + Send>, Box<Header>),
 }
 
-/// Bytes of a record's canonical layout ([`Record::to_bytes`]).
-const RECORD_BYTES: usize = 40;
-
 /// The names a footer gives to the ids in records.
 pub(super) struct Names {
     pub(super) agents: Vec<String>,
@@ -32,8 +29,6 @@ pub(super) struct TraceSink {
     enabled: bool,
     /// Records not yet flushed (at most [`CHUNK`]).
     chunk: Vec<Record>,
-    /// The canonical bytes of a chunk, rebuilt at each flush.
-    bytes: Vec<u8>,
     digester: Digester,
     keep: Option<Vec<Record>>,
     writer: Option<TraceWriter<Box<dyn Write + Send>>>,
@@ -48,7 +43,6 @@ impl TraceSink {
         let mut s = TraceSink {
             enabled: true,
             chunk: Vec::with_capacity(CHUNK),
-            bytes: Vec::with_capacity(CHUNK * RECORD_BYTES),
             digester: Digester::default(),
             keep: None,
             writer: None,
@@ -85,25 +79,22 @@ impl TraceSink {
         self.count
     }
 
+    /// Whether writing failed (the error waits in [`TraceSink::take_error`]).
+    #[inline]
+    pub(super) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
     /// The first write error, taken (it stops the run).
     pub(super) fn take_error(&mut self) -> Option<TraceError> {
         self.error.take()
-    }
-
-    /// Hashes `records` in their canonical layout into `digester`.
-    fn hash(digester: &mut Digester, bytes: &mut Vec<u8>, records: &[Record]) {
-        bytes.clear();
-        for r in records {
-            bytes.extend_from_slice(&r.to_bytes());
-        }
-        digester.update_bytes(bytes);
     }
 
     fn flush(&mut self) {
         if self.chunk.is_empty() {
             return;
         }
-        Self::hash(&mut self.digester, &mut self.bytes, &self.chunk);
+        self.digester.update(&self.chunk);
         if let Some((w, h)) = self.pending_header.take() {
             match TraceWriter::new(w, &h) {
                 Ok(tw) => self.writer = Some(tw),
@@ -125,7 +116,7 @@ impl TraceSink {
     /// The digest of every record so far.
     pub(super) fn digest(&self) -> Digest {
         let mut d = self.digester.clone();
-        Self::hash(&mut d, &mut Vec::new(), &self.chunk);
+        d.update(&self.chunk);
         d.digest()
     }
 

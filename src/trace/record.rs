@@ -6,12 +6,22 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::CHUNK;
-
 /// What happened. The names are the `event` column of the CSV export; the
 /// codes are hashed into the digest and written to trace files, so they
 /// never change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    bytemuck::NoUninit,
+)]
 #[repr(u8)]
 #[non_exhaustive]
 pub enum EventKind {
@@ -118,28 +128,36 @@ pub const NODE_BROADCAST: u32 = u32::MAX;
 pub const NONE: u32 = u32::MAX;
 
 /// One event. Fixed-size and `Copy`: appending one is a 40-byte copy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// The fields are laid out (`repr(C)`, no padding) in the order of the
+/// canonical layout ([`Record::to_bytes`]), so on a little-endian machine a
+/// slice of records *is* its canonical bytes and the digest hashes it
+/// without converting (a test pins the two views together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bytemuck::NoUninit)]
+#[repr(C)]
 pub struct Record {
     /// Virtual time of the event, ns.
     pub time_ns: u64,
     /// What happened.
     pub event: EventKind,
-    /// Message id (for timers: the timer's tag).
-    pub msg: u64,
+    /// Message kind code; the trace footer names the codes a run used.
+    pub kind: u8,
+    /// Event-specific detail: the [`Reason`] code for drops, else 0.
+    pub detail: u16,
     /// Channel id, or [`NONE`].
     pub channel: u32,
+    /// Message id (for timers: the timer's tag).
+    pub msg: u64,
     /// Sending agent id, or [`NONE`].
     pub sender: u32,
     /// The node concerned: recipient agent id, [`NODE_BROKER`] or
     /// [`NODE_BROADCAST`].
     pub node: u32,
-    /// Message kind code; the trace footer names the codes a run used.
-    pub kind: u8,
-    /// Event-specific detail: the [`Reason`] code for drops, else 0.
-    pub detail: u16,
     /// Virtual time the message was sent, ns.
     pub sent_ns: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<Record>() == 40);
 
 impl Record {
     /// Canonical little-endian layout, the input of the digest.
@@ -202,7 +220,7 @@ impl Default for Digester {
     fn default() -> Self {
         Digester {
             hasher: Xxh3::new(),
-            scratch: Vec::with_capacity(CHUNK * 40),
+            scratch: Vec::new(),
         }
     }
 }
@@ -210,11 +228,16 @@ impl Default for Digester {
 impl Digester {
     /// Feeds records, in order.
     pub fn update(&mut self, records: &[Record]) {
-        self.scratch.clear();
-        for r in records {
-            self.scratch.extend_from_slice(&r.to_bytes());
+        if cfg!(target_endian = "little") {
+            // The in-memory layout is the canonical one (see `Record`).
+            self.hasher.update(bytemuck::cast_slice(records));
+        } else {
+            self.scratch.clear();
+            for r in records {
+                self.scratch.extend_from_slice(&r.to_bytes());
+            }
+            self.hasher.update(&self.scratch);
         }
-        self.hasher.update(&self.scratch);
     }
 
     /// Feeds records already in their canonical layout
@@ -323,5 +346,29 @@ mod tests {
             let found = Reason::from_code(c);
             assert_eq!(found, Reason::ALL.iter().copied().find(|r| *r as u16 == c));
         }
+    }
+
+    #[test]
+    fn memory_layout_is_the_canonical_layout_on_little_endian() {
+        let records: Vec<Record> = (0..50u64)
+            .map(|i| Record {
+                detail: (i as u16).wrapping_mul(7919),
+                channel: (i as u32).wrapping_mul(0x0102_0304),
+                sender: u32::MAX - i as u32,
+                node: i as u32 * 3,
+                kind: i as u8,
+                sent_ns: i.wrapping_mul(0x0101_0101_0101_0101),
+                ..rec(i * 0x0102_0304_0506)
+            })
+            .collect();
+        let canonical: Vec<u8> = records.iter().flat_map(|r| r.to_bytes()).collect();
+        if cfg!(target_endian = "little") {
+            assert_eq!(bytemuck::cast_slice::<Record, u8>(&records), &canonical[..]);
+        }
+        let mut fast = Digester::default();
+        fast.update(&records);
+        let mut slow = Digester::default();
+        slow.update_bytes(&canonical);
+        assert_eq!(fast.digest(), slow.digest());
     }
 }
