@@ -80,15 +80,17 @@ impl SimDuration {
             SimDuration(u64::MAX)
         } else {
             // Round half away from zero, exactly as `libm::round`, without
-            // its bit twiddling: for 0 < ns < 2^64 the truncation `i` is
-            // exact as a float whenever `ns` has a fraction (ns < 2^53), so
-            // `ns - i` is the exact fraction; above 2^53 `ns` is integral
-            // and the fraction is 0. (Pinned against `libm::round` by a test.)
-            let i = ns as u64;
-            if ns - i as f64 >= 0.5 {
-                SimDuration(i + 1)
+            // its bit twiddling and without u64 <-> f64 conversions (which
+            // x86-64 emulates with branches): below 2^63 the truncation
+            // `i` is exact as a float whenever `ns` has a fraction
+            // (ns < 2^53), so `ns - i` is the exact fraction; from 2^53 on
+            // `ns` is integral and the fraction is 0. (Pinned against
+            // `libm::round` by a test.)
+            if ns < 9.0e18 {
+                let i = ns as i64;
+                SimDuration(i as u64 + u64::from(ns - i as f64 >= 0.5))
             } else {
-                SimDuration(i)
+                SimDuration(ns as u64)
             }
         }
     }
