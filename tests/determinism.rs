@@ -16,15 +16,10 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use rayon::prelude::*;
 
+mod common;
+
 fn config() -> Config {
-    let cases = std::env::var("BUSBAR_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
-    Config {
-        cases,
-        ..Config::default()
-    }
+    common::proptest_config(16)
 }
 
 // ---------------------------------------------------------------------------

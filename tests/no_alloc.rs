@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use busbar::agent::builtin::{Periodic, Sink};
-use busbar::{Delivery, Latency, LinkModel, SimBuilder, SimDuration, SimTime};
+use busbar::{Delivery, Latency, LinkModel, SimBuilder, SimDuration, SimTime, Simulation};
 
 struct Counting;
 
@@ -38,11 +38,35 @@ static GLOBAL: Counting = Counting;
 /// another's allocations.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-#[test]
-fn a_warm_loop_allocates_nothing_per_message() {
+/// Runs `sim` for 20 000 warm-up periods of 10 µs, then 100 000 more, and
+/// returns the allocations and events of the second part.
+fn allocations_when_warm(mut sim: Simulation) -> (u64, u64) {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let every = SimDuration::from_micros(10);
-    let mut sim = SimBuilder::new(1)
+    // Warm up: every table reaches its working size.
+    sim.run_until(SimTime(every.as_nanos() * 20_000)).unwrap();
+    let events_before = sim.metrics().events;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    sim.run_until(SimTime(every.as_nanos() * 120_000)).unwrap();
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let events = sim.metrics().events - events_before;
+    sim.finish().unwrap();
+    assert!(events > 350_000, "{events}");
+    (allocations, events)
+}
+
+/// A publisher every 10 µs and two subscribers.
+fn traffic() -> SimBuilder {
+    let every = SimDuration::from_micros(10);
+    SimBuilder::new(1)
+        .agent("src", Periodic::new("env0/x", every))
+        .agent("a", Sink::new(&["env0/x".into()], Delivery::Push, None))
+        .agent("b", Sink::new(&["env0/x".into()], Delivery::Push, None))
+}
+
+#[test]
+fn a_warm_loop_allocates_nothing_per_message() {
+    let sim = traffic()
         .default_link(LinkModel {
             latency: Latency::Lognormal {
                 median: SimDuration::from_micros(80),
@@ -51,19 +75,9 @@ fn a_warm_loop_allocates_nothing_per_message() {
             loss: 0.01,
             ..LinkModel::default()
         })
-        .agent("src", Periodic::new("env0/x", every))
-        .agent("a", Sink::new(&["env0/x".into()], Delivery::Push, None))
-        .agent("b", Sink::new(&["env0/x".into()], Delivery::Push, None))
         .build()
         .unwrap();
-    // Warm up: every table reaches its working size.
-    sim.run_until(SimTime(every.as_nanos() * 20_000)).unwrap();
-    let events_before = sim.metrics().events;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    sim.run_until(SimTime(every.as_nanos() * 120_000)).unwrap();
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    let events = sim.metrics().events - events_before;
-    assert!(events > 350_000, "{events}");
+    let (allocations, events) = allocations_when_warm(sim);
     // A handful at most (a table growing to a rare new peak), never one
     // per message.
     assert!(
@@ -74,10 +88,8 @@ fn a_warm_loop_allocates_nothing_per_message() {
 
 #[test]
 fn writing_a_trace_file_allocates_nothing_per_record() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Same traffic, every record encoded into trace batches: the encoder
     // reuses its output buffer and header cache.
-    let every = SimDuration::from_micros(10);
     let header = busbar::trace::Header {
         crate_version: "test".into(),
         scenario_path: "no_alloc".into(),
@@ -86,23 +98,13 @@ fn writing_a_trace_file_allocates_nothing_per_record() {
         seed: 1,
         env: 0,
     };
-    let mut sim = SimBuilder::new(1)
-        .agent("src", Periodic::new("env0/x", every))
-        .agent("a", Sink::new(&["env0/x".into()], Delivery::Push, None))
-        .agent("b", Sink::new(&["env0/x".into()], Delivery::Push, None))
+    let sim = traffic()
         .trace_to(Box::new(std::io::sink()), header)
         .build()
         .unwrap();
-    sim.run_until(SimTime(every.as_nanos() * 20_000)).unwrap();
-    let events_before = sim.metrics().events;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    sim.run_until(SimTime(every.as_nanos() * 120_000)).unwrap();
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    let events = sim.metrics().events - events_before;
-    assert!(events > 350_000, "{events}");
+    let (allocations, events) = allocations_when_warm(sim);
     assert!(
         allocations < 20,
         "{allocations} allocations over {events} events"
     );
-    sim.finish().unwrap();
 }

@@ -20,15 +20,10 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tempfile::TempDir;
 
+mod common;
+
 fn config() -> Config {
-    let cases = std::env::var("BUSBAR_PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
-    Config {
-        cases,
-        ..Config::default()
-    }
+    common::proptest_config(32)
 }
 
 fn scenario_path(name: &str) -> PathBuf {
