@@ -65,7 +65,7 @@ pub enum Delivery {
 
 /// One agent's subscription to one channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Subscription {
+pub(crate) struct Subscription {
     /// The subscriber.
     pub agent: AgentId,
     /// How it receives.

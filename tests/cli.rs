@@ -1,4 +1,4 @@
-//! The command-line contract of DESIGN.md, tested against the real binary:
+//! The command-line contract (README: exit codes, CSV columns), tested against the real binary:
 //! exit codes (0 success, 1 a check failed, 2 bad input or usage), the
 //! `digest:` line, the `--json` summary, the trace CSV columns, located
 //! scenario errors, and graceful failure on corrupt traces.
