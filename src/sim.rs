@@ -447,6 +447,60 @@ mod tests {
         assert_eq!(sim.records().len() as u64, s.trace_records);
     }
 
+    /// A writer that fails once `budget` bytes are written.
+    struct Failing {
+        budget: usize,
+    }
+    impl std::io::Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.budget {
+                return Err(std::io::Error::other("disk full"));
+            }
+            self.budget -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn header() -> crate::trace::Header {
+        crate::trace::Header {
+            crate_version: "test".into(),
+            scenario_path: "t".into(),
+            base_dir: ".".into(),
+            scenario: String::new(),
+            seed: 1,
+            env: 0,
+        }
+    }
+
+    #[test]
+    fn a_trace_write_error_stops_the_run_and_finish_reports_it() {
+        let mut sim = talk(200_000)
+            .trace_to(Box::new(Failing { budget: 50_000 }), header())
+            .build()
+            .unwrap();
+        let err = sim.run().unwrap_err();
+        assert!(matches!(err, SimError::Trace(_)), "{err}");
+        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(sim.stopped().is_some());
+        assert!(matches!(sim.step(), Err(SimError::Stopped(_))));
+        assert!(
+            sim.finish().is_err(),
+            "the file is incomplete: finish says so"
+        );
+        // A writer that never fails gets the same digest as no file at all.
+        let mut a = talk(2_000)
+            .trace_to(Box::new(std::io::sink()), header())
+            .build()
+            .unwrap();
+        a.run().unwrap();
+        let mut b = talk(2_000).build().unwrap();
+        b.run().unwrap();
+        assert_eq!(a.finish().unwrap().digest, b.finish().unwrap().digest);
+    }
+
     #[test]
     fn unsubscribed_recipient_is_a_counted_drop() {
         struct Direct;

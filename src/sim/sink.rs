@@ -1,10 +1,78 @@
 //! Where trace records go: a reused chunk of [`CHUNK`] records which, when
 //! full, is hashed in its canonical byte layout (what the digest is defined
 //! on) and handed to a trace file or kept in memory if one was asked for.
+//!
+//! A trace file is encoded and written on a thread of its own
+//! ([`Background`]): the loop hands it full chunks through a bounded channel
+//! and takes emptied ones back, so encoding and I/O overlap the simulation.
+//! Nothing the run computes depends on it: records and digest are made on
+//! the loop's thread, in order. A write error stops the run at the next
+//! chunk, like any trace error.
 
 use std::io::Write;
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
 
 use crate::trace::{CHUNK, Digest, Digester, Footer, Header, Record, TraceError, TraceWriter};
+
+type FileWriter = TraceWriter<Box<dyn Write + Send>>;
+
+/// The thread that encodes and writes a trace file.
+struct Background {
+    /// Full chunks to write; bounded, so a slow disk slows the loop down
+    /// instead of piling chunks up in memory.
+    full: SyncSender<Vec<Record>>,
+    /// Chunks written and emptied, for reuse (no allocation per chunk).
+    empty: Receiver<Vec<Record>>,
+    thread: JoinHandle<Result<FileWriter, TraceError>>,
+}
+
+impl Background {
+    /// Starts the writer: it writes the header, then each chunk it gets.
+    fn start(out: Box<dyn Write + Send>, header: Box<Header>) -> Result<Background, TraceError> {
+        let (full, todo) = sync_channel::<Vec<Record>>(2);
+        let (done, empty) = channel::<Vec<Record>>();
+        let thread = std::thread::Builder::new()
+            .name("busbar-trace-writer".into())
+            .spawn(move || {
+                let mut w = TraceWriter::new(out, &header)?;
+                for mut chunk in todo {
+                    w.records(&chunk)?;
+                    chunk.clear();
+                    // The loop may be gone already; the chunk is then dropped.
+                    let _ = done.send(chunk);
+                }
+                Ok(w)
+            })?;
+        Ok(Background {
+            full,
+            empty,
+            thread,
+        })
+    }
+
+    /// Hands over a full chunk and returns an empty one to fill next; an
+    /// error if the writer stopped (its own error).
+    fn write(&mut self, chunk: Vec<Record>) -> Result<Vec<Record>, ()> {
+        let next = self
+            .empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        self.full.send(chunk).map_err(|_| ())?;
+        Ok(next)
+    }
+
+    /// Waits for every chunk to be written; the writer, ready for the footer.
+    fn join(self) -> Result<FileWriter, TraceError> {
+        drop(self.full);
+        match self.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(TraceError::Io(std::io::Error::other(
+                "the trace writer thread panicked",
+            ))),
+        }
+    }
+}
 
 /// What the trace keeps.
 pub(super) enum TraceTarget {
@@ -31,11 +99,14 @@ pub(super) struct TraceSink {
     chunk: Vec<Record>,
     digester: Digester,
     keep: Option<Vec<Record>>,
-    writer: Option<TraceWriter<Box<dyn Write + Send>>>,
+    background: Option<Background>,
     pending_header: Option<(Box<dyn Write + Send>, Box<Header>)>,
     count: u64,
     max: u64,
     error: Option<TraceError>,
+    /// Why writing the file failed, kept after the error itself was handed
+    /// to the run: the file is then incomplete and `finish` must say so.
+    write_failed: Option<String>,
 }
 
 impl TraceSink {
@@ -45,11 +116,12 @@ impl TraceSink {
             chunk: Vec::with_capacity(CHUNK),
             digester: Digester::default(),
             keep: None,
-            writer: None,
+            background: None,
             pending_header: None,
             count: 0,
             max,
             error: None,
+            write_failed: None,
         };
         match target {
             TraceTarget::Off => s.enabled = false,
@@ -87,7 +159,9 @@ impl TraceSink {
 
     /// The first write error, taken (it stops the run).
     pub(super) fn take_error(&mut self) -> Option<TraceError> {
-        self.error.take()
+        let e = self.error.take()?;
+        self.write_failed.get_or_insert_with(|| e.to_string());
+        Some(e)
     }
 
     fn flush(&mut self) {
@@ -95,22 +169,32 @@ impl TraceSink {
             return;
         }
         self.digester.update(&self.chunk);
-        if let Some((w, h)) = self.pending_header.take() {
-            match TraceWriter::new(w, &h) {
-                Ok(tw) => self.writer = Some(tw),
-                Err(e) => self.error = Some(e),
-            }
-        }
         if let Some(keep) = &mut self.keep {
             keep.extend_from_slice(&self.chunk);
         }
-        if let Some(w) = &mut self.writer
-            && let Err(e) = w.records(&self.chunk)
-        {
-            self.error.get_or_insert(e);
-            self.writer = None;
+        if let Some((w, h)) = self.pending_header.take() {
+            match Background::start(w, h) {
+                Ok(bg) => self.background = Some(bg),
+                Err(e) => self.error = Some(e),
+            }
         }
-        self.chunk.clear();
+        if let Some(bg) = &mut self.background {
+            let chunk = std::mem::take(&mut self.chunk);
+            match bg.write(chunk) {
+                Ok(next) => self.chunk = next,
+                Err(()) => {
+                    // The writer stopped on an error: collect it.
+                    let bg = self.background.take().expect("present");
+                    let e = bg.join().err().unwrap_or_else(|| {
+                        TraceError::Io(std::io::Error::other("the trace writer stopped"))
+                    });
+                    self.error.get_or_insert(e);
+                    self.chunk = Vec::with_capacity(CHUNK);
+                }
+            }
+        } else {
+            self.chunk.clear();
+        }
     }
 
     /// The digest of every record so far.
@@ -146,17 +230,33 @@ impl TraceSink {
         names: Names,
         stopped: Option<String>,
     ) -> Result<Digest, TraceError> {
-        if self.pending_header.is_some() && self.chunk.is_empty() {
+        let writer = if self.pending_header.is_some() && self.chunk.is_empty() {
             // An empty run still gets a valid file: header, no batch, footer.
             let (w, h) = self.pending_header.take().expect("checked");
-            self.writer = Some(TraceWriter::new(w, &h)?);
-        }
-        self.flush();
+            Some(TraceWriter::new(w, &h)?)
+        } else {
+            self.flush();
+            match self.background.take() {
+                Some(bg) => match bg.join() {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        self.error.get_or_insert(e);
+                        None
+                    }
+                },
+                None => None,
+            }
+        };
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        if let Some(why) = &self.write_failed {
+            return Err(TraceError::Io(std::io::Error::other(format!(
+                "the trace file is incomplete: {why}"
+            ))));
+        }
         let digest = self.digester.digest();
-        if let Some(w) = self.writer.take() {
+        if let Some(w) = writer {
             w.finish(&Footer {
                 agents: names.agents,
                 channels: names.channels,
