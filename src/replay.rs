@@ -176,18 +176,29 @@ impl<R: Read + Seek> Against<'_, R> {
     }
 }
 
+/// The names of a re-run's ids: agents and kinds are fixed once it is built;
+/// channels are read each time, as agents may intern new ones.
+struct ReRunNames {
+    agents: Vec<String>,
+    kinds: Vec<(u8, String)>,
+    env: u32,
+}
+
+impl ReRunNames {
+    fn of<'a>(&'a self, sim: &'a Simulation) -> Names<'a> {
+        names(&self.agents, sim.channel_names(), &self.kinds, self.env)
+    }
+}
+
 /// Takes the re-run's kept records and checks them against the file.
 fn drain<R: Read + Seek>(
     sim: &mut Simulation,
     against: &mut Against<'_, R>,
     ln: &Names<'_>,
-    kinds: &[(u8, String)],
-    env: u32,
+    rerun: &ReRunNames,
 ) -> Result<Option<Comparison>, TraceError> {
     let fresh = sim.take_records();
-    let agents = sim.agent_names();
-    let rn = names(&agents, sim.channel_names(), kinds, env);
-    against.check(&fresh, ln, &rn)
+    against.check(&fresh, ln, &rerun.of(sim))
 }
 
 /// Re-runs the scenario and seed recorded in a trace and compares the new
@@ -203,7 +214,11 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         .build()
         .map_err(RunError::from)?;
     let ln = names(&footer.agents, &footer.channels, &footer.kinds, header.env);
-    let kinds = sim.kind_names().table().to_vec();
+    let rerun = ReRunNames {
+        agents: sim.agent_names(),
+        kinds: sim.kind_names().table().to_vec(),
+        env: header.env,
+    };
     let mut against = Against {
         file: reader.cursor(),
         seq: 0,
@@ -216,7 +231,7 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         if sim.kept_records() < CHUNK {
             return ControlFlow::Continue(());
         }
-        found = drain(sim, &mut against, &ln, &kinds, header.env);
+        found = drain(sim, &mut against, &ln, &rerun);
         match found {
             Ok(None) => ControlFlow::Continue(()),
             _ => ControlFlow::Break(()),
@@ -227,12 +242,10 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         return Ok(d);
     }
     sim.finish().map_err(RunError::from)?;
-    if let Some(d) = drain(&mut sim, &mut against, &ln, &kinds, header.env)? {
+    if let Some(d) = drain(&mut sim, &mut against, &ln, &rerun)? {
         return Ok(d);
     }
-    let agents = sim.agent_names();
-    let rn = names(&agents, sim.channel_names(), &kinds, header.env);
-    let result = against.end(&ln, &rn)?;
+    let result = against.end(&ln, &rerun.of(&sim))?;
     if stopped != footer.stopped && matches!(result, Comparison::Identical(_)) {
         let end = |s: &Option<String>| Some(s.as_deref().unwrap_or("ran to its end").to_string());
         return Ok(Comparison::Diverged(Divergence {
