@@ -39,8 +39,9 @@ static GLOBAL: Counting = Counting;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs `sim` for 20 000 warm-up periods of 10 µs, then 100 000 more, and
-/// returns the allocations and events of the second part.
-fn allocations_when_warm(mut sim: Simulation) -> (u64, u64) {
+/// asserts that the second part allocates a handful of times at most (a
+/// table growing to a rare new peak), never once per message.
+fn assert_no_allocation_per_message_when_warm(mut sim: Simulation) {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let every = SimDuration::from_micros(10);
     // Warm up: every table reaches its working size.
@@ -52,7 +53,10 @@ fn allocations_when_warm(mut sim: Simulation) -> (u64, u64) {
     let events = sim.metrics().events - events_before;
     sim.finish().unwrap();
     assert!(events > 350_000, "{events}");
-    (allocations, events)
+    assert!(
+        allocations < 20,
+        "{allocations} allocations over {events} events"
+    );
 }
 
 /// A publisher every 10 µs and two subscribers.
@@ -77,13 +81,7 @@ fn a_warm_loop_allocates_nothing_per_message() {
         })
         .build()
         .unwrap();
-    let (allocations, events) = allocations_when_warm(sim);
-    // A handful at most (a table growing to a rare new peak), never one
-    // per message.
-    assert!(
-        allocations < 20,
-        "{allocations} allocations over {events} events"
-    );
+    assert_no_allocation_per_message_when_warm(sim);
 }
 
 #[test]
@@ -102,9 +100,5 @@ fn writing_a_trace_file_allocates_nothing_per_record() {
         .trace_to(Box::new(std::io::sink()), header)
         .build()
         .unwrap();
-    let (allocations, events) = allocations_when_warm(sim);
-    assert!(
-        allocations < 20,
-        "{allocations} allocations over {events} events"
-    );
+    assert_no_allocation_per_message_when_warm(sim);
 }

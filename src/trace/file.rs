@@ -464,22 +464,9 @@ fn read_frame<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{EventKind, NODE_BROKER};
     use std::io::Cursor;
 
-    fn rec(i: u64) -> Record {
-        Record {
-            time_ns: i * 10,
-            event: EventKind::ALL[(i % 6) as usize],
-            msg: i,
-            channel: 1,
-            sender: 2,
-            node: NODE_BROKER,
-            kind: 3,
-            detail: (i % 3) as u16,
-            sent_ns: i,
-        }
-    }
+    use crate::trace::record::sample_record as rec;
 
     fn write(records: &[Record]) -> Vec<u8> {
         let header = Header {

@@ -252,23 +252,28 @@ impl Digester {
     }
 }
 
+/// A record made from `i`, for the trace module's tests: every kept event
+/// kind in turn, and a few details.
+#[cfg(test)]
+pub(crate) fn sample_record(i: u64) -> Record {
+    Record {
+        time_ns: i * 10,
+        event: EventKind::ALL[(i % 6) as usize],
+        msg: i,
+        channel: 1,
+        sender: 2,
+        node: NODE_BROKER,
+        kind: 3,
+        detail: (i % 3) as u16,
+        sent_ns: i,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rec(i: u64) -> Record {
-        Record {
-            time_ns: i * 10,
-            event: EventKind::ALL[(i % 6) as usize],
-            msg: i,
-            channel: 1,
-            sender: 2,
-            node: NODE_BROKER,
-            kind: 3,
-            detail: 0,
-            sent_ns: i,
-        }
-    }
+    use sample_record as rec;
 
     #[test]
     fn canonical_bytes_round_trip_and_reject_unknown_events() {
