@@ -27,11 +27,12 @@
 //!
 //! Files: `protocol` (kinds, channels, payloads), `agents` (the three
 //! agents), `device` (the kind registry; one file per kind under
-//! `device/`), `profile` (PV and load shapes, CSV), `powerflow`, `policy`,
+//! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `powerflow`, `policy`,
 //! `prices`.
 
 pub mod agents;
 pub mod device;
+pub mod feeder;
 pub mod policy;
 pub mod powerflow;
 pub mod prices;
@@ -47,8 +48,9 @@ pub use device::{
     ControlInput, DeviceKind, DeviceModel, DeviceOutput, DeviceSpec, Load, LoadSpec, Pv, PvSpec,
     Storage, StorageSpec,
 };
+pub use feeder::{Feeder, FeederError, Line};
 pub use policy::{PolicyParams, pv_curtailment, storage_setpoint};
-pub use powerflow::{Feeder, FeederError, FlowResult, LinDistFlow, Line, PowerFlow};
+pub use powerflow::{FlowResult, LinDistFlow, PowerFlow};
 pub use prices::price_at;
 pub use profile::{CsvProfile, Profile, ProfileError, load_csv_profile, parse_csv_profile};
 pub use protocol::{ENV_AGENT, device_agent_name};

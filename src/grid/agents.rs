@@ -4,8 +4,9 @@
 
 use crate::broker::Delivery;
 use crate::grid::device::{ControlInput, DeviceModel, DeviceSpec};
+use crate::grid::feeder::{Feeder, FeederError};
 use crate::grid::policy::PolicyParams;
-use crate::grid::powerflow::{Feeder, FeederError, FlowResult, LinDistFlow, PowerFlow};
+use crate::grid::powerflow::{FlowResult, LinDistFlow, PowerFlow};
 use crate::grid::prices::price_at;
 use crate::grid::protocol::{self, NETWORK_STATE_STRIDE, device_agent_name};
 use crate::grid::{GridSpec, MicrogridSpec};
