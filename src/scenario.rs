@@ -80,7 +80,7 @@ tagged_enum! {
             /// (`action`, `device_action`, `state_update`, `network_state`)
             /// or `custom:N`.
             #[serde(default = "default_kind")]
-            kind: String,
+            kind: KindName,
             /// Stop after this many messages. Default: never.
             #[serde(default)]
             count: Option<u64>,
@@ -105,8 +105,29 @@ tagged_enum! {
     }
 }
 
-fn default_kind() -> String {
-    "info".into()
+fn default_kind() -> KindName {
+    KindName(MessageKind::INFO)
+}
+
+/// A message kind written by its name in a scenario: `info`, a grid kind or
+/// `custom:N`, read and written through the grid protocol's name table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindName(pub MessageKind);
+
+impl Serialize for KindName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&protocol::kind_names().name(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for KindName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        protocol::kind_names()
+            .parse(&name)
+            .map(KindName)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_delivery() -> Delivery {
@@ -123,7 +144,7 @@ impl AgentSpec {
 
     /// Checks the table (keys relative to it); `is_agent` tells which names
     /// exist, for `to`.
-    fn validate(&self, v: &mut Validator, kinds: &KindNames, is_agent: &dyn Fn(&str) -> bool) {
+    fn validate(&self, v: &mut Validator, is_agent: &dyn Fn(&str) -> bool) {
         if let Err(m) = check_agent_name(self.name()) {
             v.fail("name", m);
         }
@@ -132,16 +153,12 @@ impl AgentSpec {
                 period,
                 to,
                 channel,
-                kind,
                 ..
             } => {
                 v.at_least_one("period", period.as_nanos());
                 v.check(!channel.is_empty(), "channel", || {
                     "channel must not be empty".into()
                 });
-                if let Err(m) = kinds.parse(kind) {
-                    v.fail("kind", m);
-                }
                 if let Some(to) = to {
                     v.check(is_agent(to), "to", || format!("no agent is called {to:?}"));
                 }
@@ -194,7 +211,7 @@ pub struct ScenarioSpec {
 impl ScenarioSpec {
     /// Checks everything (loading CSV profiles from `base_dir`), reporting
     /// every problem at its key.
-    fn validate(&mut self, base_dir: &Path, kinds: &KindNames) -> Result<(), Invalid> {
+    fn validate(&mut self, base_dir: &Path) -> Result<(), Invalid> {
         let mut v = Validator::new();
         v.at("simulation", |v| self.simulation.validate(v));
         v.at("limits", |v| self.limits.validate(v));
@@ -214,7 +231,7 @@ impl ScenarioSpec {
         let is_agent = |n: &str| known.contains(n);
         v.at("agent", |v| {
             for (i, a) in self.agents.iter().enumerate() {
-                v.index(i, |v| a.validate(v, kinds, &is_agent));
+                v.index(i, |v| a.validate(v, &is_agent));
             }
         });
         v.at("network", |v| self.network.validate(v, &is_agent));
@@ -277,8 +294,7 @@ impl Scenario {
             .map_err(|e| ScenarioError::from_toml(source, text, &e, None))?;
         let mut spec: ScenarioSpec = serde_path_to_error::deserialize(de)
             .map_err(|e| ScenarioError::from_toml(source, text, e.inner(), Some(e.path())))?;
-        let kinds = protocol::kind_names();
-        spec.validate(base_dir, &kinds)
+        spec.validate(base_dir)
             .map_err(|e| ScenarioError::from_invalid(source, text, e))?;
         let grid = GridPlan::new(spec.grid.clone(), spec.microgrids.clone()).map_err(|e| {
             let invalid = Invalid::one(KeyPath::root().key("grid"), e.to_string());
@@ -287,7 +303,7 @@ impl Scenario {
         Ok(Scenario {
             spec,
             grid,
-            kinds,
+            kinds: protocol::kind_names(),
             text: text.to_string(),
             source: source.to_string(),
             base_dir: base_dir.to_path_buf(),
@@ -394,18 +410,14 @@ impl Scenario {
                     kind,
                     count,
                     to,
-                } => {
-                    // Validated with the same table.
-                    let kind = self.kinds.parse(kind).unwrap_or(MessageKind::INFO);
-                    b.agent(
-                        name,
-                        Periodic::new(&channel.replace("{env}", &prefix), *period)
-                            .start(*start)
-                            .kind(kind)
-                            .limit(*count)
-                            .to(to.clone()),
-                    )
-                }
+                } => b.agent(
+                    name,
+                    Periodic::new(&channel.replace("{env}", &prefix), *period)
+                        .start(*start)
+                        .kind(kind.0)
+                        .limit(*count)
+                        .to(to.clone()),
+                ),
                 AgentSpec::Sink {
                     name,
                     channels,
@@ -599,6 +611,27 @@ channels = ["{env}/x"]
         assert_eq!(e.to_string().lines().count(), 5);
         let lines: Vec<usize> = e.problems().iter().map(|p| p.line).collect();
         assert!(lines.windows(2).all(|w| w[0] < w[1]), "in file order: {e}");
+    }
+
+    #[test]
+    fn message_kinds_are_read_by_name_and_located() {
+        let text = MINIMAL.replace(
+            "period = \"100ms\"",
+            "period = \"100ms\"\nkind = \"state_update\"",
+        );
+        let s = Scenario::parse(&text, "t.toml", Path::new(".")).unwrap();
+        let AgentSpec::Periodic { kind, .. } = &s.spec().agents[0] else {
+            panic!("a periodic agent")
+        };
+        assert_eq!(kind.0, protocol::STATE_UPDATE);
+        assert!(
+            toml::to_string(s.spec())
+                .unwrap()
+                .contains("kind = \"state_update\"")
+        );
+        let (line, _, key, msg) = err(&text.replace("state_update", "bogus"));
+        assert_eq!((line, key.as_str()), (11, "agent[0].kind"));
+        assert!(msg.contains("custom:N"), "{msg}");
     }
 
     #[test]
