@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::builtin::{Periodic, Sink};
 use crate::broker::{BrokerConfig, Delivery};
 use crate::grid::{GridPlan, GridSpec, MicrogridSpec, protocol};
-use crate::message::{KindNames, MessageKind, env_prefix};
+use crate::message::{MessageKind, env_prefix};
 use crate::metrics::Summary;
 use crate::network::NetworkSpec;
 use crate::sim::{Limits, SimBuilder, SimError, Simulation};
@@ -257,7 +257,6 @@ pub enum RunError {
 pub struct Scenario {
     spec: ScenarioSpec,
     grid: GridPlan,
-    kinds: KindNames,
     text: String,
     source: String,
     base_dir: PathBuf,
@@ -303,7 +302,6 @@ impl Scenario {
         Ok(Scenario {
             spec,
             grid,
-            kinds: protocol::kind_names(),
             text: text.to_string(),
             source: source.to_string(),
             base_dir: base_dir.to_path_buf(),
@@ -397,7 +395,7 @@ impl Scenario {
             .limits(spec.limits.clone())
             .broker(spec.broker.clone())
             .network(spec.network.clone())
-            .kind_names(self.kinds.clone());
+            .kind_names(protocol::kind_names());
         b = self.grid.add_agents(b);
         let prefix = env_prefix(env);
         for a in &spec.agents {
