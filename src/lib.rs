@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod time;
+pub mod files;
 pub mod rng;
 pub mod validate;
 mod tagged;

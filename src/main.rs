@@ -139,7 +139,8 @@ fn load(path: &Path) -> Result<Scenario, Failure> {
 }
 
 fn open_trace(path: &Path) -> Result<TraceReader<BufReader<File>>, Failure> {
-    let f = File::open(path).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    let f = busbar::files::open_regular(path, "trace", busbar::files::MAX_TRACE_BYTES)
+        .map_err(bad_input)?;
     TraceReader::new(BufReader::new(f)).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 

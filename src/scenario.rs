@@ -271,10 +271,11 @@ impl Scenario {
     /// (CSV profiles) are resolved from the file's directory.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Io {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
+        let text = crate::files::read_text(path, "scenario", crate::files::MAX_SCENARIO_BYTES)
+            .map_err(|e| ScenarioError::Io {
+                file: file.clone(),
+                message: e.detail(),
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         // Absolute, so a trace header can point a replay at it from anywhere.
         let base = std::fs::canonicalize(if base.as_os_str().is_empty() {

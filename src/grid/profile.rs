@@ -393,10 +393,14 @@ pub enum ProfileError {
 /// Reads the CSV profile at `path`, taking values from `column`. See
 /// [`parse_csv_profile`] for the format.
 pub fn load_csv_profile(path: &Path, column: &str) -> Result<CsvProfile, ProfileError> {
-    let file = std::fs::File::open(path).map_err(|source| ProfileError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let file = crate::files::open_reader(path, "profile", crate::files::MAX_PROFILE_BYTES)
+        .map_err(|e| match e {
+            crate::files::FileError::Io { path, source } => ProfileError::Io { path, source },
+            other => ProfileError::Io {
+                path: path.to_owned(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, other.detail()),
+            },
+        })?;
     parse_csv_profile(io::BufReader::new(file), column, path)
 }
 
