@@ -27,10 +27,14 @@ pub struct BrokerConfig {
     pub processing: SimDuration,
     /// Capacity of each pull buffer (one per agent and channel). A copy that
     /// arrives at a full buffer is dropped with reason `overflow`. Default
-    /// 10 000.
+    /// 10 000, at most [`MAX_BUFFER_CAPACITY`]. All buffers of a run
+    /// together are bounded by `limits.max_buffered`.
     #[serde(default = "default_buffer_capacity")]
     pub buffer_capacity: usize,
 }
+
+/// The largest `buffer_capacity` accepted (16 777 216).
+pub const MAX_BUFFER_CAPACITY: usize = 1 << 24;
 
 fn default_buffer_capacity() -> usize {
     10_000
@@ -48,7 +52,13 @@ impl Default for BrokerConfig {
 impl BrokerConfig {
     /// Checks the settings (keys relative to the `[broker]` table).
     pub fn validate(&self, v: &mut Validator) {
-        v.at_least_one("buffer_capacity", self.buffer_capacity as u64);
+        if v.at_least_one("buffer_capacity", self.buffer_capacity as u64) {
+            v.check(
+                self.buffer_capacity <= MAX_BUFFER_CAPACITY,
+                "buffer_capacity",
+                || format!("buffer_capacity must be at most {MAX_BUFFER_CAPACITY}"),
+            );
+        }
     }
 }
 

@@ -114,7 +114,7 @@ impl fmt::Display for Bytes {
         const UNITS: [&str; 4] = ["GiB", "MiB", "KiB", "bytes"];
         for (i, unit) in UNITS.iter().enumerate() {
             let scale = 1u64 << (10 * (3 - i));
-            if self.0 >= scale && self.0 % scale == 0 {
+            if self.0 >= scale && self.0.is_multiple_of(scale) {
                 return write!(f, "{} {unit}", self.0 / scale);
             }
         }

@@ -208,6 +208,18 @@ pub fn expand(mgs: &[MicrogridSpec]) -> Vec<(String, usize)> {
     out
 }
 
+/// How many agents `mgs` expand to (the environment, then a grid agent and
+/// its devices per microgrid), computed without expanding (saturating).
+pub fn agent_count(mgs: &[MicrogridSpec]) -> u64 {
+    if mgs.is_empty() {
+        return 0;
+    }
+    mgs.iter().fold(1u64, |n, mg| {
+        let each = 1 + mg.devices.len() as u64;
+        n.saturating_add(u64::from(mg.count.unwrap_or(1)).saturating_mul(each))
+    })
+}
+
 /// The names of every grid agent, in the order they are added, each with
 /// the key that defines it (for uniqueness errors).
 pub fn agent_names(mgs: &[MicrogridSpec]) -> Vec<(String, KeyPath)> {

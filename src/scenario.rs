@@ -218,6 +218,31 @@ impl ScenarioSpec {
         v.at("broker", |v| self.broker.validate(v));
         v.at("grid", |v| self.grid.validate(v));
         crate::grid::validate_microgrids(&mut self.microgrids, base_dir, &mut v);
+        let (duration, max) = (self.simulation.duration, self.limits.max_sim_time);
+        v.at("simulation", |v| {
+            v.check(duration <= max, "duration", || {
+                format!(
+                    "duration {duration} is longer than limits.max_sim_time = {max}; raise \
+                     [limits] max_sim_time if the run is meant to be this long"
+                )
+            })
+        });
+
+        // Bound the expansion before doing it: `count` may ask for billions.
+        let grid_agents = crate::grid::agent_count(&self.microgrids);
+        let total = grid_agents.saturating_add(self.agents.len() as u64);
+        if let Some(m) = crate::sim::too_many_agents(total, &self.limits) {
+            // Point at the largest `count`, or at the agents.
+            let largest = (0..self.microgrids.len())
+                .filter(|&i| self.microgrids[i].count.is_some())
+                .max_by_key(|&i| self.microgrids[i].count);
+            let at = match largest {
+                Some(i) => KeyPath::root().key("microgrid").index(i).key("count"),
+                None => KeyPath::root().key("agent"),
+            };
+            v.fail_at(at, m);
+            return v.finish();
+        }
 
         // Names: one rule (checked where each name is written), unique
         // across grid and general agents.

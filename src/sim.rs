@@ -31,8 +31,9 @@ mod sink;
 mod timers;
 
 pub use builder::SimBuilder;
+pub(crate) use builder::too_many_agents;
 pub use context::{Agent, Context};
-pub use limits::{Limits, SimError};
+pub use limits::{Limits, MAX_AGENTS, MAX_EVENTS, SimError};
 pub use timers::TimerId;
 
 use crate::broker::Delivery;

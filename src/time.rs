@@ -124,9 +124,26 @@ pub enum ParseDurationError {
     /// The string was empty. Write a number and a unit, e.g. `"5ms"`.
     #[error("empty duration; write a number and a unit, e.g. \"5ms\"")]
     Empty,
-    /// No unit, or a unit that is not one of `ns us ms s m h`.
+    /// A number without a unit.
     #[error("duration {0:?} needs a unit: ns, us, ms, s, m or h (e.g. \"250us\", \"1.5s\")")]
     BadUnit(String),
+    /// A unit that is not one of `ns us ms s m h`.
+    #[error(
+        "duration {text:?} has unit {unit:?}, which is not one of ns, us, ms, s, m (or min), h{}",
+        hint.as_ref().map(|h| format!("; write \"{h}\"")).unwrap_or_default()
+    )]
+    UnknownUnit {
+        /// The whole string.
+        text: String,
+        /// The unit as written.
+        unit: String,
+        /// The spelling busbar reads, when the unit is a known long form
+        /// (`"30 minutes"` → `"30m"`).
+        hint: Option<String>,
+    },
+    /// A negative duration.
+    #[error("duration {0:?} is negative; a duration is zero or more")]
+    Negative(String),
     /// The number part is not a plain decimal number.
     #[error("duration {0:?} is not a non-negative decimal number followed by a unit")]
     BadNumber(String),
@@ -146,18 +163,40 @@ impl FromStr for SimDuration {
         if t.is_empty() {
             return Err(ParseDurationError::Empty);
         }
+        if t.starts_with('-') {
+            return Err(ParseDurationError::Negative(s.to_string()));
+        }
         let split = t
             .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
             .ok_or_else(|| ParseDurationError::BadUnit(s.to_string()))?;
         let (num, unit) = t.split_at(split);
-        let unit_ns: u64 = match unit.trim() {
+        let unit = unit.trim();
+        let unit_ns: u64 = match unit {
             "ns" => 1,
             "us" | "µs" => 1_000,
             "ms" => 1_000_000,
             "s" => 1_000_000_000,
             "m" | "min" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(ParseDurationError::BadUnit(s.to_string())),
+            _ if num.is_empty() || unit.starts_with(['e', 'E', '+']) => {
+                return Err(ParseDurationError::BadNumber(s.to_string()));
+            }
+            _ => {
+                let short = match unit.to_ascii_lowercase().as_str() {
+                    "nanosecond" | "nanoseconds" | "nsec" => Some("ns"),
+                    "microsecond" | "microseconds" | "usec" => Some("us"),
+                    "millisecond" | "milliseconds" | "msec" | "millis" => Some("ms"),
+                    "second" | "seconds" | "sec" | "secs" => Some("s"),
+                    "minute" | "minutes" | "mins" => Some("m"),
+                    "hour" | "hours" | "hr" | "hrs" => Some("h"),
+                    _ => None,
+                };
+                return Err(ParseDurationError::UnknownUnit {
+                    text: s.to_string(),
+                    unit: unit.to_string(),
+                    hint: short.map(|u| format!("{}{u}", num.trim())),
+                });
+            }
         };
         let num: String = num.chars().filter(|&c| c != '_').collect();
         let (int_part, frac_part) = match num.split_once('.') {
@@ -314,15 +353,35 @@ mod tests {
         assert!(matches!("5".parse::<SimDuration>(), Err(BadUnit(_))));
         assert!(matches!(
             "5 parsecs".parse::<SimDuration>(),
-            Err(BadUnit(_))
+            Err(UnknownUnit { hint: None, .. })
         ));
         assert!(matches!("1.2.3s".parse::<SimDuration>(), Err(BadNumber(_))));
-        assert!(matches!("-5ms".parse::<SimDuration>(), Err(BadUnit(_))));
+        assert!(matches!("1e3ms".parse::<SimDuration>(), Err(BadNumber(_))));
+        assert!(matches!("ms".parse::<SimDuration>(), Err(BadNumber(_))));
         assert!(matches!("1.5ns".parse::<SimDuration>(), Err(TooFine(_))));
         assert!(matches!(
             "99999999999999h".parse::<SimDuration>(),
             Err(Overflow(_))
         ));
+    }
+
+    #[test]
+    fn a_negative_duration_says_negative_not_unitless() {
+        let e = "-5ms".parse::<SimDuration>().unwrap_err();
+        assert_eq!(e, ParseDurationError::Negative("-5ms".into()));
+        assert!(e.to_string().contains("negative"), "{e}");
+    }
+
+    #[test]
+    fn a_spelled_out_unit_names_the_unit_and_the_spelling_to_use() {
+        let e = "30 minutes".parse::<SimDuration>().unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"minutes\"") && msg.contains("write \"30m\""),
+            "{msg}"
+        );
+        let e = "1.5 Seconds".parse::<SimDuration>().unwrap_err();
+        assert!(e.to_string().contains("write \"1.5s\""), "{e}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! the module docs of `queue`): keys and events together, bucketed by the
 //! highest 8-bit digit in which a key differs from the last key popped.
 
+use super::examined;
+
 /// Bits in one digit of a radix-heap key.
 const DIGIT_BITS: u32 = 8;
 /// Buckets per level of the radix heap (one per digit value).
@@ -191,6 +193,7 @@ impl<E: Copy> RadixHeap<E> {
         let level = self.levels.trailing_zeros() as usize;
         let words = &self.occupied[level];
         let w = words.iter().position(|&w| w != 0)?;
+        examined(w + 1);
         Some(level * DIGITS + w * 64 + words[w].trailing_zeros() as usize)
     }
 
@@ -203,6 +206,7 @@ impl<E: Copy> RadixHeap<E> {
     #[inline(always)]
     fn pop_front(&mut self) -> Option<(u128, E)> {
         let &(k, e) = self.front.get(self.at)?;
+        examined(1);
         if k > self.min {
             return None;
         }
@@ -260,6 +264,7 @@ impl<E: Copy> RadixHeap<E> {
         let (mut c, mut left) = (bucket.head, bucket.len as usize);
         while left > 0 {
             let n = left.min(CHUNK);
+            examined(n);
             for i in c as usize * CHUNK..c as usize * CHUNK + n {
                 let (k, e) = self.entries[i];
                 f(self, k, e);
@@ -305,6 +310,7 @@ impl<E: Copy> RadixHeap<E> {
         let (mut c, mut left) = (bucket.head, bucket.len as usize);
         while left > 0 {
             let m = left.min(CHUNK);
+            examined(m);
             for &(k, _) in &self.entries[c as usize * CHUNK..][..m] {
                 start[group(k)] += 1;
             }
@@ -361,8 +367,10 @@ pub(super) fn insertion_sort<E: Copy>(v: &mut [(u128, E)]) {
             j -= 1;
         }
         v[j] = x;
+        examined(1 + i - j);
         budget = budget.saturating_sub(i - j);
         if budget == 0 {
+            examined(v.len() * (v.len().ilog2() as usize + 1));
             v.sort_unstable_by_key(|&(k, _)| k);
             return;
         }

@@ -17,7 +17,9 @@ pub struct Located {
     pub line: usize,
     /// 1-based column (characters).
     pub column: usize,
-    /// The key path, e.g. `network.link[0].loss` (`.` for the file).
+    /// The key path, e.g. `network.link[0].loss`; for a syntax error, the
+    /// key or table written where parsing stopped (`(top level)` outside
+    /// any table); `.` for the document as a whole.
     pub key: String,
     /// What is wrong.
     pub message: String,
@@ -119,11 +121,88 @@ impl ScenarioError {
         } else {
             e.span().or_else(|| span_of(text, &key))
         };
+        let mut problem = locate(text, &key, span.clone(), message);
+        if key.segments().is_empty()
+            && let Some(span) = span
+        {
+            // A syntax error: serde reached no key, so name the one written
+            // where the parser stopped (and, for a duplicate, where it was
+            // first set).
+            let (name, first) = key_at(text, span.start);
+            problem.key = name;
+            if problem.message == "duplicate key"
+                && let Some(line) = first
+            {
+                problem.message = format!("duplicate key (first set on line {line})");
+            }
+        }
         ScenarioError::Invalid {
             file: file.to_string(),
-            problems: vec![locate(text, &key, span, message)],
+            problems: vec![problem],
         }
     }
+}
+
+/// The dotted key written on the line of byte `at` (its table header's
+/// path, then the key before `=`), and for a key, the line where the same
+/// key was first set in the same table. A line that is a table header
+/// names that table. `(top level)` when nothing is named.
+fn key_at(text: &str, at: usize) -> (String, Option<usize>) {
+    let at = text.floor_char_boundary(at.min(text.len()));
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_no = text[..line_start].matches('\n').count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |l: &str| -> Option<String> {
+        let t = l.trim();
+        let inner = t.strip_prefix('[')?;
+        let inner = inner.strip_prefix('[').unwrap_or(inner);
+        let end = inner.find(']').unwrap_or(inner.len());
+        Some(inner[..end].trim().to_string())
+    };
+    let key_of = |l: &str| -> Option<String> {
+        let (k, _) = l.split_once('=')?;
+        let k = k.trim();
+        (!k.is_empty() && !k.starts_with('[') && !k.starts_with('#'))
+            .then(|| k.trim_matches(|c| c == '"' || c == '\'').to_string())
+    };
+    let this = lines.get(line_no - 1).copied().unwrap_or("");
+    if let Some(h) = header(this) {
+        return (
+            if h.is_empty() {
+                "(top level)".into()
+            } else {
+                h
+            },
+            None,
+        );
+    }
+    // The table this line belongs to, and where its header is.
+    let (table, table_line) = lines[..line_no - 1]
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, l)| header(l).map(|h| (h, i + 1)))
+        .unwrap_or_default();
+    let Some(key) = key_of(this) else {
+        return (
+            if table.is_empty() {
+                "(top level)".into()
+            } else {
+                table
+            },
+            None,
+        );
+    };
+    let first = lines[table_line..line_no - 1]
+        .iter()
+        .position(|l| key_of(l).as_deref() == Some(key.as_str()))
+        .map(|i| table_line + i + 1);
+    let name = if table.is_empty() {
+        key
+    } else {
+        format!("{table}.{key}")
+    };
+    (name, first)
 }
 
 /// Keys that moved in an earlier version of the format, and where to.

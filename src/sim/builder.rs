@@ -8,7 +8,6 @@ use std::io::Write;
 use crate::broker::{Broker, BrokerConfig};
 use crate::message::{AgentId, KindNames};
 use crate::network::{LinkModel, LinkSpec, Network, NetworkSpec};
-use crate::queue::MAX_PENDING;
 use crate::trace::Header;
 use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
@@ -17,6 +16,18 @@ use super::context::Agent;
 use super::core::{AgentSlot, Core, Parts};
 use super::limits::Limits;
 use super::sink::{TraceSink, TraceTarget};
+
+/// The problem if `count` agents are more than `limits.max_agents` allows
+/// (used by the builder and, before expanding anything, by a scenario).
+pub(crate) fn too_many_agents(count: u64, limits: &Limits) -> Option<String> {
+    (count > limits.max_agents).then(|| {
+        format!(
+            "{count} agents are more than limits.max_agents = {}; raise [limits] max_agents \
+             if the run is meant to be this large",
+            limits.max_agents
+        )
+    })
+}
 
 /// Builds a [`Simulation`]: agents, network models, broker settings, limits,
 /// message-kind names, trace target.
@@ -154,12 +165,21 @@ impl SimBuilder {
                 .enumerate()
                 .map(|(i, (n, _))| (n.as_str(), name_at(i))),
         );
-        v.check(self.agents.len() <= MAX_PENDING, "agent", || {
-            format!(
-                "{} agents are more than the event queue can start ({MAX_PENDING})",
-                self.agents.len()
-            )
-        });
+        if let Some(m) = too_many_agents(self.agents.len() as u64, &self.limits) {
+            v.fail("agent", m);
+        }
+        v.check(
+            self.agents.len() as u64 <= self.limits.max_pending_events,
+            "agent",
+            || {
+                format!(
+                    "{} agents need as many pending start events, more than \
+                     limits.max_pending_events = {}",
+                    self.agents.len(),
+                    self.limits.max_pending_events
+                )
+            },
+        );
         let names: std::collections::BTreeSet<&str> =
             self.agents.iter().map(|(n, _)| n.as_str()).collect();
         v.at("network", |v| {

@@ -12,7 +12,7 @@ use crate::message::{
 };
 use crate::metrics::Metrics;
 use crate::network::{Network, Transit};
-use crate::queue::{EventQueue, MAX_PENDING, MAX_PUSHES, QueueFull};
+use crate::queue::{EventQueue, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
@@ -118,6 +118,8 @@ pub(super) struct Core {
     metrics: Metrics,
     limits: Limits,
     in_flight: u64,
+    /// Copies waiting in all pull buffers together.
+    buffered: u64,
     /// An error raised inside a handler, reported when the handler returns.
     fault: Option<SimError>,
 }
@@ -157,6 +159,7 @@ impl Core {
             metrics: Metrics::default(),
             limits: p.limits,
             in_flight: 0,
+            buffered: 0,
             fault: None,
         };
         for i in 0..n {
@@ -241,7 +244,9 @@ impl Core {
         self.broker.unsubscribe(ch, agent)
     }
     pub(super) fn consume(&mut self, agent: AgentId, ch: ChannelId) -> Option<Message> {
-        self.agents[agent.index()].mailbox.consume(ch)
+        let m = self.agents[agent.index()].mailbox.consume(ch);
+        self.buffered -= u64::from(m.is_some());
+        m
     }
     pub(super) fn peek(&self, agent: AgentId, ch: ChannelId) -> Option<&Message> {
         self.agents[agent.index()].mailbox.peek(ch)
@@ -347,7 +352,13 @@ impl Core {
                     let cap = self.broker.config().buffer_capacity;
                     match self.agents[agent as usize].mailbox.push(msg, cap) {
                         Err(_) => self.drop_copy(h, agent, Reason::Overflow),
-                        Ok(()) => self.deliver(h, agent),
+                        Ok(()) => {
+                            self.buffered += 1;
+                            if self.buffered > self.limits.max_buffered {
+                                self.limit("max_buffered", self.limits.max_buffered);
+                            }
+                            self.deliver(h, agent)
+                        }
                     }
                     None
                 } else {
@@ -454,12 +465,14 @@ impl Core {
     /// the half-done bookkeeping of the failed event never matters).
     #[inline(always)]
     fn push(&mut self, at: SimTime, ev: Event) {
-        if let Err(e) = self.queue.push(at, ev) {
-            let (limit, max) = match e {
-                QueueFull::Pending => ("pending_events", MAX_PENDING as u64),
-                _ => ("queue_pushes", MAX_PUSHES),
-            };
-            self.limit(limit, max);
+        let max = self.limits.max_pending_events;
+        match self.queue.push(at, ev) {
+            Ok(()) if self.queue.len() as u64 <= max => {}
+            // The limit is validated to be at most the queue's capacity.
+            Ok(()) | Err(QueueFull::Pending) => self.limit("max_pending_events", max),
+            // Unreachable: pushes never exceed events + pending, which the
+            // validated limits keep below the queue's lifetime count.
+            Err(_) => self.limit("max_events", self.limits.max_events),
         }
     }
 
