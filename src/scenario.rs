@@ -16,8 +16,10 @@
 //! See the README for the format, with examples.
 
 mod error;
+mod overrides;
 
 pub use error::{Located, ScenarioError};
+pub use overrides::{Override, OverrideError};
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
@@ -315,20 +317,62 @@ impl Scenario {
     /// Parses and validates scenario text; `source` names it in errors and
     /// `base_dir` resolves relative paths.
     pub fn parse(text: &str, source: &str, base_dir: &Path) -> Result<Scenario, ScenarioError> {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ScenarioError::from_toml(source, text, &e, None))?;
-        let mut spec: ScenarioSpec = serde_path_to_error::deserialize(de)
-            .map_err(|e| ScenarioError::from_toml(source, text, e.inner(), Some(e.path())))?;
+        Scenario::parse_with(text, source, base_dir, &[])
+    }
+
+    /// [`Scenario::parse`], with `overrides` (`--set key=value`) applied in
+    /// order before the scenario is validated. A problem with an overridden
+    /// value is reported at the override (`--set network.default.loss=2:
+    /// ...`), every other one in the file. The scenario's
+    /// [`text`](Scenario::text) is then the TOML of the result, so a trace
+    /// of it replays without the overrides.
+    pub fn parse_with(
+        text: &str,
+        source: &str,
+        base_dir: &Path,
+        overrides: &[Override],
+    ) -> Result<Scenario, ScenarioError> {
+        let toml_error = |e: &toml::de::Error, path: Option<&serde_path_to_error::Path>| {
+            ScenarioError::from_toml(source, text, overrides, e, path)
+        };
+        let (mut spec, effective): (ScenarioSpec, String) = if overrides.is_empty() {
+            let de = toml::Deserializer::parse(text).map_err(|e| toml_error(&e, None))?;
+            let spec = serde_path_to_error::deserialize(de)
+                .map_err(|e| toml_error(e.inner(), Some(e.path())))?;
+            (spec, text.to_string())
+        } else {
+            let mut doc: toml::Table = text.parse().map_err(|e| toml_error(&e, None))?;
+            for o in overrides {
+                o.apply(&mut doc)
+                    .map_err(|message| ScenarioError::Invalid {
+                        file: source.to_string(),
+                        problems: vec![Located {
+                            line: 0,
+                            column: 0,
+                            set: Some(o.text().to_string()),
+                            key: o.key().to_string(),
+                            message,
+                        }],
+                    })?;
+            }
+            let spec = serde_path_to_error::deserialize(toml::Value::Table(doc.clone()))
+                .map_err(|e| toml_error(e.inner(), Some(e.path())))?;
+            let rendered = toml::to_string(&doc).map_err(|e| ScenarioError::Io {
+                file: source.to_string(),
+                message: format!("cannot render the overridden scenario as TOML: {e}"),
+            })?;
+            (spec, rendered)
+        };
         spec.validate(base_dir)
-            .map_err(|e| ScenarioError::from_invalid(source, text, e))?;
+            .map_err(|e| ScenarioError::from_invalid(source, text, overrides, e))?;
         let grid = GridPlan::new(spec.grid.clone(), spec.microgrids.clone()).map_err(|e| {
             let invalid = Invalid::one(KeyPath::root().key("grid"), e.to_string());
-            ScenarioError::from_invalid(source, text, invalid)
+            ScenarioError::from_invalid(source, text, overrides, invalid)
         })?;
         Ok(Scenario {
             spec,
             grid,
-            text: text.to_string(),
+            text: effective,
             source: source.to_string(),
             base_dir: base_dir.to_path_buf(),
         })

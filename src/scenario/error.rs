@@ -8,15 +8,19 @@
 
 use std::fmt;
 
+use super::overrides::Override;
 use crate::validate::{Invalid, KeyPath, Seg};
 
-/// A problem located in a scenario file.
+/// A problem located in a scenario file, or in a `--set` override of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located {
-    /// 1-based line.
+    /// 1-based line (0 when the problem is in an override).
     pub line: usize,
-    /// 1-based column (characters).
+    /// 1-based column (characters; 0 when the problem is in an override).
     pub column: usize,
+    /// The override (`key=value`, as written) whose value has the problem,
+    /// if the value came from one rather than from the file.
+    pub set: Option<String>,
     /// The key path, e.g. `network.link[0].loss`; for a syntax error, the
     /// key or table written where parsing stopped (`(top level)` outside
     /// any table); `.` for the document as a whole.
@@ -52,10 +56,7 @@ pub enum ScenarioError {
 }
 
 fn render(file: &str, problems: &[Located]) -> String {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{file}:{}:{}: {}: {}", p.line, p.column, p.key, p.message))
-        .collect();
+    let lines: Vec<String> = problems.iter().map(|p| format!("{file}:{p}")).collect();
     lines.join("\n")
 }
 
@@ -69,14 +70,19 @@ impl ScenarioError {
     }
 
     /// Every issue of a validation, located in `text`.
-    pub(super) fn from_invalid(file: &str, text: &str, invalid: Invalid) -> ScenarioError {
+    pub(super) fn from_invalid(
+        file: &str,
+        text: &str,
+        overrides: &[Override],
+        invalid: Invalid,
+    ) -> ScenarioError {
         let mut problems: Vec<Located> = invalid
             .issues
             .into_iter()
-            .map(|i| locate(text, &i.path, None, i.message))
+            .map(|i| locate(text, overrides, &i.path, None, i.message))
             .collect();
-        // In the order a reader meets them in the file.
-        problems.sort_by_key(|p| (p.line, p.column));
+        // In the order a reader meets them in the file, overrides first.
+        problems.sort_by_key(|p| (p.set.is_none(), p.line, p.column));
         ScenarioError::Invalid {
             file: file.to_string(),
             problems,
@@ -87,6 +93,7 @@ impl ScenarioError {
     pub(super) fn from_toml(
         file: &str,
         text: &str,
+        overrides: &[Override],
         e: &toml::de::Error,
         path: Option<&serde_path_to_error::Path>,
     ) -> ScenarioError {
@@ -121,7 +128,7 @@ impl ScenarioError {
         } else {
             e.span().or_else(|| span_of(text, &key))
         };
-        let mut problem = locate(text, &key, span.clone(), message);
+        let mut problem = locate(text, overrides, &key, span.clone(), message);
         if key.segments().is_empty()
             && let Some(span) = span
         {
@@ -226,15 +233,31 @@ fn moved(key: &KeyPath) -> Option<String> {
 /// Locates `path` (or a parser span) in `text`.
 fn locate(
     text: &str,
+    overrides: &[Override],
     path: &KeyPath,
     span: Option<std::ops::Range<usize>>,
     message: String,
 ) -> Located {
+    // The last override at or above the path set the value that is wrong.
+    if let Some(o) = overrides
+        .iter()
+        .rev()
+        .find(|o| path.segments().starts_with(o.key().segments()))
+    {
+        return Located {
+            line: 0,
+            column: 0,
+            set: Some(o.text().to_string()),
+            key: path.to_string(),
+            message,
+        };
+    }
     let span = span.or_else(|| span_of(text, path));
     let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
     Located {
         line,
         column,
+        set: None,
         key: path.to_string(),
         message,
     }
@@ -302,6 +325,9 @@ fn span_of(text: &str, path: &KeyPath) -> Option<std::ops::Range<usize>> {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(set) = &self.set {
+            return write!(f, " --set {set}: {}: {}", self.key, self.message);
+        }
         write!(
             f,
             "{}:{}: {}: {}",
