@@ -2,23 +2,35 @@
 //!
 //! Exit codes: 0 success; 1 a check failed (replay diverged, traces differ);
 //! 2 bad input or usage (unreadable or invalid scenario or trace, a run that
-//! exceeds its limits).
+//! exceeds its limits, an output that cannot be written).
+//!
+//! Output (module `output`): standard output is written through a lock and
+//! never panics; a closed pipe ends the output quietly and the exit code is
+//! the command's own. Output files are written to a temporary file beside
+//! them and renamed into place only on success; an output that is one of
+//! the inputs is refused.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use std::ops::ControlFlow;
 
+use busbar::SimError;
 use busbar::metrics::Summary;
 use busbar::replay::{Comparison, diff, replay};
 use busbar::scenario::Scenario;
 use busbar::time::SimDuration;
-use busbar::trace::TraceReader;
 use busbar::trace::export::{Format, export};
+use busbar::trace::{MAGIC, TraceError, TraceReader};
 use clap::{Parser, Subcommand, ValueEnum};
+
+#[path = "main/output.rs"]
+mod output;
+
+use output::{OutputFile, Stdout, Watch, WriteFailure};
 
 #[derive(Parser)]
 #[command(
@@ -37,11 +49,12 @@ enum Command {
     Run {
         /// The scenario file (TOML).
         scenario: PathBuf,
-        /// Seed (default: the scenario's `simulation.seed`).
-        #[arg(long)]
+        /// Seed, an unsigned 64-bit integer (default: the scenario's
+        /// `simulation.seed`).
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
         seed: Option<u64>,
-        /// Environment index.
-        #[arg(long, default_value_t = 0)]
+        /// Environment index, an unsigned 32-bit integer.
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = parse_env)]
         env: u32,
         /// Write the binary trace here.
         #[arg(long)]
@@ -99,8 +112,38 @@ fn bad_input(message: impl std::fmt::Display) -> Failure {
     }
 }
 
+/// `--seed`: clap's own message for `-1` is "unexpected argument".
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("a seed is an unsigned integer, 0..={}", u64::MAX))
+}
+
+/// `--env`: an environment index.
+fn parse_env(s: &str) -> Result<u32, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "an environment index is an unsigned integer, 0..={}",
+            u32::MAX
+        )
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors go to standard error (exit 2), `--help` and
+            // `--version` to standard output (exit 0), which may fail too.
+            let printed = e.print();
+            if !e.use_stderr()
+                && let Err(err) = printed
+                && let WriteFailure::Error(message) = output::stdout_failure(err)
+            {
+                return report(&bad_input(message));
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     let result = match cli.command {
         Command::Run {
             scenario,
@@ -120,28 +163,79 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
-        Err(f) => {
-            // One problem per line; indented lines continue the one above.
-            for line in f.message.lines() {
-                if line.starts_with(' ') {
-                    eprintln!("{line}");
-                } else {
-                    eprintln!("error: {line}");
-                }
-            }
-            ExitCode::from(f.code)
-        }
+        Err(f) => report(&f),
     }
 }
 
+/// Prints a failure on standard error (one problem per line; indented
+/// lines continue the one above) and returns its exit code.
+fn report(f: &Failure) -> ExitCode {
+    for line in f.message.lines() {
+        if line.starts_with(' ') {
+            output::to_stderr(format_args!("{line}\n"));
+        } else {
+            output::to_stderr(format_args!("error: {line}\n"));
+        }
+    }
+    ExitCode::from(f.code)
+}
+
 fn load(path: &Path) -> Result<Scenario, Failure> {
-    Scenario::from_file(path).map_err(bad_input)
+    Scenario::from_file(path).map_err(|e| {
+        if is_trace(path) {
+            bad_input(format!(
+                "{0} is a busbar trace, not a scenario; to re-run it use `busbar replay {0}`",
+                path.display()
+            ))
+        } else {
+            bad_input(e)
+        }
+    })
+}
+
+/// Whether `path` starts with the trace magic bytes (only asked once it
+/// failed to load as a scenario).
+fn is_trace(path: &Path) -> bool {
+    let Ok(f) = busbar::files::open_regular(path, "trace", busbar::files::MAX_TRACE_BYTES) else {
+        return false;
+    };
+    let mut magic = [0u8; 8];
+    f.take(8).read_exact(&mut magic).is_ok() && &magic == MAGIC
 }
 
 fn open_trace(path: &Path) -> Result<TraceReader<BufReader<File>>, Failure> {
     let f = busbar::files::open_regular(path, "trace", busbar::files::MAX_TRACE_BYTES)
         .map_err(bad_input)?;
     TraceReader::new(BufReader::new(f)).map_err(|e| bad_input(format!("{}: {e}", path.display())))
+}
+
+/// The CSV profiles a scenario reads, as the paths it opens them by.
+fn profile_files(scenario: &Scenario, scenario_path: &Path) -> Vec<PathBuf> {
+    let base = match scenario_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut files = Vec::new();
+    for mg in scenario.grid().microgrids() {
+        for device in &mg.devices {
+            // `profile_mut` is the kinds' one way to name their profile.
+            let mut device = device.clone();
+            if let Some(busbar::grid::profile::Profile::Csv { path, .. }) =
+                device.kind_mut().profile_mut()
+            {
+                files.push(base.join(&*path));
+            }
+        }
+    }
+    files
+}
+
+/// A trace write error, naming the trace file.
+fn trace_write_error(trace: &Path, e: &TraceError) -> String {
+    match e {
+        TraceError::Io(io) => format!("{}: cannot write the trace: {io}", trace.display()),
+        other => format!("{}: cannot write the trace: {other}", trace.display()),
+    }
 }
 
 fn ms(ns: u64) -> String {
@@ -158,12 +252,18 @@ fn run(
     let scenario = load(path)?;
     let seed = seed.unwrap_or(scenario.seed());
     let mut builder = scenario.builder(seed, env);
+    let mut trace_out = None;
     if let Some(t) = trace {
-        let f = File::create(t).map_err(|e| bad_input(format!("{}: {e}", t.display())))?;
-        builder = builder.trace_to(Box::new(BufWriter::new(f)), scenario.header(seed, env));
+        let profiles = profile_files(&scenario, path);
+        let mut inputs: Vec<&Path> = vec![path];
+        inputs.extend(profiles.iter().map(PathBuf::as_path));
+        let (guard, file) = OutputFile::create(t, &inputs).map_err(bad_input)?;
+        builder = builder.trace_to(Box::new(BufWriter::new(file)), scenario.header(seed, env));
+        trace_out = Some(guard);
     }
     let mut sim = builder.build().map_err(bad_input)?;
     let duration_ns = scenario.duration().as_nanos().max(1);
+    // indicatif draws only on a terminal and ignores its write errors.
     let bar = indicatif::ProgressBar::new(100);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {percent}% simulated {msg}")
@@ -175,57 +275,92 @@ fn run(
         bar.set_position(done.min(100) as u64);
         ControlFlow::Continue(())
     };
-    if let Err(e) = scenario.run_to_end(&mut sim, progress) {
-        bar.finish_and_clear();
-        let mut message = format!("{}: {e}", path.display());
-        if let Some(t) = trace {
-            // Keep what happened up to the stop: a valid, replayable trace.
-            match sim.finish() {
-                Ok(s) => message.push_str(&format!(
-                    "\n  partial trace: {} records -> {} (replay reproduces the stop)",
-                    s.trace_records,
-                    t.display()
-                )),
-                Err(te) => message.push_str(&format!("\n  trace not written: {te}")),
-            }
-        }
-        return Err(bad_input(message));
-    }
+    let ran = scenario.run_to_end(&mut sim, progress);
     bar.finish_and_clear();
-    let summary = sim.finish().map_err(bad_input)?;
+    // Also after a stop: a trace of what happened up to there.
+    let finished = sim.finish();
     let wall_s = started.elapsed().as_secs_f64();
-    print_summary(&summary, wall_s, trace, json);
+    let summary = match (ran, finished) {
+        (Ok(()), Ok(summary)) => {
+            if let Some(out) = trace_out {
+                out.commit().map_err(bad_input)?;
+            }
+            summary
+        }
+        // Writing the trace failed: the run stopped there, or the trace's
+        // end could not be written. No trace is put in place.
+        (Err(SimError::Trace(e)), _) | (Ok(()), Err(SimError::Trace(e))) => {
+            let t = trace.unwrap_or(path);
+            return Err(bad_input(trace_write_error(t, &e)));
+        }
+        (Ok(()), Err(e)) => return Err(bad_input(format!("{}: {e}", path.display()))),
+        (Err(e), finished) => {
+            let mut message = format!("{}: {e}", path.display());
+            if let (Some(out), Some(t)) = (trace_out, trace) {
+                // Keep what happened up to the stop: a valid, replayable trace.
+                match finished {
+                    Ok(s) => match out.commit() {
+                        Ok(()) => message.push_str(&format!(
+                            "\n  partial trace: {} records -> {} (replay reproduces the stop)",
+                            s.trace_records,
+                            t.display()
+                        )),
+                        Err(m) => message.push_str(&format!("\n  trace not written: {m}")),
+                    },
+                    Err(SimError::Trace(te)) => message.push_str(&format!(
+                        "\n  trace not written: {}",
+                        trace_write_error(t, &te)
+                    )),
+                    Err(other) => {
+                        message.push_str(&format!("\n  trace not written: {other}"));
+                    }
+                }
+            }
+            return Err(bad_input(message));
+        }
+    };
+    let mut out = Stdout::new();
+    print_summary(&mut out, &summary, wall_s, trace, json).map_err(bad_input)?;
+    out.finish().map_err(bad_input)?;
     Ok(0)
 }
 
-fn print_summary(s: &Summary, wall_s: f64, trace: Option<&Path>, json: bool) {
+fn print_summary(
+    out: &mut Stdout,
+    s: &Summary,
+    wall_s: f64,
+    trace: Option<&Path>,
+    json: bool,
+) -> Result<(), String> {
     let events_per_s = if wall_s > 0.0 {
         s.events as f64 / wall_s
     } else {
         0.0
     };
     if json {
-        let mut v = serde_json::to_value(s).expect("summary serialises");
+        let mut v = serde_json::to_value(s).map_err(|e| format!("summary as JSON: {e}"))?;
         v["wall_s"] = serde_json::json!(wall_s);
         v["events_per_s"] = serde_json::json!(events_per_s);
         v["trace"] = serde_json::json!(trace.map(|p| p.display().to_string()));
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-        return;
+        let text = serde_json::to_string_pretty(&v).map_err(|e| format!("summary as JSON: {e}"))?;
+        return writeln!(out, "{text}");
     }
     let reasons: Vec<String> = s
         .dropped_by_reason
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    println!("scenario: {} (seed {}, env {})", s.name, s.seed, s.env);
-    println!(
+    writeln!(out, "scenario: {} (seed {}, env {})", s.name, s.seed, s.env)?;
+    writeln!(
+        out,
         "simulated: {} in {:.3}s wall, {} events, {:.0} events/s",
         SimDuration(s.sim_time_ns),
         wall_s,
         s.events,
         events_per_s
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "messages: published {}, routed {}, delivered {}, dropped {}{}, in flight {}, late {}",
         s.published,
         s.routed,
@@ -238,68 +373,81 @@ fn print_summary(s: &Summary, wall_s: f64, trace: Option<&Path>, json: bool) {
         },
         s.in_flight,
         s.late
-    );
+    )?;
     let l = &s.latency;
-    println!(
+    writeln!(
+        out,
         "latency: p50 {} p95 {} p99 {} max {} ({} samples)",
         ms(l.p50_ns),
         ms(l.p95_ns),
         ms(l.p99_ns),
         ms(l.max_ns),
         l.count
-    );
+    )?;
     let a = &s.age_of_information;
     if a.count > 0 {
-        println!(
+        writeln!(
+            out,
             "age of information: p50 {} p95 {} p99 {} max {}",
             ms(a.p50_ns),
             ms(a.p95_ns),
             ms(a.p99_ns),
             ms(a.max_ns)
-        );
+        )?;
     }
     if let Some(t) = trace {
-        println!("trace: {} records -> {}", s.trace_records, t.display());
+        writeln!(out, "trace: {} records -> {}", s.trace_records, t.display())?;
     }
-    println!("digest: {}", s.digest);
+    writeln!(out, "digest: {}", s.digest)
 }
 
 fn check(path: &Path) -> Result<u8, Failure> {
     let s = load(path)?;
     let names = s.agent_names();
-    println!(
+    let mut out = Stdout::new();
+    writeln!(
+        out,
         "ok: {} ({} agents, {} microgrids, duration {}, seed {})",
         s.name(),
         names.len(),
         s.grid().len(),
         s.duration(),
         s.seed()
-    );
+    )
+    .map_err(bad_input)?;
+    out.finish().map_err(bad_input)?;
     Ok(0)
 }
 
-fn print_comparison(c: &Comparison, what: &str) -> u8 {
-    match c {
+/// Prints a comparison; the exit code is 0 identical, 1 diverged (also when
+/// standard output was closed early).
+fn print_comparison(c: &Comparison, what: &str) -> Result<u8, Failure> {
+    let mut out = Stdout::new();
+    let code = match c {
         Comparison::Identical(n) => {
-            println!("{what}: identical ({n} records)");
+            writeln!(out, "{what}: identical ({n} records)").map_err(bad_input)?;
             0
         }
         Comparison::Diverged(d) => {
-            println!("{what}: diverged at record {}", d.seq);
-            println!("  left:  {}", d.left.as_deref().unwrap_or("(end of trace)"));
-            println!(
-                "  right: {}",
-                d.right.as_deref().unwrap_or("(end of trace)")
-            );
+            let left = d.left.as_deref().unwrap_or("(end of trace)");
+            let right = d.right.as_deref().unwrap_or("(end of trace)");
+            writeln!(
+                out,
+                "{what}: diverged at record {}\n  left:  {left}\n  right: {right}",
+                d.seq
+            )
+            .map_err(bad_input)?;
             1
         }
-    }
+    };
+    out.finish().map_err(bad_input)?;
+    Ok(code)
 }
 
 fn replay_cmd(path: &Path) -> Result<u8, Failure> {
     let mut r = open_trace(path)?;
     let c = replay(&mut r).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    Ok(print_comparison(&c, "replay (left: trace, right: re-run)"))
+    print_comparison(&c, "replay (left: trace, right: re-run)")
 }
 
 fn diff_cmd(a: &Path, b: &Path) -> Result<u8, Failure> {
@@ -309,7 +457,7 @@ fn diff_cmd(a: &Path, b: &Path) -> Result<u8, Failure> {
         let path = if e.second { b } else { a };
         bad_input(format!("{}: {}", path.display(), e.error))
     })?;
-    Ok(print_comparison(&c, "diff"))
+    print_comparison(&c, "diff")
 }
 
 fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Result<u8, Failure> {
@@ -318,25 +466,37 @@ fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Resul
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
     };
-    let res = match output {
+    // An error from `export` is the output's if the writer saw one, else
+    // the trace's.
+    let input_error = |e: TraceError| bad_input(format!("{}: {e}", path.display()));
+    match output {
         Some(o) => {
-            let f = File::create(o).map_err(|e| bad_input(format!("{}: {e}", o.display())))?;
-            export(&mut r, format, BufWriter::new(f))
+            let (guard, file) = OutputFile::create(o, &[path]).map_err(bad_input)?;
+            let mut w = Watch::new(file);
+            if let Err(e) = export(&mut r, format, &mut w) {
+                return Err(match w.take_error() {
+                    Some(we) => bad_input(format!("{}: {we}", guard.path().display())),
+                    None => input_error(e),
+                });
+            }
+            guard.commit().map_err(bad_input)?;
         }
         None => {
-            let stdout = std::io::stdout();
-            let lock = stdout.lock();
-            let res = export(&mut r, format, lock);
-            let _ = std::io::stdout().flush();
-            res
+            let mut w = Watch::new(std::io::stdout().lock());
+            let res = export(&mut r, format, &mut w).and_then(|_| {
+                use std::io::Write;
+                w.flush().map_err(TraceError::Io)
+            });
+            if let Err(e) = res {
+                return match w.take_error().map(output::stdout_failure) {
+                    // A closed pipe (`busbar export t.bin | head`) is the
+                    // reader's choice.
+                    Some(WriteFailure::ClosedPipe) => Ok(0),
+                    Some(WriteFailure::Error(m)) => Err(bad_input(m)),
+                    None => Err(input_error(e)),
+                };
+            }
         }
-    };
-    match res {
-        // A closed pipe (`busbar export t.bin | head`) is the reader's choice.
-        Err(busbar::trace::TraceError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            Ok(0)
-        }
-        Err(e) => Err(bad_input(format!("{}: {e}", path.display()))),
-        Ok(_) => Ok(0),
     }
+    Ok(0)
 }

@@ -6,7 +6,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use tempfile::TempDir;
 
@@ -1032,4 +1032,428 @@ fn replay_finds_csv_profiles_from_any_working_directory() {
     let (code, _, err) = run(elsewhere.path(), &["replay", trace.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("pv.csv"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// output: closed pipes, full devices, output files that are inputs
+// ---------------------------------------------------------------------------
+
+/// Runs the binary with standard output and standard error given.
+fn busbar_with<I, S>(args: I, stdout: Stdio, stderr: Stdio) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_busbar"))
+        .args(args)
+        .stdout(stdout)
+        .stderr(stderr)
+        .output()
+        .expect("the busbar binary runs");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs the binary with standard output a pipe whose reader is gone
+/// before the binary starts, so its first write fails with a broken pipe.
+fn busbar_into_closed_pipe<I, S>(args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    busbar_with(args, Stdio::from(writer), Stdio::piped())
+}
+
+/// Runs the binary with standard output on `/dev/full` (every write fails
+/// with "no space left on device").
+#[cfg(target_os = "linux")]
+fn busbar_into_dev_full<I, S>(args: I) -> Out
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    busbar_with(args, Stdio::from(full), Stdio::piped())
+}
+
+/// A closed pipe is the reader's choice: quiet, and the command's own exit
+/// code.
+fn expect_quiet(out: &Out, code: i32, what: &str) {
+    assert_eq!(out.code, code, "{what}: exit {}\n{}", out.code, out.stderr);
+    assert!(
+        out.stderr.is_empty(),
+        "{what}: a closed pipe is not an error:\n{}",
+        out.stderr
+    );
+}
+
+/// Names of the temporary files left in `dir`.
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect()
+}
+
+#[test]
+fn run_into_a_closed_pipe_does_not_panic() {
+    let two = scenario("two_agents.toml");
+    let out = busbar_into_closed_pipe([OsStr::new("run"), two.as_os_str()]);
+    expect_quiet(&out, 0, "run");
+    let out = busbar_into_closed_pipe([OsStr::new("run"), two.as_os_str(), OsStr::new("--json")]);
+    expect_quiet(&out, 0, "run --json");
+}
+
+#[test]
+fn check_replay_and_diff_into_a_closed_pipe_do_not_panic() {
+    let dir = TempDir::new().unwrap();
+    let (a, _) = record(dir.path(), "two_agents.toml", 7, "a.bin");
+    let (b, _) = record(dir.path(), "two_agents.toml", 8, "b.bin");
+    let two = scenario("two_agents.toml");
+    for (args, code) in [
+        (vec![OsStr::new("check"), two.as_os_str()], 0),
+        (vec![OsStr::new("replay"), a.as_os_str()], 0),
+        (vec![OsStr::new("diff"), a.as_os_str(), a.as_os_str()], 0),
+        // Diverged stays diverged, read or not.
+        (vec![OsStr::new("diff"), a.as_os_str(), b.as_os_str()], 1),
+        (vec![OsStr::new("export"), a.as_os_str()], 0),
+        (vec![OsStr::new("--help")], 0),
+    ] {
+        let out = busbar_into_closed_pipe(&args);
+        expect_quiet(&out, code, &format!("{args:?}"));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn run_to_dev_full_is_exit_2_naming_stdout() {
+    let dir = TempDir::new().unwrap();
+    let (t, _) = record(dir.path(), "two_agents.toml", 7, "t.bin");
+    let two = scenario("two_agents.toml");
+    for args in [
+        vec![OsStr::new("run"), two.as_os_str()],
+        vec![OsStr::new("run"), two.as_os_str(), OsStr::new("--json")],
+        vec![OsStr::new("check"), two.as_os_str()],
+        vec![OsStr::new("replay"), t.as_os_str()],
+        vec![OsStr::new("diff"), t.as_os_str(), t.as_os_str()],
+    ] {
+        let out = busbar_into_dev_full(&args);
+        out.expect_error();
+        assert!(
+            out.stderr
+                .contains("error: writing to standard output: No space left on device"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn export_to_a_full_stdout_names_standard_output() {
+    let dir = TempDir::new().unwrap();
+    let (t, _) = record(dir.path(), "two_agents.toml", 7, "t.bin");
+    let out = busbar_into_dev_full([OsStr::new("export"), t.as_os_str()]);
+    out.expect_error();
+    assert!(
+        out.stderr.contains("writing to standard output"),
+        "{}",
+        out.stderr
+    );
+    // The trace is fine: it is not the file to blame.
+    assert!(!out.stderr.contains("t.bin"), "{}", out.stderr);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn help_to_a_full_stdout_is_exit_2() {
+    let out = busbar_into_dev_full(["--help"]);
+    out.expect_error();
+    assert!(
+        out.stderr.contains("writing to standard output"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn stderr_to_dev_full_does_not_panic() {
+    let full = || {
+        Stdio::from(
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .expect("/dev/full"),
+        )
+    };
+    let missing = Path::new("/no/such/scenario.toml");
+    let out = busbar_with(
+        [OsStr::new("run"), missing.as_os_str()],
+        Stdio::piped(),
+        full(),
+    );
+    assert_eq!(
+        out.code, 2,
+        "an error is still exit 2 when it cannot be told"
+    );
+    let out = busbar_with(["run", "--bogus"], Stdio::piped(), full());
+    assert_eq!(out.code, 2, "usage error");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn run_trace_to_dev_full_names_the_trace_file() {
+    // Small: the trace fails when its end is written; large: while the
+    // run goes on (on the writer thread), which stops the run.
+    for name in ["two_agents.toml", "seed_example.toml"] {
+        let path = scenario(name);
+        let out = busbar([
+            OsStr::new("run"),
+            path.as_os_str(),
+            OsStr::new("--trace"),
+            OsStr::new("/dev/full"),
+        ]);
+        out.expect_error();
+        assert!(
+            out.stderr
+                .contains("error: /dev/full: cannot write the trace: No space left on device"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn export_to_dev_full_names_the_output_file() {
+    let dir = TempDir::new().unwrap();
+    let (t, _) = record(dir.path(), "two_agents.toml", 7, "t.bin");
+    for format in ["csv", "jsonl"] {
+        let out = busbar([
+            OsStr::new("export"),
+            t.as_os_str(),
+            OsStr::new("--format"),
+            OsStr::new(format),
+            OsStr::new("-o"),
+            OsStr::new("/dev/full"),
+        ]);
+        out.expect_error();
+        assert!(
+            out.stderr
+                .starts_with("error: /dev/full: No space left on device"),
+            "{format}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn trace_over_the_scenario_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let s = dir.path().join("s.toml");
+    let text = fs::read_to_string(scenario("two_agents.toml")).unwrap();
+    fs::write(&s, &text).unwrap();
+    fs::create_dir(dir.path().join("sub")).unwrap();
+    let mut same = vec![s.clone(), dir.path().join("sub").join("..").join("s.toml")];
+    #[cfg(unix)]
+    {
+        let hard = dir.path().join("hard.toml");
+        fs::hard_link(&s, &hard).unwrap();
+        let soft = dir.path().join("soft.toml");
+        std::os::unix::fs::symlink(&s, &soft).unwrap();
+        same.extend([hard, soft]);
+    }
+    for out_path in &same {
+        let out = busbar([
+            OsStr::new("run"),
+            s.as_os_str(),
+            OsStr::new("--trace"),
+            out_path.as_os_str(),
+        ]);
+        out.expect_error();
+        assert!(
+            out.stderr.contains(&format!(
+                "error: {}: is also an input ({}); choose another output path",
+                out_path.display(),
+                s.display()
+            )),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            fs::read_to_string(&s).unwrap(),
+            text,
+            "the scenario is intact"
+        );
+    }
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+#[test]
+fn trace_over_a_csv_profile_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let csv_text = "time_s,p\n0,0\n43200,1\n";
+    let profile = dir.path().join("pv.csv");
+    fs::write(&profile, csv_text).unwrap();
+    let s = dir.path().join("csv.toml");
+    fs::write(
+        &s,
+        "[simulation]\nname = \"csv\"\nduration = \"20s\"\n\
+         [[microgrid]]\nid = \"mg\"\n[[microgrid.device]]\ntype = \"pv\"\nid = \"pv\"\n\
+         peak_mw = 1.0\nprofile = { kind = \"csv\", path = \"pv.csv\", column = \"p\" }\n",
+    )
+    .unwrap();
+    let out = busbar([
+        OsStr::new("run"),
+        s.as_os_str(),
+        OsStr::new("--trace"),
+        profile.as_os_str(),
+    ]);
+    out.expect_error();
+    assert!(out.stderr.contains("is also an input"), "{}", out.stderr);
+    assert_eq!(fs::read_to_string(&profile).unwrap(), csv_text);
+}
+
+#[test]
+fn export_over_its_input_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let (t, _) = record(dir.path(), "two_agents.toml", 7, "t.bin");
+    let before = fs::read(&t).unwrap();
+    let out = busbar([
+        OsStr::new("export"),
+        t.as_os_str(),
+        OsStr::new("-o"),
+        t.as_os_str(),
+    ]);
+    out.expect_error();
+    assert!(out.stderr.contains("is also an input"), "{}", out.stderr);
+    assert_eq!(fs::read(&t).unwrap(), before, "the trace is intact");
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+#[test]
+fn a_failed_export_leaves_the_old_output() {
+    let dir = TempDir::new().unwrap();
+    let (good, _) = record(dir.path(), "two_agents.toml", 7, "good.bin");
+    // A flipped byte in the records: the export fails part way (a record
+    // that does not decode, or the digest at the end).
+    let mut bytes = fs::read(&good).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let bad = dir.path().join("bad.bin");
+    fs::write(&bad, &bytes).unwrap();
+    let o = dir.path().join("out.csv");
+    fs::write(&o, "the previous export\n").unwrap();
+    let out = busbar([
+        OsStr::new("export"),
+        bad.as_os_str(),
+        OsStr::new("-o"),
+        o.as_os_str(),
+    ]);
+    out.expect_error();
+    assert!(
+        out.stderr.contains(&bad.display().to_string()),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(&o).unwrap(), "the previous export\n");
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    // A successful export replaces it.
+    let out = busbar([
+        OsStr::new("export"),
+        good.as_os_str(),
+        OsStr::new("-o"),
+        o.as_os_str(),
+    ]);
+    out.expect_code(0);
+    assert!(fs::read_to_string(&o).unwrap().starts_with(CSV_HEADER));
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+#[test]
+fn a_run_stopped_by_a_limit_puts_its_partial_trace_in_place() {
+    let dir = TempDir::new().unwrap();
+    let s = dir.path().join("limited.toml");
+    fs::write(
+        &s,
+        "[simulation]\nname = \"limited\"\nduration = \"10s\"\n[limits]\nmax_events = 100\n\
+         [[agent]]\ntype = \"periodic\"\nname = \"p\"\nchannel = \"{env}/x\"\nperiod = \"10ms\"\n\
+         [[agent]]\ntype = \"sink\"\nname = \"s\"\nchannels = [\"{env}/x\"]\n",
+    )
+    .unwrap();
+    let t = dir.path().join("t.bin");
+    fs::write(&t, "an older trace").unwrap();
+    let out = busbar([
+        OsStr::new("run"),
+        s.as_os_str(),
+        OsStr::new("--trace"),
+        t.as_os_str(),
+    ]);
+    out.expect_error();
+    assert!(out.stderr.contains("partial trace"), "{}", out.stderr);
+    assert!(leftovers(dir.path()).is_empty());
+    let replayed = busbar([OsStr::new("replay"), t.as_os_str()]);
+    replayed.expect_code(0);
+    assert!(replayed.stdout.contains("identical"), "{}", replayed.stdout);
+}
+
+#[test]
+fn negative_seed_says_seed_is_unsigned() {
+    let two = scenario("two_agents.toml");
+    for seed in [
+        vec![OsStr::new("--seed"), OsStr::new("-1")],
+        vec![OsStr::new("--seed=-1")],
+        vec![OsStr::new("--seed"), OsStr::new("18446744073709551616")],
+    ] {
+        let mut args = vec![OsStr::new("run"), two.as_os_str()];
+        args.extend(seed);
+        let out = busbar(&args);
+        out.expect_error();
+        assert!(
+            out.stderr
+                .contains("a seed is an unsigned integer, 0..=18446744073709551615"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = busbar([
+        OsStr::new("run"),
+        two.as_os_str(),
+        OsStr::new("--env"),
+        OsStr::new("-1"),
+    ]);
+    out.expect_error();
+    assert!(out.stderr.contains("unsigned integer"), "{}", out.stderr);
+}
+
+#[test]
+fn run_on_a_trace_suggests_replay() {
+    let dir = TempDir::new().unwrap();
+    let (t, _) = record(dir.path(), "two_agents.toml", 7, "t.bin");
+    for cmd in ["run", "check"] {
+        let out = busbar([OsStr::new(cmd), t.as_os_str()]);
+        out.expect_error();
+        let name = t.display();
+        assert!(
+            out.stderr.contains(&format!(
+                "{name} is a busbar trace, not a scenario; to re-run it use `busbar replay {name}`"
+            )),
+            "{cmd}: {}",
+            out.stderr
+        );
+    }
 }
