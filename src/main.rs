@@ -209,27 +209,6 @@ fn open_trace(path: &Path) -> Result<TraceReader<BufReader<File>>, Failure> {
     TraceReader::new(BufReader::new(f)).map_err(|e| bad_input(format!("{}: {e}", path.display())))
 }
 
-/// The CSV profiles a scenario reads, as the paths it opens them by.
-fn profile_files(scenario: &Scenario, scenario_path: &Path) -> Vec<PathBuf> {
-    let base = match scenario_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut files = Vec::new();
-    for mg in scenario.grid().microgrids() {
-        for device in &mg.devices {
-            // `profile_mut` is the kinds' one way to name their profile.
-            let mut device = device.clone();
-            if let Some(busbar::grid::profile::Profile::Csv { path, .. }) =
-                device.kind_mut().profile_mut()
-            {
-                files.push(base.join(&*path));
-            }
-        }
-    }
-    files
-}
-
 /// A trace write error, naming the trace file.
 fn trace_write_error(trace: &Path, e: &TraceError) -> String {
     match e {
@@ -254,7 +233,7 @@ fn run(
     let mut builder = scenario.builder(seed, env);
     let mut trace_out = None;
     if let Some(t) = trace {
-        let profiles = profile_files(&scenario, path);
+        let profiles = scenario.input_files();
         let mut inputs: Vec<&Path> = vec![path];
         inputs.extend(profiles.iter().map(PathBuf::as_path));
         let (guard, file) = OutputFile::create(t, &inputs).map_err(bad_input)?;

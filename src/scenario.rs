@@ -444,6 +444,22 @@ impl Scenario {
         }
     }
 
+    /// The files the scenario reads besides itself (CSV profiles), as the
+    /// paths they are opened by, in the order of the file.
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for mg in &self.spec.microgrids {
+            for device in &mg.devices {
+                if let Some(crate::grid::profile::Profile::Csv { path, .. }) =
+                    device.kind().profile()
+                {
+                    files.push(self.base_dir.join(path));
+                }
+            }
+        }
+        files
+    }
+
     /// Every agent name the scenario defines, in id order.
     pub fn agent_names(&self) -> Vec<String> {
         let mut names: Vec<String> = crate::grid::agent_names(&self.spec.microgrids)

@@ -78,7 +78,12 @@ pub trait DeviceKind {
     /// bus are checked by the grid, which knows the microgrid.
     fn validate(&self, v: &mut Validator);
 
-    /// The profile to load from disk, if the kind has one.
+    /// Its profile, if the kind has one.
+    fn profile(&self) -> Option<&Profile> {
+        None
+    }
+
+    /// The same, to load it from disk.
     fn profile_mut(&mut self) -> Option<&mut Profile> {
         None
     }

@@ -53,6 +53,10 @@ impl DeviceKind for PvSpec {
         v.at("profile", |v| self.profile.validate(v));
     }
 
+    fn profile(&self) -> Option<&Profile> {
+        Some(&self.profile)
+    }
+
     fn profile_mut(&mut self) -> Option<&mut Profile> {
         Some(&mut self.profile)
     }
