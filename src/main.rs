@@ -21,7 +21,7 @@ use std::ops::ControlFlow;
 use busbar::SimError;
 use busbar::metrics::Summary;
 use busbar::replay::{Comparison, diff, replay};
-use busbar::scenario::Scenario;
+use busbar::scenario::{Override, Scenario};
 use busbar::time::SimDuration;
 use busbar::trace::export::{Format, export};
 use busbar::trace::{MAGIC, TraceError, TraceReader};
@@ -62,11 +62,18 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Override a scenario value: `--set network.default.loss=0.05`
+        /// (repeatable; checked like the file, errors name the override).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<Override>,
     },
     /// Validate a scenario without running it.
     Check {
         /// The scenario file (TOML).
         scenario: PathBuf,
+        /// Override a scenario value (repeatable), as for `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<Override>,
     },
     /// Re-run the scenario and seed embedded in a trace and compare event by event.
     Replay {
@@ -118,6 +125,11 @@ fn parse_seed(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("a seed is an unsigned integer, 0..={}", u64::MAX))
 }
 
+/// `--set key.path=value`.
+fn parse_set(s: &str) -> Result<Override, String> {
+    s.parse::<Override>().map_err(|e| e.message)
+}
+
 /// `--env`: an environment index.
 fn parse_env(s: &str) -> Result<u32, String> {
     s.parse().map_err(|_| {
@@ -151,8 +163,9 @@ fn main() -> ExitCode {
             env,
             trace,
             json,
-        } => run(&scenario, seed, env, trace.as_deref(), json),
-        Command::Check { scenario } => check(&scenario),
+            sets,
+        } => run(&scenario, &sets, seed, env, trace.as_deref(), json),
+        Command::Check { scenario, sets } => check(&scenario, &sets),
         Command::Replay { trace } => replay_cmd(&trace),
         Command::Diff { a, b } => diff_cmd(&a, &b),
         Command::Export {
@@ -180,8 +193,8 @@ fn report(f: &Failure) -> ExitCode {
     ExitCode::from(f.code)
 }
 
-fn load(path: &Path) -> Result<Scenario, Failure> {
-    Scenario::from_file(path).map_err(|e| {
+fn load(path: &Path, sets: &[Override]) -> Result<Scenario, Failure> {
+    Scenario::from_file_with(path, sets).map_err(|e| {
         if is_trace(path) {
             bad_input(format!(
                 "{0} is a busbar trace, not a scenario; to re-run it use `busbar replay {0}`",
@@ -223,12 +236,13 @@ fn ms(ns: u64) -> String {
 
 fn run(
     path: &Path,
+    sets: &[Override],
     seed: Option<u64>,
     env: u32,
     trace: Option<&Path>,
     json: bool,
 ) -> Result<u8, Failure> {
-    let scenario = load(path)?;
+    let scenario = load(path, sets)?;
     let seed = seed.unwrap_or(scenario.seed());
     let mut builder = scenario.builder(seed, env);
     let mut trace_out = None;
@@ -380,8 +394,8 @@ fn print_summary(
     writeln!(out, "digest: {}", s.digest)
 }
 
-fn check(path: &Path) -> Result<u8, Failure> {
-    let s = load(path)?;
+fn check(path: &Path, sets: &[Override]) -> Result<u8, Failure> {
+    let s = load(path, sets)?;
     let names = s.agent_names();
     let mut out = Stdout::new();
     writeln!(

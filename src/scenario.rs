@@ -297,6 +297,12 @@ impl Scenario {
     /// Reads, parses and validates a scenario file. Relative paths inside it
     /// (CSV profiles) are resolved from the file's directory.
     pub fn from_file(path: &Path) -> Result<Scenario, ScenarioError> {
+        Scenario::from_file_with(path, &[])
+    }
+
+    /// [`Scenario::from_file`] with `overrides` applied (see
+    /// [`Scenario::parse_with`]).
+    pub fn from_file_with(path: &Path, overrides: &[Override]) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
         let text = crate::files::read_text(path, "scenario", crate::files::MAX_SCENARIO_BYTES)
             .map_err(|e| ScenarioError::Io {
@@ -311,7 +317,7 @@ impl Scenario {
             base
         })
         .unwrap_or_else(|_| base.to_path_buf());
-        Scenario::parse(&text, &file, &base)
+        Scenario::parse_with(&text, &file, &base, overrides)
     }
 
     /// Parses and validates scenario text; `source` names it in errors and

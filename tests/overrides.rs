@@ -98,3 +98,61 @@ fn later_overrides_win_and_strings_need_no_quotes() {
     .unwrap();
     assert_eq!(s.duration().to_string(), "3s");
 }
+
+fn busbar(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_busbar"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_set_errors_name_the_override_and_exit_2() {
+    let (code, _, err) = busbar(&[
+        "check",
+        "scenarios/seed_example.toml",
+        "--set",
+        "network.default.loss=2",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--set network.default.loss=2: network.default.loss: loss is a probability"),
+        "{err}"
+    );
+    let (code, _, err) = busbar(&["check", "scenarios/seed_example.toml", "--set", "nokey"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("write key.path=value"), "{err}");
+}
+
+#[test]
+fn cli_set_changes_the_digest_and_its_trace_replays() {
+    let digest = |args: &[&str]| {
+        let (code, out, err) = busbar(args);
+        assert_eq!(code, 0, "{err}");
+        out.lines()
+            .find(|l| l.starts_with("digest:"))
+            .unwrap()
+            .to_string()
+    };
+    let plain = digest(&["run", "scenarios/seed_example.toml"]);
+    let trace = std::env::temp_dir().join(format!("busbar-set-{}.bbt", std::process::id()));
+    let t = trace.to_str().unwrap();
+    let set = digest(&[
+        "run",
+        "scenarios/seed_example.toml",
+        "--set",
+        "network.default.loss=0.2",
+        "--trace",
+        t,
+    ]);
+    assert_ne!(plain, set);
+    let (code, out, err) = busbar(&["replay", t]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("identical"), "{out}");
+}
