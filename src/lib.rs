@@ -32,7 +32,7 @@ pub mod replay;
 
 pub use broker::{BrokerConfig, Delivery};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
-pub use metrics::{Metrics, Summary};
+pub use metrics::{Metrics, Outcomes, Summary};
 pub use network::{Latency, LinkModel, LinkSpec, NetworkSpec, Ordering};
 pub use rng::RngStream;
 pub use scenario::{Scenario, ScenarioError};

@@ -289,6 +289,14 @@ fn run(
         (Ok(()), Err(e)) => return Err(bad_input(format!("{}: {e}", path.display()))),
         (Err(e), finished) => {
             let mut message = format!("{}: {e}", path.display());
+            if json && let Ok(s) = &finished {
+                // Valid JSON on standard output also for a stopped run
+                // (`stopped` says why); the exit code is still 2.
+                let mut out = Stdout::new();
+                print_summary(&mut out, s, wall_s, trace, true)
+                    .and_then(|()| out.finish())
+                    .map_err(bad_input)?;
+            }
             if let (Some(out), Some(t)) = (trace_out, trace) {
                 // Keep what happened up to the stop: a valid, replayable trace.
                 match finished {
@@ -367,6 +375,12 @@ fn print_summary(
         s.in_flight,
         s.late
     )?;
+    writeln!(
+        out,
+        "copies: broker made {}; lost on uplinks {}, dropped after the broker {}; \
+         in flight on uplinks {}, on downlinks {}",
+        s.copies, s.dropped_uplink, s.dropped_downlink, s.in_flight_uplink, s.in_flight_downlink
+    )?;
     let l = &s.latency;
     writeln!(
         out,
@@ -388,10 +402,39 @@ fn print_summary(
             ms(a.max_ns)
         )?;
     }
+    // Outcomes, one line per group (`grid.*`, `sink.*`).
+    let mut groups: Vec<(&str, Vec<String>)> = Vec::new();
+    for (name, v) in s.outcomes.iter() {
+        let (group, figure) = name.split_once('.').unwrap_or(("outcomes", name));
+        let text = outcome_text(figure, v);
+        match groups.last_mut() {
+            Some((g, items)) if *g == group => items.push(text),
+            _ => groups.push((group, vec![text])),
+        }
+    }
+    for (group, items) in groups {
+        writeln!(out, "{group}: {}", items.join(", "))?;
+    }
     if let Some(t) = trace {
         writeln!(out, "trace: {} records -> {}", s.trace_records, t.display())?;
     }
     writeln!(out, "digest: {}", s.digest)
+}
+
+/// One outcome as `name value`: `*_ns` in milliseconds, whole numbers
+/// without decimals, others with 4 significant digits; NaN as `-`.
+fn outcome_text(name: &str, v: f64) -> String {
+    if v.is_nan() {
+        return format!("{} -", name.trim_end_matches("_ns"));
+    }
+    if let Some(base) = name.strip_suffix("_ns") {
+        return format!("{base} {}", ms(v as u64));
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{name} {}", v as i64);
+    }
+    let digits = (3 - v.abs().log10().floor() as i32).clamp(0, 9) as usize;
+    format!("{name} {v:.digits$}")
 }
 
 fn check(path: &Path, sets: &[Override]) -> Result<u8, Failure> {

@@ -13,7 +13,9 @@ use crate::trace::{Digest, Reason};
 
 const HIST_MAX_NS: u64 = 10_000_000_000_000;
 
-fn histogram() -> Histogram<u64> {
+/// An empty histogram of nanoseconds as every metric of busbar keeps them:
+/// 3 significant digits, 1 ns to about 2.8 hours.
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("static histogram bounds are valid")
 }
 
@@ -24,10 +26,15 @@ pub struct Metrics {
     pub published: u64,
     /// Messages that reached the broker.
     pub routed: u64,
+    /// Copies the broker made of the messages it routed (one per matching
+    /// subscriber), each sent down a downlink.
+    pub copies: u64,
     /// Message copies that reached their recipient.
     pub delivered: u64,
     /// Dropped copies, indexed by `Reason as usize`.
     pub dropped: [u64; 8],
+    /// Messages lost on their uplink (included in `dropped` as `loss`).
+    pub dropped_uplink: u64,
     /// Messages their receiver found late for its deadline.
     pub late: u64,
     /// Timers that fired.
@@ -45,8 +52,10 @@ impl Default for Metrics {
         Metrics {
             published: 0,
             routed: 0,
+            copies: 0,
             delivered: 0,
             dropped: [0; 8],
+            dropped_uplink: 0,
             late: 0,
             timers: 0,
             events: 0,
@@ -75,6 +84,75 @@ impl Metrics {
             .filter(|r| self.dropped[**r as usize] > 0)
             .map(|r| (r.name().to_string(), self.dropped[*r as usize]))
             .collect()
+    }
+}
+
+/// Named figures that agents report at the end of a run
+/// ([`crate::Agent::outcomes`]), such as the grid environment's deadline
+/// misses. Names are sorted (so the columns of a batch CSV are stable);
+/// a name reported by several agents combines as its first report says:
+/// [`add`](Outcomes::add) sums, [`min`](Outcomes::min) and
+/// [`max`](Outcomes::max) keep the extreme. A figure with no value is NaN
+/// (`null` in JSON).
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct Outcomes(BTreeMap<String, f64>);
+
+/// Equal when the same names hold bit-identical values (so a NaN equals
+/// itself: two runs of the same seed compare equal).
+impl PartialEq for Outcomes {
+    fn eq(&self, other: &Outcomes) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .iter()
+                .zip(other.iter())
+                .all(|((a, x), (b, y))| a == b && x.to_bits() == y.to_bits())
+    }
+}
+
+impl Outcomes {
+    fn combine(&mut self, name: &str, v: f64, f: fn(f64, f64) -> f64) {
+        match self.0.get_mut(name) {
+            Some(old) => *old = f(*old, v),
+            None => {
+                self.0.insert(name.to_string(), v);
+            }
+        }
+    }
+
+    /// Adds `v` to `name` (a count or a total).
+    pub fn add(&mut self, name: &str, v: f64) {
+        self.combine(name, v, |a, b| a + b);
+    }
+
+    /// Keeps the smaller of `v` and what `name` holds (NaN is ignored).
+    pub fn min(&mut self, name: &str, v: f64) {
+        self.combine(name, v, f64::min);
+    }
+
+    /// Keeps the larger of `v` and what `name` holds (NaN is ignored).
+    pub fn max(&mut self, name: &str, v: f64) {
+        self.combine(name, v, f64::max);
+    }
+
+    /// The value of `name`, if reported.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.get(name).copied()
+    }
+
+    /// Every (name, value), sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, f64)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
+    /// How many figures.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing was reported.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -131,14 +209,26 @@ pub struct Summary {
     pub published: u64,
     /// Messages that reached the broker.
     pub routed: u64,
+    /// Copies the broker made (one per matching subscriber of each routed
+    /// message).
+    pub copies: u64,
     /// Copies delivered to recipients.
     pub delivered: u64,
     /// Copies dropped, all reasons.
     pub dropped: u64,
     /// Copies dropped, by reason.
     pub dropped_by_reason: BTreeMap<String, u64>,
+    /// Messages lost on their uplink, before the broker.
+    pub dropped_uplink: u64,
+    /// Copies dropped after the broker made them (lost on a downlink, or
+    /// refused by a full pull buffer).
+    pub dropped_downlink: u64,
     /// Copies still on the network when the run ended.
     pub in_flight: u64,
+    /// Of those, messages still on their uplink.
+    pub in_flight_uplink: u64,
+    /// And copies still on their downlink.
+    pub in_flight_downlink: u64,
     /// Messages found late by their receivers.
     pub late: u64,
     /// Timers fired.
@@ -153,6 +243,8 @@ pub struct Summary {
     pub digest: String,
     /// Why the run stopped early (a limit), or `None` if it ran to its end.
     pub stopped: Option<String>,
+    /// What the agents measured ([`crate::Agent::outcomes`]).
+    pub outcomes: Outcomes,
 }
 
 impl Summary {
@@ -169,6 +261,10 @@ impl Summary {
         digest: Digest,
         stopped: Option<String>,
     ) -> Summary {
+        // Every message published is routed, lost on its uplink or still on
+        // it; every copy made is delivered, dropped or still on its downlink.
+        let in_flight_uplink = m.published.saturating_sub(m.routed + m.dropped_uplink);
+        let no_subscriber = m.dropped[Reason::NoSubscriber as usize];
         Summary {
             name: name.to_string(),
             seed,
@@ -177,10 +273,17 @@ impl Summary {
             events: m.events,
             published: m.published,
             routed: m.routed,
+            copies: m.copies,
             delivered: m.delivered,
             dropped: m.dropped_total(),
             dropped_by_reason: m.dropped_by_reason(),
+            dropped_uplink: m.dropped_uplink,
+            dropped_downlink: m
+                .dropped_total()
+                .saturating_sub(m.dropped_uplink + no_subscriber),
             in_flight,
+            in_flight_uplink,
+            in_flight_downlink: in_flight.saturating_sub(in_flight_uplink),
             late: m.late,
             timers: m.timers,
             latency: Percentiles::of(&m.latency),
@@ -188,6 +291,7 @@ impl Summary {
             trace_records,
             digest: digest.to_string(),
             stopped,
+            outcomes: Outcomes::default(),
         }
     }
 }

@@ -250,7 +250,7 @@ impl Simulation {
         };
         let stopped = self.stopped.clone();
         let digest = self.core.trace_mut().finish(names, stopped.clone())?;
-        Ok(Summary::new(
+        let mut summary = Summary::new(
             &self.name,
             self.core.seed(),
             self.core.env(),
@@ -260,7 +260,11 @@ impl Simulation {
             self.core.trace().count(),
             digest,
             stopped,
-        ))
+        );
+        for a in &self.agents {
+            a.outcomes(&mut summary.outcomes);
+        }
+        Ok(summary)
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::broker::Delivery;
 use crate::message::{ChannelId, Message, MessageKind, Payload, Recipient};
+use crate::metrics::Outcomes;
 use crate::sim::{Agent, Context};
 use crate::time::SimDuration;
 
@@ -151,6 +152,13 @@ impl Sink {
 }
 
 impl Agent for Sink {
+    /// `sink.received`, `sink.late`, `sink.reordered`, summed over sinks.
+    fn outcomes(&self, out: &mut Outcomes) {
+        out.add("sink.received", self.received as f64);
+        out.add("sink.late", self.late as f64);
+        out.add("sink.reordered", self.reordered as f64);
+    }
+
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         for name in &self.channel_names {
             let ch = ctx.channel(name);

@@ -11,6 +11,7 @@ use crate::grid::prices::price_at;
 use crate::grid::protocol::{self, NETWORK_STATE_STRIDE, device_agent_name};
 use crate::grid::{GridSpec, MicrogridSpec};
 use crate::message::{AgentId, ChannelId, Message, Payload, Recipient};
+use crate::metrics::Outcomes;
 use crate::sim::{Agent, Context};
 use crate::time::{SimDuration, SimTime};
 
@@ -21,8 +22,8 @@ fn tag(kind: u64, k: u64) -> u64 {
     (k << 1) | kind
 }
 
-/// Counters kept by the environment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the environment counts and measures (see `docs/grid.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct EnvStats {
     /// Steps started.
     pub steps: u64,
@@ -30,10 +31,28 @@ pub struct EnvStats {
     pub deadlines: u64,
     /// (device, step) pairs with no state update at the step's deadline.
     pub deadline_misses: u64,
+    /// Deadlines at which at least one device had missed.
+    pub steps_with_misses: u64,
+    /// The most devices that missed one deadline.
+    pub max_misses_per_step: u64,
     /// State updates that arrived after their step's deadline.
     pub late_updates: u64,
     /// Microgrid power flows that did not converge.
     pub non_converged: u64,
+    /// (microgrid, deadline) pairs whose power flow converged with a bus
+    /// voltage outside the policy's `[v_min_pu, v_max_pu]`.
+    pub voltage_violations: u64,
+    /// Energy imported at the points of common coupling, MWh: each
+    /// deadline's positive slack power held for one step.
+    pub energy_imported_mwh: f64,
+    /// Energy exported there, MWh (the negative slack power, as a positive
+    /// number).
+    pub energy_exported_mwh: f64,
+    /// Lowest state of charge of a storage device used at a deadline, or
+    /// NaN if none was.
+    pub soc_min: f64,
+    /// Highest such state of charge, or NaN.
+    pub soc_max: f64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +101,10 @@ pub struct Environment {
     ch_actions: ChannelId,
     ch_network: ChannelId,
     stats: EnvStats,
+    /// The policy's voltage band, pu.
+    v_band: (f64, f64),
+    /// Age of each value used at a deadline, ns.
+    ages: hdrhistogram::Histogram<u64>,
     out: Vec<f64>,
 }
 
@@ -140,13 +163,25 @@ impl Environment {
             done: None,
             ch_actions: ChannelId(0),
             ch_network: ChannelId(0),
-            stats: EnvStats::default(),
+            stats: EnvStats {
+                soc_min: f64::NAN,
+                soc_max: f64::NAN,
+                ..EnvStats::default()
+            },
+            v_band: (grid.policy.v_min_pu, grid.policy.v_max_pu),
+            ages: crate::metrics::histogram(),
         })
     }
 
     /// The environment's counters.
     pub fn stats(&self) -> EnvStats {
         self.stats
+    }
+
+    /// The age of every value used at a deadline (deadline time minus the
+    /// time the value was sent), ns.
+    pub fn ages(&self) -> &hdrhistogram::Histogram<u64> {
+        &self.ages
     }
 
     /// The value held for device agent `name`: `(step, P_MW, Q_MVAr, SOC)`,
@@ -182,6 +217,8 @@ impl Environment {
         self.stats.deadlines += 1;
         self.done = Some(k);
         let now = ctx.now();
+        let step_h = self.step.as_nanos() as f64 / 3.6e12;
+        let misses_before = self.stats.deadline_misses;
         self.out.clear();
         self.out.push(k as f64);
         for mg in &mut self.mgs {
@@ -195,11 +232,17 @@ impl Environment {
                         if s < k {
                             self.stats.deadline_misses += 1;
                         }
-                        ctx.record_age(now.saturating_since(v.sent));
+                        let age = now.saturating_since(v.sent);
+                        ctx.record_age(age);
+                        self.ages.saturating_record(age.as_nanos());
                         let inj = &mut mg.injections[slot.bus];
                         inj.0 += v.p_mw;
                         inj.1 += v.q_mvar;
-                        if !slot.balancing {
+                        if slot.balancing {
+                            // f64::min/max skip a NaN (the initial value).
+                            self.stats.soc_min = self.stats.soc_min.min(v.soc);
+                            self.stats.soc_max = self.stats.soc_max.max(v.soc);
+                        } else {
                             net_ex_storage -= v.p_mw;
                         }
                     }
@@ -208,18 +251,35 @@ impl Environment {
             }
             mg.solver.solve(&mg.feeder, &mg.injections, &mut mg.result);
             let r = &mg.result;
+            let (v_min, v_max) = (r.v_min_pu(), r.v_max_pu());
             if !r.converged {
                 self.stats.non_converged += 1;
+            } else {
+                let (lo, hi) = self.v_band;
+                let below = v_min.is_some_and(|v| v < lo);
+                let above = v_max.is_some_and(|v| v > hi);
+                self.stats.voltage_violations += u64::from(below || above);
+                if r.p_slack_mw.is_finite() {
+                    let e = r.p_slack_mw * step_h;
+                    if e > 0.0 {
+                        self.stats.energy_imported_mwh += e;
+                    } else {
+                        self.stats.energy_exported_mwh -= e;
+                    }
+                }
             }
             self.out.extend_from_slice(&[
                 if r.converged { 1.0 } else { 0.0 },
-                r.v_min_pu().unwrap_or(f64::NAN),
-                r.v_max_pu().unwrap_or(f64::NAN),
+                v_min.unwrap_or(f64::NAN),
+                v_max.unwrap_or(f64::NAN),
                 r.loading_max().unwrap_or(f64::NAN),
                 r.p_slack_mw,
                 net_ex_storage,
             ]);
         }
+        let missed = self.stats.deadline_misses - misses_before;
+        self.stats.steps_with_misses += u64::from(missed > 0);
+        self.stats.max_misses_per_step = self.stats.max_misses_per_step.max(missed);
         ctx.publish(
             self.ch_network,
             Recipient::Broadcast,
@@ -230,6 +290,40 @@ impl Environment {
 }
 
 impl Agent for Environment {
+    /// The grid outcomes, named `grid.*` (documented in `docs/summary.md`).
+    fn outcomes(&self, out: &mut Outcomes) {
+        let s = &self.stats;
+        let n = |v: u64| v as f64;
+        out.add("grid.steps", n(s.deadlines));
+        out.add("grid.deadline_misses", n(s.deadline_misses));
+        out.add(
+            "grid.deadline_misses_per_step",
+            if s.deadlines == 0 {
+                f64::NAN
+            } else {
+                n(s.deadline_misses) / n(s.deadlines)
+            },
+        );
+        out.add("grid.steps_with_misses", n(s.steps_with_misses));
+        out.max("grid.max_misses_per_step", n(s.max_misses_per_step));
+        out.add("grid.late_updates", n(s.late_updates));
+        out.add("grid.non_converged", n(s.non_converged));
+        out.add("grid.voltage_violations", n(s.voltage_violations));
+        out.add("grid.energy_imported_mwh", s.energy_imported_mwh);
+        out.add("grid.energy_exported_mwh", s.energy_exported_mwh);
+        out.min("grid.soc_min", s.soc_min);
+        out.max("grid.soc_max", s.soc_max);
+        let p = crate::metrics::Percentiles::of(&self.ages);
+        let (p50, p95, max) = if p.count == 0 {
+            (f64::NAN, f64::NAN, f64::NAN)
+        } else {
+            (n(p.p50_ns), n(p.p95_ns), n(p.max_ns))
+        };
+        out.add("grid.state_age_p50_ns", p50);
+        out.add("grid.state_age_p95_ns", p95);
+        out.max("grid.state_age_max_ns", max);
+    }
+
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let env = ctx.env_prefix().to_string();
         self.ch_actions = ctx.channel(&protocol::actions(&env));

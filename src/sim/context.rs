@@ -11,6 +11,7 @@ use std::any::Any;
 
 use crate::broker::Delivery;
 use crate::message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
+use crate::metrics::Outcomes;
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 
@@ -40,6 +41,14 @@ pub trait Agent: Any + Send {
     /// was set with.
     fn on_timer(&mut self, ctx: &mut Context<'_>, tag: u64) {
         let _ = (ctx, tag);
+    }
+
+    /// Adds what this agent measured to the run's outcomes, at the end of
+    /// a run ([`Simulation::finish`](crate::Simulation::finish)), in agent
+    /// order. Name them `{what}.{figure}` (`grid.deadline_misses`); see
+    /// [`Outcomes`] for how reports of the same name combine.
+    fn outcomes(&self, out: &mut Outcomes) {
+        let _ = out;
     }
 }
 

@@ -311,7 +311,10 @@ impl Core {
         self.metrics.published += 1;
         self.record(EventKind::Publish, h, recipient_node(recipient), 0);
         match self.net.send_up(sender.0, self.now) {
-            Transit::Lost => self.drop_copy(h, NODE_BROKER, Reason::Loss),
+            Transit::Lost => {
+                self.metrics.dropped_uplink += 1;
+                self.drop_copy(h, NODE_BROKER, Reason::Loss)
+            }
             Transit::Arrive(at) => {
                 let slot = self.msgs.insert(msg);
                 self.schedule_copy(at, Event::AtBroker { slot });
@@ -507,6 +510,7 @@ impl Core {
 
     #[inline]
     fn send_copy(&mut self, h: MsgHead, slot: u32, depart: SimTime, agent: u32, d: Delivery) {
+        self.metrics.copies += 1;
         match self.net.send_down(agent, depart) {
             Transit::Lost => self.drop_copy(h, agent, Reason::Loss),
             Transit::Arrive(at) => {
