@@ -29,6 +29,7 @@ pub mod agent;
 pub mod grid;
 pub mod scenario;
 pub mod replay;
+pub mod rollout;
 
 pub use broker::{BrokerConfig, Delivery};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
