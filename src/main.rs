@@ -21,6 +21,8 @@ use std::ops::ControlFlow;
 use busbar::SimError;
 use busbar::metrics::Summary;
 use busbar::replay::{Comparison, diff, replay};
+use busbar::rollout::batch::{Batch, BatchError, Shard, Sweep};
+use busbar::rollout::table;
 use busbar::scenario::{Override, Scenario};
 use busbar::time::SimDuration;
 use busbar::trace::export::{Format, export};
@@ -87,6 +89,47 @@ enum Command {
         /// Second trace.
         b: PathBuf,
     },
+    /// Run many environments of one or more scenarios, over sweeps of
+    /// values, in parallel; one CSV row per run.
+    Batch {
+        /// The scenario files (TOML).
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// Environments per scenario and variant; environment i gets seed
+        /// BASE+i.
+        #[arg(long, default_value_t = 1, value_parser = parse_env)]
+        envs: u32,
+        /// Base seed (default: each scenario's `simulation.seed`).
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
+        seed: Option<u64>,
+        /// Worker threads (default: one per core). Results do not depend on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Override a scenario value in every run (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<Override>,
+        /// Run every value of a key (repeatable: the cartesian product).
+        #[arg(long = "sweep", value_name = "KEY=V1,V2,...", value_parser = parse_sweep)]
+        sweeps: Vec<Sweep>,
+        /// Write the CSV here (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write each run's trace into this directory.
+        #[arg(long)]
+        traces: Option<PathBuf>,
+        /// Run only shard I of N (jobs whose index is I modulo N).
+        #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+        shard: Option<Shard>,
+    },
+    /// Join the CSVs of a sharded batch into the CSV of the whole batch.
+    Merge {
+        /// The shards' CSV files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write the merged CSV here (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Export a trace as CSV or JSON Lines.
     Export {
         /// The trace file.
@@ -128,6 +171,16 @@ fn parse_seed(s: &str) -> Result<u64, String> {
 /// `--set key.path=value`.
 fn parse_set(s: &str) -> Result<Override, String> {
     s.parse::<Override>().map_err(|e| e.message)
+}
+
+/// `--sweep key.path=v1,v2,...`.
+fn parse_sweep(s: &str) -> Result<Sweep, String> {
+    s.parse::<Sweep>().map_err(|e| e.message)
+}
+
+/// `--shard I/N`.
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    s.parse()
 }
 
 /// `--env`: an environment index.
@@ -173,6 +226,33 @@ fn main() -> ExitCode {
             format,
             output,
         } => export_cmd(&trace, format, output.as_deref()),
+        Command::Batch {
+            scenarios,
+            envs,
+            seed,
+            threads,
+            sets,
+            sweeps,
+            out,
+            traces,
+            shard,
+        } => {
+            let mut b = Batch::new(scenarios).envs(envs).threads(threads);
+            if let Some(seed) = seed {
+                b = b.seed(seed);
+            }
+            for o in sets {
+                b = b.set(o);
+            }
+            for sw in sweeps {
+                b = b.sweep(sw);
+            }
+            if let Some(sh) = shard {
+                b = b.shard(sh);
+            }
+            batch_cmd(b, out.as_deref(), traces)
+        }
+        Command::Merge { inputs, output } => merge_cmd(&inputs, output.as_deref()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -535,4 +615,202 @@ fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Resul
         }
     }
     Ok(0)
+}
+
+/// Where a batch's or a merge's CSV goes.
+enum CsvOut {
+    File(OutputFile, Watch<BufWriter<File>>),
+    Stdout(Watch<std::io::StdoutLock<'static>>),
+}
+
+impl CsvOut {
+    fn open(path: Option<&Path>, inputs: &[&Path]) -> Result<CsvOut, Failure> {
+        Ok(match path {
+            Some(p) => {
+                let (guard, file) = OutputFile::create(p, inputs).map_err(bad_input)?;
+                CsvOut::File(guard, Watch::new(BufWriter::new(file)))
+            }
+            None => CsvOut::Stdout(Watch::new(std::io::stdout().lock())),
+        })
+    }
+
+    fn writer(&mut self) -> &mut dyn std::io::Write {
+        match self {
+            CsvOut::File(_, w) => w,
+            CsvOut::Stdout(w) => w,
+        }
+    }
+
+    /// The failure of a write: named after the file, or standard output's
+    /// (`None` for a closed pipe, which ends the output quietly).
+    fn failure(&mut self, fallback: String) -> Option<Failure> {
+        match self {
+            CsvOut::File(g, w) => Some(bad_input(match w.take_error() {
+                Some(e) => format!("{}: {e}", g.path().display()),
+                None => fallback,
+            })),
+            CsvOut::Stdout(w) => match w.take_error().map(output::stdout_failure) {
+                Some(WriteFailure::ClosedPipe) => None,
+                Some(WriteFailure::Error(m)) => Some(bad_input(m)),
+                None => Some(bad_input(fallback)),
+            },
+        }
+    }
+
+    /// Flushes and puts a file in place.
+    fn commit(self) -> Result<(), Failure> {
+        match self {
+            CsvOut::File(g, mut w) => {
+                use std::io::Write;
+                w.flush()
+                    .map_err(|e| bad_input(format!("{}: {e}", g.path().display())))?;
+                drop(w);
+                g.commit().map_err(bad_input)
+            }
+            CsvOut::Stdout(mut w) => {
+                use std::io::Write;
+                match w.flush().map_err(output::stdout_failure) {
+                    Ok(()) | Err(WriteFailure::ClosedPipe) => Ok(()),
+                    Err(WriteFailure::Error(m)) => Err(bad_input(m)),
+                }
+            }
+        }
+    }
+}
+
+fn batch_cmd(batch: Batch, out: Option<&Path>, traces: Option<PathBuf>) -> Result<u8, Failure> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while stopping kills the process as usual.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        });
+    }
+    let mut batch = batch.stop_flag(stop.clone());
+    if let Some(dir) = traces {
+        std::fs::create_dir_all(&dir).map_err(|e| bad_input(format!("{}: {e}", dir.display())))?;
+        batch = batch.traces(dir);
+    }
+    let prepared = batch.prepare().map_err(bad_input)?;
+    let inputs: Vec<PathBuf> = batch_inputs(&prepared);
+    let input_refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let mut csv_out = CsvOut::open(out, &input_refs)?;
+    let header = table::header(&prepared);
+    let mut stats = table::Stats::new(&header);
+    let here = prepared.jobs_here();
+    let bar = indicatif::ProgressBar::new(here);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} runs, {per_sec}, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut not_ok = 0u64;
+    let mut written = 0u64;
+    let (ran, flushed) = {
+        let mut w = csv::Writer::from_writer(csv_out.writer());
+        let ran = match w.write_record(&header) {
+            Err(e) => Err(BatchError::Output(e.to_string())),
+            Ok(()) => prepared.run(
+                |row| {
+                    let record = table::record(&prepared, &row);
+                    stats.push(&prepared, &row, &record);
+                    if row.outcome.status() != "ok" {
+                        not_ok += 1;
+                        bar.println(format!(
+                            "run {} (env {}, seed {}): {}: {}",
+                            row.job.index,
+                            row.job.env,
+                            row.job.seed,
+                            row.outcome.status(),
+                            row.outcome.error().unwrap_or("")
+                        ));
+                    }
+                    w.write_record(&record).map_err(|e| e.to_string())?;
+                    written += 1;
+                    Ok(())
+                },
+                |done| bar.set_position(done),
+            ),
+        };
+        (ran, w.flush())
+    };
+    bar.finish_and_clear();
+    let code = u8::from(not_ok > 0);
+    let write_failed = |csv_out: &mut CsvOut, m: String| match csv_out.failure(m) {
+        // Standard output closed by its reader: stop quietly.
+        None => Ok(code),
+        Some(f) => Err(f),
+    };
+    let complete = match (ran, flushed) {
+        (Ok(complete), Ok(())) => complete,
+        (Err(BatchError::Output(m)), _) => {
+            return write_failed(&mut csv_out, format!("writing the CSV: {m}"));
+        }
+        (Ok(_), Err(e)) => return write_failed(&mut csv_out, format!("writing the CSV: {e}")),
+        (Err(e), _) => return Err(bad_input(e)),
+    };
+    csv_out.commit()?;
+    let mut table_text = Vec::new();
+    let _ = stats.write(&mut table_text);
+    let table_text = String::from_utf8_lossy(&table_text);
+    if out.is_some() {
+        let mut so = Stdout::new();
+        write!(so, "{table_text}")
+            .and_then(|()| so.finish())
+            .map_err(bad_input)?;
+    } else {
+        output::to_stderr(format_args!("{table_text}"));
+    }
+    if !complete {
+        output::to_stderr(format_args!(
+            "interrupted: {written} of {here} runs written{}\n",
+            out.map(|p| format!(" to {}", p.display()))
+                .unwrap_or_default()
+        ));
+        return Ok(130);
+    }
+    Ok(code)
+}
+
+/// The files a batch reads: its scenarios and their CSV profiles.
+fn batch_inputs(p: &busbar::rollout::batch::Prepared) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for i in 0..p.jobs() {
+        let job = p.job(i);
+        if job.env != 0 {
+            continue;
+        }
+        let sc = p.scenario(&job);
+        files.push(PathBuf::from(sc.source()));
+        files.extend(sc.input_files());
+    }
+    files.sort();
+    files.dedup();
+    files
+}
+
+fn merge_cmd(inputs: &[PathBuf], output: Option<&Path>) -> Result<u8, Failure> {
+    let mut readers = Vec::new();
+    for p in inputs {
+        let f = busbar::files::open_reader(p, "CSV", busbar::files::MAX_TRACE_BYTES)
+            .map_err(bad_input)?;
+        readers.push((p.display().to_string(), BufReader::new(f)));
+    }
+    let refs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
+    let mut out = CsvOut::open(output, &refs)?;
+    match table::merge(readers, out.writer()) {
+        Ok(_) => {
+            out.commit()?;
+            Ok(0)
+        }
+        Err(table::MergeError::Write(m)) => match out.failure(m) {
+            None => Ok(0),
+            Some(f) => Err(f),
+        },
+        Err(e) => Err(bad_input(e)),
+    }
 }

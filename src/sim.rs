@@ -129,6 +129,17 @@ impl Simulation {
         a.downcast_ref::<T>()
     }
 
+    /// What the agents measured so far ([`Agent::outcomes`], in agent
+    /// order); [`Simulation::finish`] puts the same into the summary. Before
+    /// the run it names every figure the run will report.
+    pub fn outcomes(&self) -> crate::metrics::Outcomes {
+        let mut out = crate::metrics::Outcomes::default();
+        for a in &self.agents {
+            a.outcomes(&mut out);
+        }
+        out
+    }
+
     /// The digest of the events so far.
     pub fn digest(&self) -> Digest {
         self.core.trace().digest()
@@ -261,9 +272,7 @@ impl Simulation {
             digest,
             stopped,
         );
-        for a in &self.agents {
-            a.outcomes(&mut summary.outcomes);
-        }
+        summary.outcomes = self.outcomes();
         Ok(summary)
     }
 }
