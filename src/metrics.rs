@@ -171,15 +171,24 @@ pub struct Percentiles {
     pub max_ns: u64,
     /// Mean, rounded to whole ns.
     pub mean_ns: u64,
+    /// The precision of the percentiles and the maximum: significant
+    /// decimal digits of the HDR histogram (3: each is reported as the
+    /// highest value of its bucket, at most 0.1 % above the exact sample).
+    /// `count` is exact.
+    pub significant_digits: u8,
 }
 
 impl Percentiles {
     /// Summarises a histogram (all zero when empty).
     pub fn of(h: &Histogram<u64>) -> Percentiles {
         if h.is_empty() {
-            return Percentiles::default();
+            return Percentiles {
+                significant_digits: h.sigfig(),
+                ..Percentiles::default()
+            };
         }
         Percentiles {
+            significant_digits: h.sigfig(),
             count: h.len(),
             p50_ns: h.value_at_quantile(0.50),
             p95_ns: h.value_at_quantile(0.95),
@@ -311,7 +320,9 @@ mod tests {
         assert!((499_000..=501_000).contains(&p.p50_ns), "{p:?}");
         assert!((989_000..=991_000).contains(&p.p99_ns), "{p:?}");
         assert!(p.max_ns >= 1_000_000 && p.max_ns < 1_001_000);
-        assert_eq!(Percentiles::of(&histogram()), Percentiles::default());
+        assert_eq!(p.significant_digits, 3);
+        let empty = Percentiles::of(&histogram());
+        assert_eq!((empty.count, empty.p99_ns, empty.significant_digits), (0, 0, 3));
     }
 
     #[test]
