@@ -602,6 +602,16 @@ fn observation_ages_grow_on_a_lossy_network() {
 #[ignore = "a measurement, not a check"]
 fn throughput() {
     let s = shipped("seed_example.toml", &[]);
+    // The plain runs, for comparison: 64 seeds, one thread.
+    let start = std::time::Instant::now();
+    for i in 0..64u32 {
+        s.run(u64::from(i), i).unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "seed_example, 64 plain runs, 1 thread: {:.0} steps/s",
+        (64 * 300) as f64 / secs
+    );
     for threads in [1, 2] {
         let mut env = VecEnv::new(&s, 64, Some(threads)).unwrap();
         env.reset(0).unwrap();
