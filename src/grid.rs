@@ -25,6 +25,11 @@
 //! devices. A microgrid with `count = N` stands for `N` microgrids
 //! `{id}1 … {id}N` with the same devices.
 //!
+//! Under external control (the vector environment of `rollout::vecenv`), a
+//! grid agent sends the setpoints it is given for step `k` instead of its
+//! policy's, over the same protocol, and also subscribes to the state
+//! updates to keep its own devices' newest reports.
+//!
 //! Files: `protocol` (kinds, channels, payloads), `agents` (the three
 //! agents), `device` (the kind registry; one file per kind under
 //! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `powerflow`, `policy`,
@@ -43,7 +48,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use agents::{DeviceAgent, Environment, GridAgent};
+pub use agents::{DeviceAgent, EXTERNAL_STEPS_KEPT, Environment, GridAgent, Received, Stamp};
 pub use device::{
     ControlInput, DeviceKind, DeviceModel, DeviceOutput, DeviceSpec, Load, LoadSpec, Pv, PvSpec,
     Storage, StorageSpec,

@@ -322,7 +322,10 @@ mod tests {
         assert!(p.max_ns >= 1_000_000 && p.max_ns < 1_001_000);
         assert_eq!(p.significant_digits, 3);
         let empty = Percentiles::of(&histogram());
-        assert_eq!((empty.count, empty.p99_ns, empty.significant_digits), (0, 0, 3));
+        assert_eq!(
+            (empty.count, empty.p99_ns, empty.significant_digits),
+            (0, 0, 3)
+        );
     }
 
     #[test]

@@ -140,6 +140,15 @@ impl Simulation {
         out
     }
 
+    /// A typed mutable reference to agent `id`, if it is a `T`: to hand an
+    /// agent input from outside between events (the vector environment
+    /// supplies a grid agent's setpoints this way). What an agent does with
+    /// it must still go through its `Context`, in its handlers.
+    pub fn agent_mut<T: Agent>(&mut self, id: AgentId) -> Option<&mut T> {
+        let a: &mut dyn std::any::Any = self.agents.get_mut(id.index())?.as_mut();
+        a.downcast_mut::<T>()
+    }
+
     /// The digest of the events so far.
     pub fn digest(&self) -> Digest {
         self.core.trace().digest()

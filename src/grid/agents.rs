@@ -1,9 +1,20 @@
 //! The agents of the built-in grid scenario: [`Environment`], [`GridAgent`]
 //! and [`DeviceAgent`]. See the [`crate::grid`] docs for the step protocol
 //! and [`protocol`] for the kinds, channels and payloads.
+//!
+//! A grid agent runs in one of two modes. By default it computes every
+//! setpoint with its policy. In **external control**
+//! ([`GridAgent::set_external_control`], used by the vector environment of
+//! `rollout::vecenv`) it sends, for step `k`, the setpoints supplied with
+//! [`GridAgent::set_setpoints`] for `k` instead (a NaN entry, or a step
+//! with nothing supplied, falls back to the policy), and it also subscribes
+//! to `{env}/state_updates` to keep the newest report of each of its own
+//! devices ([`GridAgent::received`]). The messages it sends are the same
+//! in both modes; only external control adds the state-update copies to
+//! the grid agents.
 
 use crate::broker::Delivery;
-use crate::grid::device::{ControlInput, DeviceModel, DeviceSpec};
+use crate::grid::device::{ControlInput, DeviceModel, DeviceOutput, DeviceSpec};
 use crate::grid::feeder::{Feeder, FeederError};
 use crate::grid::policy::PolicyParams;
 use crate::grid::powerflow::{FlowResult, LinDistFlow, PowerFlow};
@@ -188,7 +199,15 @@ impl Environment {
     /// or `None` before its first update.
     pub fn held(&self, name: &str) -> Option<(u64, f64, f64, f64)> {
         let i = self.slots.iter().position(|s| s.name == name)?;
-        let v = self.latest[i];
+        self.held_at(i)
+    }
+
+    /// The value held for the `i`-th device of the scenario (devices
+    /// numbered across microgrids in order, each microgrid's in file order):
+    /// `(step, P_MW, Q_MVAr, SOC)`, or `None` before its first update (or
+    /// for an index out of range).
+    pub fn held_at(&self, i: usize) -> Option<(u64, f64, f64, f64)> {
+        let v = self.latest.get(i)?;
         v.step.map(|k| (k, v.p_mw, v.q_mvar, v.soc))
     }
 
@@ -378,7 +397,8 @@ impl Agent for Environment {
 }
 
 /// A microgrid controller: turns the environment's actions and the latest
-/// network state into device setpoints with its [`PolicyParams`].
+/// network state into device setpoints with its [`PolicyParams`], or, under
+/// external control, sends the setpoints it is given (see the module docs).
 pub struct GridAgent {
     index: usize,
     device_names: Vec<String>,
@@ -392,6 +412,53 @@ pub struct GridAgent {
     n_balancing: usize,
     ch_devices: ChannelId,
     setpoints_sent: u64,
+    /// External control: `None` in the default (policy) mode.
+    external: Option<Box<External>>,
+}
+
+/// How many steps of externally supplied setpoints a grid agent keeps: an
+/// action message more than this many steps late finds its setpoints
+/// overwritten and falls back to the policy.
+pub const EXTERNAL_STEPS_KEPT: usize = 64;
+
+/// The state of external control.
+struct External {
+    /// Setpoints by step, in a ring indexed by `k % EXTERNAL_STEPS_KEPT`:
+    /// `(k, one setpoint per device)`.
+    supplied: Vec<Option<(u64, Vec<f64>)>>,
+    received: Received,
+}
+
+/// When and for which step a value a grid agent holds was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// The step `k` the message carrying the value was about.
+    pub step: u64,
+    /// When its sender published it.
+    pub sent: SimTime,
+}
+
+/// What a grid agent under external control has received, each the newest
+/// by step (a copy for an older step than the one held, e.g. after
+/// reordering, is ignored; the same step replaces it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Received {
+    /// The latest action: its stamp and price, $/MWh.
+    pub price: Option<(Stamp, f64)>,
+    /// The latest network state: its stamp and this microgrid's
+    /// [`NETWORK_STATE_STRIDE`] values (converged, v_min, v_max,
+    /// loading_max, p_import, net_load; see [`protocol`]).
+    pub network: Option<(Stamp, [f64; NETWORK_STATE_STRIDE])>,
+    /// The latest state update of each of its devices, in the order of its
+    /// devices (those in the simulation).
+    pub devices: Vec<Option<(Stamp, DeviceOutput)>>,
+}
+
+/// Replaces `held` by `(stamp, value)` unless `held` is for a later step.
+fn keep_newest<T>(held: &mut Option<(Stamp, T)>, stamp: Stamp, value: T) {
+    if held.as_ref().is_none_or(|(s, _)| stamp.step >= s.step) {
+        *held = Some((stamp, value));
+    }
 }
 
 impl GridAgent {
@@ -419,6 +486,7 @@ impl GridAgent {
             n_balancing,
             ch_devices: ChannelId(0),
             setpoints_sent: 0,
+            external: None,
         }
     }
 
@@ -431,6 +499,54 @@ impl GridAgent {
     pub fn voltages(&self) -> (Option<f64>, Option<f64>) {
         (self.v_min_pu, self.v_max_pu)
     }
+
+    /// Puts the agent under external control (see the module docs). Call
+    /// it before the simulation processes its first event: the agent
+    /// subscribes to the state updates when it starts.
+    pub fn set_external_control(&mut self) {
+        if self.external.is_none() {
+            self.external = Some(Box::new(External {
+                supplied: vec![None; EXTERNAL_STEPS_KEPT],
+                received: Received {
+                    devices: vec![None; self.devices.len()],
+                    ..Received::default()
+                },
+            }));
+        }
+    }
+
+    /// Whether the agent is under external control.
+    pub fn is_externally_controlled(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// Supplies the setpoints of step `k`, one per device in the order of
+    /// the microgrid's devices (storage: MW, positive = discharge; PV: the
+    /// curtailment fraction; load: ignored): they are sent when the action
+    /// of step `k` arrives. A NaN, or a device past the end of
+    /// `setpoints`, gets the policy's setpoint; extra values are ignored.
+    /// Supplying step `k` again replaces its setpoints. Does nothing unless
+    /// the agent is under external control.
+    pub fn set_setpoints(&mut self, k: u64, setpoints: &[f64]) {
+        let n = self.devices.len();
+        let Some(ext) = self.external.as_mut() else {
+            return;
+        };
+        let slot = &mut ext.supplied[(k % EXTERNAL_STEPS_KEPT as u64) as usize];
+        let mut values = match slot.take() {
+            Some((_, v)) => v,
+            None => Vec::with_capacity(n),
+        };
+        values.clear();
+        values.extend((0..n).map(|j| setpoints.get(j).copied().unwrap_or(f64::NAN)));
+        *slot = Some((k, values));
+    }
+
+    /// What the agent has received, under external control (`None`
+    /// otherwise).
+    pub fn received(&self) -> Option<&Received> {
+        self.external.as_deref().map(|e| &e.received)
+    }
 }
 
 impl Agent for GridAgent {
@@ -439,6 +555,10 @@ impl Agent for GridAgent {
         let me = ctx.name().to_string();
         for ch in [protocol::actions(&env), protocol::network_state(&env)] {
             let id = ctx.channel(&ch);
+            ctx.subscribe(id, Delivery::Push);
+        }
+        if self.external.is_some() {
+            let id = ctx.channel(&protocol::state_updates(&env));
             ctx.subscribe(id, Delivery::Push);
         }
         self.ch_devices = ctx.channel(&protocol::device_actions(&env, &me));
@@ -452,6 +572,9 @@ impl Agent for GridAgent {
             }
         }
         self.device_names = names;
+        if let Some(ext) = self.external.as_mut() {
+            ext.received.devices = vec![None; self.devices.len()];
+        }
     }
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
@@ -466,8 +589,27 @@ impl Agent for GridAgent {
                     v_min_pu: self.v_min_pu,
                     v_max_pu: self.v_max_pu,
                 };
-                for (id, spec) in &self.devices {
-                    let setpoint = spec.kind().setpoint(&self.policy, &input);
+                let step = k as u64;
+                let supplied = match self.external.as_deref_mut() {
+                    None => None,
+                    Some(ext) => {
+                        let stamp = Stamp {
+                            step,
+                            sent: msg.sent,
+                        };
+                        keep_newest(&mut ext.received.price, stamp, price);
+                        let slot = &ext.supplied[(step % EXTERNAL_STEPS_KEPT as u64) as usize];
+                        match slot {
+                            Some((s, values)) if *s == step => Some(values.as_slice()),
+                            _ => None,
+                        }
+                    }
+                };
+                for (j, (id, spec)) in self.devices.iter().enumerate() {
+                    let setpoint = match supplied.and_then(|v| v.get(j)) {
+                        Some(&x) if !x.is_nan() => x,
+                        _ => spec.kind().setpoint(&self.policy, &input),
+                    };
                     ctx.publish(
                         self.ch_devices,
                         Recipient::Agent(*id),
@@ -487,6 +629,32 @@ impl Agent for GridAgent {
                 self.v_min_pu = finite(mine[1]);
                 self.v_max_pu = finite(mine[2]);
                 self.net_load_mw = if mine[5].is_finite() { mine[5] } else { 0.0 };
+                if let Some(ext) = self.external.as_deref_mut() {
+                    let mut values = [0.0; NETWORK_STATE_STRIDE];
+                    values.copy_from_slice(mine);
+                    let stamp = Stamp {
+                        step: v[0] as u64,
+                        sent: msg.sent,
+                    };
+                    keep_newest(&mut ext.received.network, stamp, values);
+                }
+            }
+            protocol::STATE_UPDATE => {
+                let Some(ext) = self.external.as_deref_mut() else {
+                    return;
+                };
+                let Some(j) = self.devices.iter().position(|(id, _)| *id == msg.sender) else {
+                    return;
+                };
+                let &[k, p_mw, q_mvar, soc] = msg.payload.as_f64s() else {
+                    return;
+                };
+                let stamp = Stamp {
+                    step: k as u64,
+                    sent: msg.sent,
+                };
+                let out = DeviceOutput { p_mw, q_mvar, soc };
+                keep_newest(&mut ext.received.devices[j], stamp, out);
             }
             _ => {}
         }
