@@ -1,20 +1,39 @@
-//! Traces: one fixed-size [`Record`] per event, a streaming digest of the whole
-//! event stream, and a bounded, versioned, checksummed, compact binary file
-//! format.
+//! Traces: one fixed-size [`Record`] per event, streaming digests of the
+//! event stream and of the payloads published, and a bounded, versioned,
+//! checksummed, compact binary file format.
 //!
 //! The module is split by concept: `record` holds [`Record`], its canonical
-//! layout, [`EventKind`], [`Reason`], the node constants and the
-//! [`Digester`]; `file` holds the file format ([`TraceWriter`],
-//! [`TraceReader`], [`RecordCursor`], [`Header`], [`Footer`], [`Part`],
-//! [`TraceError`]); [`export`] writes them as CSV or JSON Lines (replay and
-//! diff, which also read traces, sit above in `crate::replay`).
+//! layout, [`EventKind`], [`Reason`] and the node constants; `digest` holds
+//! [`Digest`], the [`Digester`] over records and the [`PayloadDigester`];
+//! `file` holds the file format ([`TraceWriter`], [`TraceReader`],
+//! [`RecordCursor`], [`Header`], [`Footer`], [`Part`], [`TraceError`]);
+//! [`export`] writes them as CSV or JSON Lines (replay and diff, which also
+//! read traces, sit above in `crate::replay`).
 //!
-//! # Digest
+//! # Digests
 //!
-//! The digest is XXH3-128 over the canonical 40-byte little-endian layout
-//! of every record ([`Record::to_bytes`]: `time_ns u64, event u8, kind u8,
-//! detail u16, channel u32, msg u64, sender u32, node u32, sent_ns u64`),
-//! concatenated in order. It does not depend on the file encoding.
+//! The **records digest** is XXH3-128 over the canonical 40-byte
+//! little-endian layout of every record ([`Record::to_bytes`]: `time_ns
+//! u64, event u8, kind u8, detail u16, channel u32, msg u64, sender u32,
+//! node u32, sent_ns u64`), concatenated in order. It does not depend on the
+//! file encoding.
+//!
+//! The **payload digest** is XXH3-128 over the canonical encoding of every
+//! payload published, in publish order (message id order, lost messages
+//! included), concatenated; [`PayloadDigester`] gives the encoding byte by
+//! byte (a code byte per variant, lengths, `f64` values as their
+//! little-endian bits).
+//!
+//! The **run digest** — what `busbar run` prints, [`Summary::digest`]
+//! holds, and golden tests pin — is XXH3-128 over the records digest's 16
+//! bytes followed by the payload digest's 16 bytes ([`Digest::of_run`]).
+//! Equal run digests mean the same events *and* the same message contents.
+//! A digest prints as the 32 hex digits of its 16 bytes, in order; each
+//! digest's 16 bytes are its XXH3-128 value, little-endian.
+//!
+//! A simulation whose trace is off computes none of them.
+//!
+//! [`Summary::digest`]: crate::metrics::Summary::digest
 //!
 //! # File format (version 3)
 //!
@@ -29,7 +48,8 @@
 //!                         as below
 //!          tag 3 Footer   once, last; postcard: agent names, channel names,
 //!                         kind names as (code, name) pairs, record count,
-//!                         digest (16 bytes), stop reason (Option<String>)
+//!                         records digest (16 bytes), payload digest
+//!                         (16 bytes), stop reason (Option<String>)
 //! ```
 //!
 //! Nothing may follow the footer.
@@ -125,7 +145,7 @@
 //! or cached header, a zero detail, a non-minimal varint). So even behind
 //! a check recomputed over it (a faulty writer rather than a faulty disk),
 //! a flipped bit either fails to decode or changes the records and so the
-//! digest.
+//! records digest.
 //!
 //! A message's publish costs its header once; its route, deliveries, drops
 //! and late marks in the same batch find the header in the cache and cost a
@@ -140,15 +160,17 @@
 //! [`CHUNK`] and against its body (each record takes at least 2 bytes)
 //! before room for it is reserved; a truncated file, a damaged part, a
 //! corrupt batch or records that do not match the footer's count and
-//! digest are errors, never a panic.
+//! records digest are errors, never a panic.
 
+mod digest;
 mod file;
 mod record;
 
 pub mod export;
 
+pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{
     CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
     TraceReader, TraceWriter,
 };
-pub use record::{Digest, Digester, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+pub use record::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};

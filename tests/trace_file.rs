@@ -2,7 +2,7 @@
 //! exactly (header, records, footer), replays identically, any record
 //! sequence survives the compact batch encoding, every kind of damage is
 //! reported as the right [`TraceError`] variant naming the damaged part, never
-//! a panic.
+//! a panic, and the run digest covers the payloads agents published.
 //!
 //! The number of proptest cases comes from `BUSBAR_PROPTEST_CASES` (default
 //! 32); e.g. `BUSBAR_PROPTEST_CASES=2000 cargo test --test trace_file`.
@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use busbar::replay::{Comparison, diff, replay};
 use busbar::trace::{
-    CHUNK, Digester, FORMAT_VERSION, Footer, Header, MAGIC, NODE_BROADCAST, NODE_BROKER, NONE,
-    Part, TraceError, TraceReader, TraceWriter,
+    CHUNK, Digest, Digester, FORMAT_VERSION, Footer, Header, MAGIC, NODE_BROADCAST, NODE_BROKER,
+    NONE, Part, TraceError, TraceReader, TraceWriter,
 };
 use busbar::{EventKind, Record, Scenario, Summary};
 use proptest::prelude::*;
@@ -146,7 +146,11 @@ fn header_and_footer_describe_the_run() {
     assert_eq!(f.channels, w.channels);
     assert_eq!(f.channels, ["env3/telemetry"], "{{env}} expands to env3");
     assert_eq!(f.records, w.summary.trace_records);
-    assert_eq!(f.digest.to_string(), w.summary.digest);
+    assert_eq!(f.run_digest().to_string(), w.summary.digest);
+    assert_eq!(
+        f.run_digest(),
+        Digest::of_run(f.records_digest, f.payload_digest)
+    );
 
     let records = r.read_all().expect("records check out");
     assert_eq!(records.len() as u64, f.records);
@@ -288,7 +292,7 @@ fn an_empty_run_still_writes_a_valid_trace() {
     assert_eq!(summary.trace_records, 0);
     let mut r = open(&out);
     assert_eq!(r.footer().records, 0);
-    assert_eq!(r.footer().digest.to_string(), summary.digest);
+    assert_eq!(r.footer().run_digest().to_string(), summary.digest);
     assert!(r.read_all().unwrap().is_empty());
     assert_eq!(replay(&mut open(&out)).unwrap(), Comparison::Identical(0));
 }
@@ -446,8 +450,8 @@ fn altered_records_fail_the_digest() {
     assert!(records.len() > 10);
     let mismatch = |bytes: Vec<u8>, what: &str| match read_bytes(bytes).unwrap_err() {
         TraceError::DigestMismatch { expected, actual } => {
-            assert_eq!(expected, footer.digest, "{what}");
-            assert_ne!(actual, footer.digest, "{what}");
+            assert_eq!(expected, footer.records_digest, "{what}");
+            assert_ne!(actual, footer.records_digest, "{what}");
         }
         e => panic!("{what}: {e}"),
     };
@@ -545,7 +549,7 @@ fn a_run_stopped_by_a_limit_writes_a_replayable_partial_trace() {
             .contains("max_events")
     );
     assert_eq!(reader.footer().records, summary.trace_records);
-    assert_eq!(reader.footer().digest.to_string(), summary.digest);
+    assert_eq!(reader.footer().run_digest().to_string(), summary.digest);
     assert_eq!(
         busbar::replay::replay(&mut reader).unwrap(),
         busbar::replay::Comparison::Identical(summary.trace_records)
@@ -636,7 +640,8 @@ fn write_batches(records: &[Record], sizes: &[usize]) -> Vec<u8> {
         channels: vec!["c".into()],
         kinds: vec![(0, "k".into())],
         records: records.len() as u64,
-        digest: d.digest(),
+        records_digest: d.digest(),
+        payload_digest: Digest([0; 16]),
         stopped: None,
     })
     .unwrap()
@@ -1161,4 +1166,130 @@ fn frames_swapped_duplicated_or_removed_are_detected() {
     // recomputed, the records and their digest are intact and the file
     // reads.
     assert!(read_bytes(join(pre, &[other_header, b1, b2, b3, foot])).is_ok());
+}
+
+// ---------------------------------------------------------------------------
+// The payload digest
+// ---------------------------------------------------------------------------
+
+/// Publishes a state of charge every millisecond, ten times.
+struct Battery {
+    soc: f64,
+    left: u32,
+    ch: Option<busbar::ChannelId>,
+}
+
+impl busbar::Agent for Battery {
+    fn on_start(&mut self, ctx: &mut busbar::Context<'_>) {
+        self.ch = Some(ctx.channel("soc"));
+        ctx.set_timer(busbar::SimDuration::ZERO, 0);
+    }
+    fn on_timer(&mut self, ctx: &mut busbar::Context<'_>, _tag: u64) {
+        let ch = self.ch.expect("set in on_start");
+        ctx.publish(
+            ch,
+            busbar::Recipient::Broadcast,
+            busbar::MessageKind::INFO,
+            busbar::Payload::values(&[self.soc, 230.0]),
+        );
+        self.left -= 1;
+        if self.left > 0 {
+            ctx.set_timer(busbar::SimDuration::from_millis(1), 0);
+        }
+    }
+}
+
+/// Subscribes to the state of charge.
+struct Controller;
+
+impl busbar::Agent for Controller {
+    fn on_start(&mut self, ctx: &mut busbar::Context<'_>) {
+        let ch = ctx.channel("soc");
+        ctx.subscribe(ch, busbar::Delivery::Push);
+    }
+}
+
+/// Runs a battery reporting `soc` to a controller, tracing to `path`.
+fn battery_run(path: &Path, soc: f64) -> Summary {
+    let mut sim = busbar::SimBuilder::new(3)
+        .agent(
+            "battery",
+            Battery {
+                soc,
+                left: 10,
+                ch: None,
+            },
+        )
+        .agent("controller", Controller)
+        .trace_to(
+            Box::new(BufWriter::new(File::create(path).unwrap())),
+            test_header(),
+        )
+        .build()
+        .unwrap();
+    sim.run().unwrap();
+    sim.finish().unwrap()
+}
+
+/// Two runs that differ only in a value inside their messages have the same
+/// records, but not the same digest, and replay and diff say they differ.
+#[test]
+fn payload_only_difference_changes_the_digest() {
+    let dir = TempDir::new().unwrap();
+    let (pa, pb) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+    let a = battery_run(&pa, 0.5);
+    let b = battery_run(&pb, 0.25);
+    assert_eq!(
+        battery_run(&dir.path().join("a2.bin"), 0.5).digest,
+        a.digest
+    );
+    let (mut ra, mut rb) = (open(&pa), open(&pb));
+    let (fa, fb) = (ra.footer().clone(), rb.footer().clone());
+    let records = ra.read_all().unwrap();
+    assert_eq!(records, rb.read_all().unwrap(), "the same events");
+    assert!(records.len() > 20, "{}", records.len());
+    assert_eq!(fa.records_digest, fb.records_digest);
+    assert_ne!(fa.payload_digest, fb.payload_digest);
+    assert_ne!(a.digest, b.digest, "a value differs: so does the digest");
+    assert_eq!(fa.run_digest().to_string(), a.digest);
+
+    // diff: the records match, the payloads do not.
+    assert_eq!(
+        diff(&mut open(&pa), &mut open(&pa)).unwrap(),
+        Comparison::Identical(records.len() as u64)
+    );
+    match diff(&mut open(&pa), &mut open(&pb)).unwrap() {
+        Comparison::Diverged(d) => {
+            assert_eq!(d.seq, records.len() as u64);
+            let (l, r) = (d.left.unwrap(), d.right.unwrap());
+            assert!(
+                l.contains(&format!("payload digest {}", fa.payload_digest)),
+                "{l}"
+            );
+            assert!(
+                r.contains(&format!("payload digest {}", fb.payload_digest)),
+                "{r}"
+            );
+        }
+        c => panic!("diff of runs with different payloads: {c:?}"),
+    }
+
+    // replay: a trace whose footer records other payloads than its
+    // scenario publishes (checks intact: the file is sound, the run is not
+    // the one recorded).
+    let w = write_trace(dir.path(), "two_agents.toml", 7, 0);
+    let mut r = open(&w.path);
+    let (header, mut footer) = (r.header().clone(), r.footer().clone());
+    let records = r.read_all().unwrap();
+    let recorded = footer.payload_digest;
+    footer.payload_digest = fb.payload_digest;
+    let forged = forge(&header, &[&records], &footer);
+    match replay(&mut TraceReader::new(Cursor::new(forged)).unwrap()).unwrap() {
+        Comparison::Diverged(d) => {
+            assert_eq!(d.seq, records.len() as u64);
+            assert!(d.left.unwrap().contains(&fb.payload_digest.to_string()));
+            assert!(d.right.unwrap().contains(&recorded.to_string()));
+        }
+        c => panic!("replay with other payloads: {c:?}"),
+    }
 }

@@ -42,7 +42,7 @@ pub struct Header {
     pub env: u32,
 }
 
-/// The last frame: names for the ids in records, count and digest.
+/// The last frame: names for the ids in records, count and digests.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Footer {
     /// Agent names by id.
@@ -53,11 +53,23 @@ pub struct Footer {
     pub kinds: Vec<(u8, String)>,
     /// How many records the file holds.
     pub records: u64,
-    /// Digest of all records.
-    pub digest: Digest,
+    /// Digest of all records ([`Digester`]); a reader checks it against
+    /// the records it reads.
+    pub records_digest: Digest,
+    /// Digest of every payload the run's agents published, in publish order
+    /// ([`PayloadDigester`](super::PayloadDigester)).
+    pub payload_digest: Digest,
     /// Why the run stopped early (an exceeded limit), or `None` if it ran
     /// to its end. A stopped trace is complete up to that point.
     pub stopped: Option<String>,
+}
+
+impl Footer {
+    /// The run's digest, as `busbar run` printed it: records and payloads
+    /// together ([`Digest::of_run`]).
+    pub fn run_digest(&self) -> Digest {
+        Digest::of_run(self.records_digest, self.payload_digest)
+    }
 }
 
 const TAG_HEADER: u8 = 1;
@@ -159,11 +171,11 @@ pub enum TraceError {
         /// What is wrong.
         what: String,
     },
-    /// The records do not hash to the digest in the footer, or their count
-    /// differs.
-    #[error("trace digest mismatch: footer says {expected}, records hash to {actual}")]
+    /// The records do not hash to the records digest in the footer, or their
+    /// count differs.
+    #[error("trace records digest mismatch: footer says {expected}, records hash to {actual}")]
     DigestMismatch {
-        /// Digest stored in the footer.
+        /// Records digest stored in the footer.
         expected: Digest,
         /// Digest of the records actually read.
         actual: Digest,
@@ -414,7 +426,7 @@ impl<R: Read + Seek> TraceReader<R> {
         &self.header
     }
 
-    /// The footer (names, count, digest).
+    /// The footer (names, count, digests).
     pub fn footer(&self) -> &Footer {
         &self.footer
     }
@@ -607,9 +619,9 @@ impl<R: Read + Seek> RecordCursor<'_, R> {
             // the footer's (verified when the file was opened).
             self.done = true;
             let actual = self.digester.digest();
-            if actual != r.footer.digest || self.count != r.footer.records {
+            if actual != r.footer.records_digest || self.count != r.footer.records {
                 return Err(TraceError::DigestMismatch {
-                    expected: r.footer.digest,
+                    expected: r.footer.records_digest,
                     actual,
                 });
             }
@@ -733,7 +745,8 @@ mod tests {
             channels: vec!["c".into()],
             kinds: vec![(3, "k".into())],
             records: records.len() as u64,
-            digest: d.digest(),
+            records_digest: d.digest(),
+            payload_digest: Digest([7; 16]),
             stopped: None,
         })
         .unwrap()
@@ -795,7 +808,8 @@ mod tests {
                 channels: vec![],
                 kinds: vec![],
                 records: records.len() as u64,
-                digest: d.digest(),
+                records_digest: d.digest(),
+                payload_digest: Digest([0; 16]),
                 stopped: None,
             })
             .unwrap();

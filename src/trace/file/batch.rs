@@ -10,7 +10,7 @@
 //! has exactly one encoding and a decoder that accepts two different byte
 //! strings never yields the same records from both. A flipped bit that got
 //! past the frame's check would therefore either fail to decode or change
-//! the records (and so the digest).
+//! the records (and so the records digest).
 
 use super::CHUNK;
 use crate::trace::{EventKind, Record};
