@@ -248,7 +248,8 @@ pub struct Summary {
     pub age_of_information: Percentiles,
     /// Number of trace records.
     pub trace_records: u64,
-    /// Digest of the event stream (hex).
+    /// The run digest (hex): of the event stream and of the payloads
+    /// published ([`Digest::of_run`]); equal digests mean equal runs.
     pub digest: String,
     /// Why the run stopped early (a limit), or `None` if it ran to its end.
     pub stopped: Option<String>,

@@ -1,5 +1,7 @@
 //! Replay and diff: re-run the scenario and seed embedded in a trace, or
-//! compare two traces, and report the first record where they differ.
+//! compare two traces, and report the first record where they differ — or,
+//! when every record matches, that the runs ended differently (stop reason)
+//! or that their agents published different payloads (payload digests).
 //!
 //! Replay is orchestration: it sits above both `trace` (reading) and
 //! `scenario` (re-running, through [`Scenario::run_to_end`], the one
@@ -14,12 +16,14 @@ use std::path::Path;
 use crate::scenario::{RunError, Scenario, ScenarioError};
 use crate::sim::Simulation;
 use crate::trace::export::Names;
-use crate::trace::{CHUNK, EventKind, Record, RecordCursor, TraceError, TraceReader};
+use crate::trace::{CHUNK, Digest, EventKind, Record, RecordCursor, TraceError, TraceReader};
 
-/// Where two event streams first differ.
+/// Where two runs first differ.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Divergence {
-    /// Index of the first differing record.
+    /// Index of the first differing record; the record count when every
+    /// record matches but the runs stopped differently or published
+    /// different payloads (`left` and `right` then say which).
     pub seq: u64,
     /// The record on the left (the trace file; `None` if it ended first).
     pub left: Option<String>,
@@ -30,7 +34,8 @@ pub struct Divergence {
 /// The result of a comparison.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Comparison {
-    /// The streams are identical: this many records.
+    /// The runs are identical: this many records, and the same payloads
+    /// (when the payload digests were compared: replay and diff).
     Identical(u64),
     /// They differ.
     Diverged(Divergence),
@@ -202,7 +207,8 @@ fn drain<R: Read + Seek>(
 }
 
 /// Re-runs the scenario and seed recorded in a trace and compares the new
-/// event stream with the recorded one, event by event, as the re-run goes.
+/// event stream with the recorded one, event by event, as the re-run goes;
+/// then the way each ended, and the payload digests.
 pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison, ReplayError> {
     let header = reader.header().clone();
     let footer = reader.footer().clone();
@@ -254,7 +260,31 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
             right: end(&stopped),
         }));
     }
-    Ok(result)
+    Ok(payloads(
+        result,
+        footer.payload_digest,
+        sim.payload_digest(),
+    ))
+}
+
+/// When every record matched, the payload digests must match too: a value
+/// inside a message (a state of charge, a voltage) is part of the run.
+fn payloads(records: Comparison, left: Digest, right: Digest) -> Comparison {
+    match records {
+        Comparison::Identical(n) if left != right => {
+            let say = |d: Digest| {
+                Some(format!(
+                    "payload digest {d} (every record matches; a published payload differs)"
+                ))
+            };
+            Comparison::Diverged(Divergence {
+                seq: n,
+                left: say(left),
+                right: say(right),
+            })
+        }
+        c => c,
+    }
 }
 
 /// Which of the two traces given to [`diff`] could not be read.
@@ -268,7 +298,8 @@ pub struct DiffError {
     pub error: TraceError,
 }
 
-/// Compares two trace files, streaming both.
+/// Compares two trace files, streaming both: their records, then their
+/// payload digests.
 pub fn diff<A: Read + Seek, B: Read + Seek>(
     a: &mut TraceReader<A>,
     b: &mut TraceReader<B>,
@@ -283,7 +314,10 @@ pub fn diff<A: Read + Seek, B: Read + Seek>(
         let l = ca.next_record().map_err(side(false))?;
         let r = cb.next_record().map_err(side(true))?;
         match (l, r) {
-            (None, None) => return Ok(Comparison::Identical(seq)),
+            (None, None) => {
+                let same = Comparison::Identical(seq);
+                return Ok(payloads(same, fa.payload_digest, fb.payload_digest));
+            }
             (Some(l), Some(r)) if same(&l, &na, &r, &nb) => seq += 1,
             (l, r) => {
                 verify_rest(&mut ca).map_err(side(false))?;

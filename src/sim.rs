@@ -149,9 +149,17 @@ impl Simulation {
         a.downcast_mut::<T>()
     }
 
-    /// The digest of the events so far.
+    /// The digest of the run so far: of its events and of the payloads its
+    /// agents published ([`Digest::of_run`]). [`Summary::digest`] is its
+    /// final value.
     pub fn digest(&self) -> Digest {
         self.core.trace().digest()
+    }
+
+    /// The digest of the payloads published so far, in publish order
+    /// ([`PayloadDigester`](crate::trace::PayloadDigester)).
+    pub fn payload_digest(&self) -> Digest {
+        self.core.trace().payload_digest()
     }
 
     /// Records kept in memory (with [`SimBuilder::trace_in_memory`]), including

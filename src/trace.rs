@@ -1,36 +1,92 @@
-//! Traces: one fixed-size [`Record`] per event, a streaming digest of the whole
-//! event stream, and a bounded, versioned, compact binary file format.
+//! Traces: one fixed-size [`Record`] per event, streaming digests of the
+//! event stream and of the payloads published, and a bounded, versioned,
+//! checksummed, compact binary file format.
 //!
 //! The module is split by concept: `record` holds [`Record`], its canonical
-//! layout, [`EventKind`], [`Reason`], the node constants and the
-//! [`Digester`]; `file` holds the file format ([`TraceWriter`],
-//! [`TraceReader`], [`RecordCursor`], [`Header`], [`Footer`],
-//! [`TraceError`]); [`export`] writes them as CSV or JSON Lines (replay and
-//! diff, which also read traces, sit above in `crate::replay`).
+//! layout, [`EventKind`], [`Reason`] and the node constants; `digest` holds
+//! [`Digest`], the [`Digester`] over records and the [`PayloadDigester`];
+//! `file` holds the file format ([`TraceWriter`], [`TraceReader`],
+//! [`RecordCursor`], [`Header`], [`Footer`], [`Part`], [`TraceError`]);
+//! [`export`] writes them as CSV or JSON Lines (replay and diff, which also
+//! read traces, sit above in `crate::replay`).
 //!
-//! # Digest
+//! # Digests
 //!
-//! The digest is XXH3-128 over the canonical 40-byte little-endian layout
-//! of every record ([`Record::to_bytes`]: `time_ns u64, event u8, kind u8,
-//! detail u16, channel u32, msg u64, sender u32, node u32, sent_ns u64`),
-//! concatenated in order. It does not depend on the file encoding.
+//! The **records digest** is XXH3-128 over the canonical 40-byte
+//! little-endian layout of every record ([`Record::to_bytes`]: `time_ns
+//! u64, event u8, kind u8, detail u16, channel u32, msg u64, sender u32,
+//! node u32, sent_ns u64`), concatenated in order. It does not depend on the
+//! file encoding.
 //!
-//! # File format (version 2)
+//! The **payload digest** is XXH3-128 over the canonical encoding of every
+//! payload published, in publish order (message id order, lost messages
+//! included), concatenated; [`PayloadDigester`] gives the encoding byte by
+//! byte (a code byte per variant, lengths, `f64` values as their
+//! little-endian bits).
+//!
+//! The **run digest** — what `busbar run` prints, [`Summary::digest`]
+//! holds, and golden tests pin — is XXH3-128 over the records digest's 16
+//! bytes followed by the payload digest's 16 bytes ([`Digest::of_run`]).
+//! Equal run digests mean the same events *and* the same message contents.
+//! A digest prints as the 32 hex digits of its 16 bytes, in order; each
+//! digest's 16 bytes are its XXH3-128 value, little-endian.
+//!
+//! A simulation whose trace is off computes none of them.
+//!
+//! [`Summary::digest`]: crate::metrics::Summary::digest
+//!
+//! # File format (version 3)
 //!
 //! ```text
 //! magic    8 bytes  "BUSBARTR"
-//! version  u16 LE   FORMAT_VERSION (2; any other version is refused)
-//! frames   repeated: len u32 LE | tag u8 | body (len bytes, len <= MAX_FRAME)
+//! version  u16 LE   FORMAT_VERSION (3; any other version is refused)
+//! frames   repeated: len u32 LE | tag u8 | body (len bytes) | check u64 LE
+//!          (len <= MAX_FRAME)
 //!          tag 1 Header   once, first; postcard: crate_version, scenario_path,
 //!                         base_dir, scenario text, seed, env
 //!          tag 2 Records  zero or more batches of 1..=CHUNK records, encoded
 //!                         as below
 //!          tag 3 Footer   once, last; postcard: agent names, channel names,
 //!                         kind names as (code, name) pairs, record count,
-//!                         digest (16 bytes), stop reason (Option<String>)
+//!                         records digest (16 bytes), payload digest
+//!                         (16 bytes), stop reason (Option<String>)
 //! ```
 //!
 //! Nothing may follow the footer.
+//!
+//! ## Checks
+//!
+//! Every byte of the file is covered by a check, and the checks form a
+//! chain:
+//!
+//! ```text
+//! seed_0      = XXH3-64(magic | version)              (the 10 preamble bytes)
+//! check_k     = XXH3-64 with seed seed_k over  len | tag | body  of frame k
+//! seed_(k+1)  = check_k
+//! ```
+//!
+//! A reader verifies a frame's check before it uses anything in its body:
+//! [`TraceReader::new`] verifies the header and the footer (whose seed is
+//! the check stored just before it) before it returns, and the cursor
+//! verifies each batch before decoding it. Since each check is seeded by
+//! the one before, a frame matches only in its own place: a frame removed,
+//! repeated or moved, or a header or footer taken from another trace, fails
+//! a check like a flipped bit does. The preamble seeds the chain, so a
+//! flipped magic or version byte is refused even if it made another
+//! valid-looking preamble.
+//!
+//! A failed check is [`TraceError::Damaged`], naming the part — `header`,
+//! `records batch N` (counted from 1) or `footer` — and its frame's byte
+//! offset. To name it, a reader that meets an inconsistency while locating
+//! the footer walks the frames again, checking each: the first frame that
+//! fails is the damaged part (named for what it is: if it would match under
+//! the other of the tags 2 and 3, the tag was the damage). A frame whose
+//! length runs past the end of the file is [`TraceError::Truncated`] — a cut
+//! and a damaged length look alike there — and the message names the frame.
+//! A frame that passes its check but is malformed (unknown tag, frames out
+//! of order, an undecodable body) is [`TraceError::Corrupt`]: it was made
+//! by a writer that is not busbar's. Checks are XXH3, which catches
+//! accidents (a flipped bit, a bad copy), not forgery.
 //!
 //! ## Record batches
 //!
@@ -86,8 +142,10 @@
 //! CACHED exactly when the slot of `msg` holds `msg` with the same channel,
 //! sender, kind and sent_ns, and DETAIL exactly when `detail != 0`; a
 //! reader rejects anything else (a zero time delta, a spelled-out next id
-//! or cached header, a zero detail, a non-minimal varint). A flipped bit
-//! thus either fails to decode or changes the records and so the digest.
+//! or cached header, a zero detail, a non-minimal varint). So even behind
+//! a check recomputed over it (a faulty writer rather than a faulty disk),
+//! a flipped bit either fails to decode or changes the records and so the
+//! records digest.
 //!
 //! A message's publish costs its header once; its route, deliveries, drops
 //! and late marks in the same batch find the header in the cache and cost a
@@ -97,19 +155,22 @@
 //! ## Bounds
 //!
 //! Reading is bounded: a frame longer than [`MAX_FRAME`] or than what is
-//! left of the file is an error before anything is allocated; a batch's
-//! count is checked against [`CHUNK`] and against its body (each record
-//! takes at least 2 bytes) before room for it is reserved; a truncated
-//! file, a corrupt batch or records that do not match the footer's count
-//! and digest are errors, never a panic.
+//! left of the file (for a batch: what is left before the footer) is an
+//! error before anything is allocated; a batch's count is checked against
+//! [`CHUNK`] and against its body (each record takes at least 2 bytes)
+//! before room for it is reserved; a truncated file, a damaged part, a
+//! corrupt batch or records that do not match the footer's count and
+//! records digest are errors, never a panic.
 
+mod digest;
 mod file;
 mod record;
 
 pub mod export;
 
+pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{
-    CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, RecordCursor, TraceError, TraceReader,
-    TraceWriter,
+    CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
+    TraceReader, TraceWriter,
 };
-pub use record::{Digest, Digester, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+pub use record::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};

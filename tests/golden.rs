@@ -1,6 +1,7 @@
 //! Golden digests of the shipped scenarios: they pin determinism. Any change
 //! that alters a single event of a shipped scenario (a different draw, an
-//! extra record, a reordered tie) changes its digest and fails here.
+//! extra record, a reordered tie) or a single value an agent published
+//! changes its digest and fails here.
 //!
 //! When a change is *meant* to alter runs, regenerate each value with
 //!
@@ -18,13 +19,13 @@ use busbar::Scenario;
 /// (file under `scenarios/`, digest of a run with the file's own seed, env 0).
 const GOLDEN: &[(&str, &str)] = &[
     // cargo run --release -- run scenarios/large_100x5.toml | grep digest
-    ("large_100x5.toml", "c8f8a658b038461d3a22c1ff9a3a473d"),
+    ("large_100x5.toml", "fb87a3435b71368330dea8b1b528cd4f"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
-    ("lossy_jitter.toml", "3f66a8ee5a7f1a3a7ca9f45758a58663"),
+    ("lossy_jitter.toml", "0df52377fc63ffbce9ce59dd10116425"),
     // cargo run --release -- run scenarios/seed_example.toml | grep digest
-    ("seed_example.toml", "df2692870f08c22f28056c6ba35ede34"),
+    ("seed_example.toml", "272562e5598dbaaa63b490864b97ba2a"),
     // cargo run --release -- run scenarios/two_agents.toml | grep digest
-    ("two_agents.toml", "bbcc09de0c9e702d82fa0466d173b45e"),
+    ("two_agents.toml", "f54f706c449c0bc0eb414e53e7517ac3"),
 ];
 
 fn scenarios_dir() -> PathBuf {

@@ -1,7 +1,8 @@
 //! The trace file format, through the library: what a run writes reads back
 //! exactly (header, records, footer), replays identically, any record
-//! sequence survives the compact batch encoding, and every kind of damage is
-//! reported as the right [`TraceError`] variant, never a panic.
+//! sequence survives the compact batch encoding, every kind of damage is
+//! reported as the right [`TraceError`] variant naming the damaged part, never
+//! a panic, and the run digest covers the payloads agents published.
 //!
 //! The number of proptest cases comes from `BUSBAR_PROPTEST_CASES` (default
 //! 32); e.g. `BUSBAR_PROPTEST_CASES=2000 cargo test --test trace_file`.
@@ -12,13 +13,14 @@ use std::path::{Path, PathBuf};
 
 use busbar::replay::{Comparison, diff, replay};
 use busbar::trace::{
-    CHUNK, Digester, FORMAT_VERSION, Footer, Header, MAGIC, NODE_BROADCAST, NODE_BROKER, NONE,
-    TraceError, TraceReader, TraceWriter,
+    CHUNK, Digest, Digester, FORMAT_VERSION, Footer, Header, MAGIC, NODE_BROADCAST, NODE_BROKER,
+    NONE, Part, TraceError, TraceReader, TraceWriter,
 };
 use busbar::{EventKind, Record, Scenario, Summary};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tempfile::TempDir;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 mod common;
 
@@ -69,17 +71,44 @@ fn read_bytes(bytes: Vec<u8>) -> Result<Vec<Record>, TraceError> {
     TraceReader::new(Cursor::new(bytes)).and_then(|mut r| r.read_all())
 }
 
-/// (offset, body length, tag) of every frame of a well-formed trace.
+/// (offset, body length, tag) of every frame of a well-formed trace. A
+/// frame is `len u32 | tag u8 | body | check u64`: 13 bytes more than its
+/// body.
 fn frames(bytes: &[u8]) -> Vec<(usize, usize, u8)> {
     let mut v = Vec::new();
     let mut pos = 10;
     while pos < bytes.len() {
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
         v.push((pos, len, bytes[pos + 4]));
-        pos += 5 + len;
+        pos += 5 + len + 8;
     }
     assert_eq!(pos, bytes.len(), "frames tile the file");
     v
+}
+
+/// Recomputes every frame's check as the module docs define the chain
+/// (XXH3-64 of the preamble seeds the first; each frame's check, over its
+/// length, tag and body, seeds the next): what a writer would have written
+/// for these frames. Tests use it to get past the checksums to the layers
+/// beneath, and it pins the documented definition.
+fn rechain(bytes: &mut [u8]) {
+    let mut seed = xxh3_64(&bytes[..10]);
+    for (at, len, _) in frames(bytes) {
+        let end = at + 5 + len;
+        seed = xxh3_64_with_seed(&bytes[at..end], seed);
+        bytes[end..end + 8].copy_from_slice(&seed.to_le_bytes());
+    }
+}
+
+/// Joins frames (each `len | tag | body | check`, as cut from files) after a
+/// preamble, and rechains them.
+fn join(preamble: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = preamble.to_vec();
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    rechain(&mut out);
+    out
 }
 
 /// Writes a trace with the given parts, in-memory.
@@ -117,7 +146,11 @@ fn header_and_footer_describe_the_run() {
     assert_eq!(f.channels, w.channels);
     assert_eq!(f.channels, ["env3/telemetry"], "{{env}} expands to env3");
     assert_eq!(f.records, w.summary.trace_records);
-    assert_eq!(f.digest.to_string(), w.summary.digest);
+    assert_eq!(f.run_digest().to_string(), w.summary.digest);
+    assert_eq!(
+        f.run_digest(),
+        Digest::of_run(f.records_digest, f.payload_digest)
+    );
 
     let records = r.read_all().expect("records check out");
     assert_eq!(records.len() as u64, f.records);
@@ -148,6 +181,16 @@ fn file_records_equal_in_memory_records() {
     assert_eq!(from_file, sim.records());
     assert_eq!(summary.digest, w.summary.digest);
     assert_eq!(s.run(42, 0).unwrap().digest, w.summary.digest);
+}
+
+#[test]
+fn the_same_run_writes_the_same_bytes() {
+    // Same scenario, seed and environment: byte-identical files, checks
+    // and digests included.
+    let (d1, d2) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let a = write_trace(d1.path(), "seed_example.toml", 42, 0);
+    let b = write_trace(d2.path(), "seed_example.toml", 42, 0);
+    assert_eq!(fs::read(&a.path).unwrap(), fs::read(&b.path).unwrap());
 }
 
 #[test]
@@ -249,7 +292,7 @@ fn an_empty_run_still_writes_a_valid_trace() {
     assert_eq!(summary.trace_records, 0);
     let mut r = open(&out);
     assert_eq!(r.footer().records, 0);
-    assert_eq!(r.footer().digest.to_string(), summary.digest);
+    assert_eq!(r.footer().run_digest().to_string(), summary.digest);
     assert!(r.read_all().unwrap().is_empty());
     assert_eq!(replay(&mut open(&out)).unwrap(), Comparison::Identical(0));
 }
@@ -285,8 +328,9 @@ fn bad_magic() {
 fn unsupported_version() {
     let dir = TempDir::new().unwrap();
     let bytes = good_bytes(dir.path());
-    // Version 1 (postcard-encoded record batches) is no longer read.
-    for v in [0u16, 1, 3, 0xFFFF] {
+    // Version 1 (postcard-encoded record batches) and 2 (no checksums) are
+    // no longer read.
+    for v in [0u16, 1, 2, 4, 0xFFFF] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         match read_bytes(b).unwrap_err() {
@@ -311,13 +355,35 @@ fn every_truncation_is_reported_as_truncated() {
     }
 }
 
+/// Whether `e` names `part`, the frame at byte `at`: a damaged part, or one
+/// whose length runs past the end of the file (a cut, or a damaged length).
+fn names_part(e: &TraceError, part: Part, at: usize) -> bool {
+    match e {
+        TraceError::Damaged {
+            part: p, offset, ..
+        } => *p == part && *offset == at as u64,
+        TraceError::Truncated { what, .. } => {
+            what.contains(&format!("the {part} at byte offset {at} "))
+        }
+        _ => false,
+    }
+}
+
 #[test]
-fn malformed_frames_are_corrupt() {
+fn malformed_frames_are_damaged_and_forged_ones_corrupt() {
     let dir = TempDir::new().unwrap();
     let bytes = good_bytes(dir.path());
     let fr = frames(&bytes);
     let (header_at, records_at, footer_at) = (fr[0].0, fr[1].0, fr[fr.len() - 1].0);
-    let is_corrupt = |b: Vec<u8>, what: &str| {
+    let is_damaged = |b: Vec<u8>, part: Part, at: usize, what: &str| {
+        let e = read_bytes(b).unwrap_err();
+        assert!(names_part(&e, part, at), "{what}: {e}");
+        assert!(e.to_string().contains(&part.to_string()), "{what}: {e}");
+    };
+    // With its checks recomputed, a malformed frame is no longer damage:
+    // a writer that is not busbar's made it.
+    let is_corrupt = |mut b: Vec<u8>, what: &str| {
+        rechain(&mut b);
         let e = read_bytes(b).unwrap_err();
         assert!(matches!(e, TraceError::Corrupt { .. }), "{what}: {e}");
     };
@@ -325,35 +391,53 @@ fn malformed_frames_are_corrupt() {
     // A length prefix of 0xFFFFFFFF on the first frame.
     let mut b = bytes.clone();
     b[header_at..header_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    is_corrupt(b, "huge header length");
+    is_damaged(b, Part::Header, header_at, "huge header length");
     // ... and on a record frame.
     let mut b = bytes.clone();
     b[records_at..records_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-    is_corrupt(b, "huge record frame length");
+    is_damaged(b, Part::Batch(1), records_at, "huge record frame length");
 
-    // Unknown tags, and frames out of order.
-    for (at, tag, what) in [
-        (header_at, 2u8, "records before the header"),
-        (header_at, 9, "unknown first tag"),
-        (records_at, 9, "unknown record tag"),
-        (records_at, 1, "a second header"),
-        (footer_at, 0, "unknown footer tag"),
+    // Unknown tags, and frames out of order: the frame is named for what
+    // it is, whatever its tag says.
+    for (at, tag, part, what) in [
+        (header_at, 2u8, Part::Header, "records before the header"),
+        (header_at, 9, Part::Header, "unknown first tag"),
+        (records_at, 9, Part::Batch(1), "unknown record tag"),
+        (records_at, 1, Part::Batch(1), "a second header"),
+        (
+            records_at,
+            3,
+            Part::Batch(1),
+            "a batch tagged as the footer",
+        ),
+        (footer_at, 0, Part::Footer, "unknown footer tag"),
+        (footer_at, 2, Part::Footer, "a footer tagged as a batch"),
     ] {
         let mut b = bytes.clone();
         b[at + 4] = tag;
-        is_corrupt(b, what);
+        is_damaged(b.clone(), part, at, what);
+        if tag != 2 || at != footer_at {
+            // (A footer tagged as a batch and checked again leaves a file
+            // without a footer: truncated.)
+            is_corrupt(b, what);
+        }
     }
 
     // Bytes after the footer.
     let mut b = bytes.clone();
     b.extend_from_slice(b"trailing");
-    is_corrupt(b, "trailing bytes");
+    let e = read_bytes(b).unwrap_err();
+    assert!(
+        matches!(e, TraceError::Corrupt { .. }),
+        "trailing bytes: {e}"
+    );
 
     // A header body that does not decode (its first field, a string
     // length, claims more bytes than the frame has).
     let mut b = bytes.clone();
     b[header_at + 5] = 0xFF;
     b[header_at + 6] = 0xFF;
+    is_damaged(b.clone(), Part::Header, header_at, "undecodable header");
     is_corrupt(b, "undecodable header");
 }
 
@@ -366,8 +450,8 @@ fn altered_records_fail_the_digest() {
     assert!(records.len() > 10);
     let mismatch = |bytes: Vec<u8>, what: &str| match read_bytes(bytes).unwrap_err() {
         TraceError::DigestMismatch { expected, actual } => {
-            assert_eq!(expected, footer.digest, "{what}");
-            assert_ne!(actual, footer.digest, "{what}");
+            assert_eq!(expected, footer.records_digest, "{what}");
+            assert_ne!(actual, footer.records_digest, "{what}");
         }
         e => panic!("{what}: {e}"),
     };
@@ -403,7 +487,10 @@ fn altered_records_fail_the_digest() {
 }
 
 #[test]
-fn flipped_bytes_never_pass_and_never_panic() {
+fn flips_behind_recomputed_checks_still_fail_decoding_or_the_digest() {
+    // Beneath the checksums, the batch encoding is canonical and the
+    // records digest is checked: a flip whose checks were recomputed (a
+    // faulty writer, not a faulty disk) is still caught.
     let dir = TempDir::new().unwrap();
     let bytes = good_bytes(dir.path());
     let fr = frames(&bytes);
@@ -412,11 +499,12 @@ fn flipped_bytes_never_pass_and_never_panic() {
     let mut seen_mismatch = 0;
     // Every 17th byte of the records frame body (17 is prime, so the flips
     // land on every field position of the varint-encoded records), and a
-    // few bit positions. Debug builds make this the slowest test here.
+    // few bit positions.
     for i in (records_at + 5..records_at + 5 + records_len).step_by(17) {
         for bit in [0x01u8, 0x40, 0x80] {
             let mut b = bytes.clone();
             b[i] ^= bit;
+            rechain(&mut b);
             match read_bytes(b) {
                 Err(TraceError::Corrupt { .. }) => seen_corrupt += 1,
                 Err(TraceError::DigestMismatch { .. }) => seen_mismatch += 1,
@@ -461,7 +549,7 @@ fn a_run_stopped_by_a_limit_writes_a_replayable_partial_trace() {
             .contains("max_events")
     );
     assert_eq!(reader.footer().records, summary.trace_records);
-    assert_eq!(reader.footer().digest.to_string(), summary.digest);
+    assert_eq!(reader.footer().run_digest().to_string(), summary.digest);
     assert_eq!(
         busbar::replay::replay(&mut reader).unwrap(),
         busbar::replay::Comparison::Identical(summary.trace_records)
@@ -520,7 +608,7 @@ fn streamed_comparisons_agree_with_whole_list_comparison() {
 }
 
 // ---------------------------------------------------------------------------
-// The compact record encoding (format version 2)
+// The compact record encoding
 // ---------------------------------------------------------------------------
 
 fn test_header() -> Header {
@@ -552,7 +640,8 @@ fn write_batches(records: &[Record], sizes: &[usize]) -> Vec<u8> {
         channels: vec!["c".into()],
         kinds: vec![(0, "k".into())],
         records: records.len() as u64,
-        digest: d.digest(),
+        records_digest: d.digest(),
+        payload_digest: Digest([0; 16]),
         stopped: None,
     })
     .unwrap()
@@ -688,13 +777,18 @@ proptest! {
 }
 
 #[test]
-fn version_1_files_are_refused() {
-    let mut bytes = write_batches(&[], &[]);
-    assert_eq!(FORMAT_VERSION, 2);
-    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
-    match read_bytes(bytes).unwrap_err() {
-        TraceError::Version { found: 1 } => {}
-        e => panic!("{e}"),
+fn version_1_and_2_files_are_refused() {
+    let bytes = write_batches(&[], &[]);
+    assert_eq!(FORMAT_VERSION, 3);
+    for v in [1u16, 2] {
+        let mut b = bytes.clone();
+        b[8..10].copy_from_slice(&v.to_le_bytes());
+        let e = read_bytes(b).unwrap_err();
+        match e {
+            TraceError::Version { found } if found == v => {}
+            e => panic!("{e}"),
+        }
+        assert!(e.to_string().contains("this build reads version 3"), "{e}");
     }
 }
 
@@ -708,7 +802,7 @@ fn a_run_costs_a_few_bytes_per_record() {
     let batches: usize = frames(&bytes)
         .iter()
         .filter(|f| f.2 == 2)
-        .map(|f| 5 + f.1)
+        .map(|f| 5 + f.1 + 8)
         .sum();
     let per_record = batches as f64 / w.summary.trace_records as f64;
     assert!(per_record <= 8.0, "{per_record:.2} bytes per record");
@@ -741,34 +835,34 @@ fn every_truncation_of_a_multi_batch_file_is_an_error() {
 }
 
 #[test]
-fn every_single_bit_flip_in_a_records_frame_is_detected() {
+fn every_single_bit_flip_in_a_records_frame_names_its_batch() {
     let bytes = three_batches();
-    let (mut corrupt, mut mismatch) = (0, 0);
+    let mut batch = 0;
     for (at, len, tag) in frames(&bytes) {
         if tag != 2 {
             continue;
         }
-        // The whole frame: length prefix, tag and body.
-        for i in at..at + 5 + len {
+        batch += 1;
+        // The whole frame: length prefix, tag, body and check.
+        for i in at..at + 5 + len + 8 {
             for bit in 0..8 {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
                 match read_bytes(b) {
-                    Err(TraceError::Corrupt { .. } | TraceError::Truncated { .. }) => corrupt += 1,
-                    Err(TraceError::DigestMismatch { .. }) => mismatch += 1,
-                    Err(e) => panic!("byte {i} bit {bit}: unexpected {e}"),
+                    Err(e) => assert!(
+                        names_part(&e, Part::Batch(batch), at),
+                        "byte {i} bit {bit}: {e}"
+                    ),
                     Ok(_) => panic!("byte {i} bit {bit}: the flip went unnoticed"),
                 }
             }
         }
     }
-    assert!(
-        corrupt > 0 && mismatch > 0,
-        "{corrupt} corrupt, {mismatch} mismatched"
-    );
+    assert_eq!(batch, 3);
 }
 
-/// Replaces the body of the first records frame of `bytes` with `body`.
+/// Replaces the body of the first records frame of `bytes` with `body`,
+/// with checks recomputed: the decoder, not the checksum, must reject it.
 fn with_first_batch(bytes: &[u8], body: &[u8]) -> Vec<u8> {
     let fr = frames(bytes);
     let (at, len, tag) = fr[1];
@@ -777,7 +871,9 @@ fn with_first_batch(bytes: &[u8], body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
     out.push(2);
     out.extend_from_slice(body);
-    out.extend_from_slice(&bytes[at + 5 + len..]);
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&bytes[at + 5 + len + 8..]);
+    rechain(&mut out);
     out
 }
 
@@ -886,4 +982,314 @@ fn records_differ_when_the_names_behind_their_kind_codes_do() {
         compare(&one, &ln, &one, &rn),
         Comparison::Diverged(_)
     ));
+}
+
+// ---------------------------------------------------------------------------
+// Checksums: every byte of the file is covered
+// ---------------------------------------------------------------------------
+
+/// A real run's trace (header with the scenario text, footer with agent,
+/// channel and kind names) with its records cut into three batches.
+fn real_three_batches() -> Vec<u8> {
+    let dir = TempDir::new().unwrap();
+    let w = write_trace(dir.path(), "two_agents.toml", 7, 0);
+    let mut r = open(&w.path);
+    let (header, footer) = (r.header().clone(), r.footer().clone());
+    let records = r.read_all().unwrap();
+    assert!(records.len() > 300, "{}", records.len());
+    let bytes = forge(
+        &header,
+        &[&records[..150], &records[150..300], &records[300..]],
+        &footer,
+    );
+    assert_eq!(read_bytes(bytes.clone()).unwrap(), records);
+    bytes
+}
+
+/// The part each byte of a well-formed trace belongs to, with its frame's
+/// offset; `None` for the magic and version.
+fn parts(bytes: &[u8]) -> Vec<Option<(Part, usize)>> {
+    let mut v = vec![None; 10];
+    let mut batch = 0;
+    for (at, len, tag) in frames(bytes) {
+        let part = match tag {
+            1 => Part::Header,
+            2 => {
+                batch += 1;
+                Part::Batch(batch)
+            }
+            _ => Part::Footer,
+        };
+        v.extend(std::iter::repeat_n(Some((part, at)), 5 + len + 8));
+    }
+    v
+}
+
+/// The defect: the digest covered the records only, so a flipped bit in
+/// the header (scenario text, seed, env) or the footer (agent and channel
+/// names) read as a valid trace. Now every single-bit flip anywhere in the
+/// file is refused, by opening it or by reading it through, and the error
+/// names the part that is damaged.
+#[test]
+fn corrupted_header_or_footer_is_never_read_as_valid() {
+    let bytes = real_three_batches();
+    let parts = parts(&bytes);
+    let mut seen = [0usize; 4];
+    for (i, part) in parts.iter().enumerate() {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << bit;
+            let e = match read_bytes(b) {
+                Ok(_) => panic!("byte {i} bit {bit} ({part:?}): the flip went unnoticed"),
+                Err(e) => e,
+            };
+            match part {
+                None if i < 8 => assert!(matches!(e, TraceError::BadMagic), "byte {i}: {e}"),
+                None => assert!(matches!(e, TraceError::Version { .. }), "byte {i}: {e}"),
+                Some((p, at)) => {
+                    assert!(
+                        names_part(&e, *p, *at),
+                        "byte {i} bit {bit} in the {p} at {at}: {e}"
+                    );
+                    seen[match p {
+                        Part::Header => 0,
+                        Part::Batch(_) => 1,
+                        Part::Footer => 2,
+                        _ => 3,
+                    }] += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0 && seen[2] > 0 && seen[3] == 0,
+        "{seen:?}"
+    );
+}
+
+/// Each flip of the header or footer, given to `busbar export`: exit 2,
+/// and the message names the file and the damaged part (one bit per byte;
+/// every bit is covered by the test above).
+#[test]
+fn exporting_a_damaged_header_or_footer_exits_2_naming_file_and_part() {
+    let dir = TempDir::new().unwrap();
+    let w = write_trace(dir.path(), "two_agents.toml", 7, 0);
+    let bytes = fs::read(&w.path).unwrap();
+    let fr = frames(&bytes);
+    let (header, footer) = (fr[0], fr[fr.len() - 1]);
+    let bad = dir.path().join("bad.bin");
+    let name = bad.display().to_string();
+    let mut checked = 0;
+    for (at, len, part) in [
+        (header.0, header.1, "header"),
+        (footer.0, footer.1, "footer"),
+    ] {
+        // The length, tag and check, and every 7th byte of the body.
+        let body = (at + 5..at + 5 + len).step_by(7);
+        let check = at + 5 + len..at + 5 + len + 8;
+        for (k, i) in (at..at + 5).chain(body).chain(check).enumerate() {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << (k % 8);
+            fs::write(&bad, &b).unwrap();
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_busbar"))
+                .args([std::ffi::OsStr::new("export"), bad.as_os_str()])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "byte {i}: {stderr}");
+            assert!(
+                stderr.contains(&name) && stderr.contains(part),
+                "byte {i}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "byte {i}: {stderr}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "{checked}");
+}
+
+/// The frames of a trace (each `len | tag | body | check`, as in the file),
+/// after its 10-byte preamble.
+fn raw_frames(bytes: &[u8]) -> Vec<&[u8]> {
+    frames(bytes)
+        .into_iter()
+        .map(|(at, len, _)| &bytes[at..at + 5 + len + 8])
+        .collect()
+}
+
+/// Frames removed, repeated or moved — each one intact — are caught: every
+/// check is seeded with the check before it, so a frame only matches in its
+/// own place.
+#[test]
+fn frames_swapped_duplicated_or_removed_are_detected() {
+    let bytes = real_three_batches();
+    let pre = &bytes[..10];
+    let f = raw_frames(&bytes);
+    assert_eq!(f.len(), 5, "header, three batches, footer");
+    let (h, b1, b2, b3, foot) = (f[0], f[1], f[2], f[3], f[4]);
+    let cat = |parts: &[&[u8]]| {
+        let mut out = pre.to_vec();
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        out
+    };
+    // The control: put back together unchanged, it reads.
+    assert!(read_bytes(cat(&[h, b1, b2, b3, foot])).is_ok());
+    // Another run's header (another seed) in front of these records.
+    let dir = TempDir::new().unwrap();
+    let other = fs::read(write_trace(dir.path(), "two_agents.toml", 8, 0).path).unwrap();
+    let other_header = raw_frames(&other)[0];
+    let other_footer = *raw_frames(&other).last().unwrap();
+    for (what, parts) in [
+        ("batches 1 and 2 swapped", vec![h, b2, b1, b3, foot]),
+        ("batches 2 and 3 swapped", vec![h, b1, b3, b2, foot]),
+        ("batch 2 repeated", vec![h, b1, b2, b2, b3, foot]),
+        ("batch 1 removed", vec![h, b2, b3, foot]),
+        ("batch 2 removed", vec![h, b1, b3, foot]),
+        ("last batch removed", vec![h, b1, b2, foot]),
+        ("every batch removed", vec![h, foot]),
+        ("footer repeated", vec![h, b1, b2, b3, foot, foot]),
+        ("header repeated", vec![h, h, b1, b2, b3, foot]),
+        ("another run's header", vec![other_header, b1, b2, b3, foot]),
+        ("another run's footer", vec![h, b1, b2, b3, other_footer]),
+    ] {
+        let res = read_bytes(cat(&parts));
+        assert!(res.is_err(), "{what}: read as valid");
+        let e = res.unwrap_err();
+        assert!(
+            matches!(e, TraceError::Damaged { .. } | TraceError::Corrupt { .. }),
+            "{what}: {e}"
+        );
+    }
+    // The chain is what catches a foreign header: with the checks
+    // recomputed, the records and their digest are intact and the file
+    // reads.
+    assert!(read_bytes(join(pre, &[other_header, b1, b2, b3, foot])).is_ok());
+}
+
+// ---------------------------------------------------------------------------
+// The payload digest
+// ---------------------------------------------------------------------------
+
+/// Publishes a state of charge every millisecond, ten times.
+struct Battery {
+    soc: f64,
+    left: u32,
+    ch: Option<busbar::ChannelId>,
+}
+
+impl busbar::Agent for Battery {
+    fn on_start(&mut self, ctx: &mut busbar::Context<'_>) {
+        self.ch = Some(ctx.channel("soc"));
+        ctx.set_timer(busbar::SimDuration::ZERO, 0);
+    }
+    fn on_timer(&mut self, ctx: &mut busbar::Context<'_>, _tag: u64) {
+        let ch = self.ch.expect("set in on_start");
+        ctx.publish(
+            ch,
+            busbar::Recipient::Broadcast,
+            busbar::MessageKind::INFO,
+            busbar::Payload::values(&[self.soc, 230.0]),
+        );
+        self.left -= 1;
+        if self.left > 0 {
+            ctx.set_timer(busbar::SimDuration::from_millis(1), 0);
+        }
+    }
+}
+
+/// Subscribes to the state of charge.
+struct Controller;
+
+impl busbar::Agent for Controller {
+    fn on_start(&mut self, ctx: &mut busbar::Context<'_>) {
+        let ch = ctx.channel("soc");
+        ctx.subscribe(ch, busbar::Delivery::Push);
+    }
+}
+
+/// Runs a battery reporting `soc` to a controller, tracing to `path`.
+fn battery_run(path: &Path, soc: f64) -> Summary {
+    let mut sim = busbar::SimBuilder::new(3)
+        .agent(
+            "battery",
+            Battery {
+                soc,
+                left: 10,
+                ch: None,
+            },
+        )
+        .agent("controller", Controller)
+        .trace_to(
+            Box::new(BufWriter::new(File::create(path).unwrap())),
+            test_header(),
+        )
+        .build()
+        .unwrap();
+    sim.run().unwrap();
+    sim.finish().unwrap()
+}
+
+/// Two runs that differ only in a value inside their messages have the same
+/// records, but not the same digest, and replay and diff say they differ.
+#[test]
+fn payload_only_difference_changes_the_digest() {
+    let dir = TempDir::new().unwrap();
+    let (pa, pb) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+    let a = battery_run(&pa, 0.5);
+    let b = battery_run(&pb, 0.25);
+    assert_eq!(
+        battery_run(&dir.path().join("a2.bin"), 0.5).digest,
+        a.digest
+    );
+    let (mut ra, mut rb) = (open(&pa), open(&pb));
+    let (fa, fb) = (ra.footer().clone(), rb.footer().clone());
+    let records = ra.read_all().unwrap();
+    assert_eq!(records, rb.read_all().unwrap(), "the same events");
+    assert!(records.len() > 20, "{}", records.len());
+    assert_eq!(fa.records_digest, fb.records_digest);
+    assert_ne!(fa.payload_digest, fb.payload_digest);
+    assert_ne!(a.digest, b.digest, "a value differs: so does the digest");
+    assert_eq!(fa.run_digest().to_string(), a.digest);
+
+    // diff: the records match, the payloads do not.
+    assert_eq!(
+        diff(&mut open(&pa), &mut open(&pa)).unwrap(),
+        Comparison::Identical(records.len() as u64)
+    );
+    match diff(&mut open(&pa), &mut open(&pb)).unwrap() {
+        Comparison::Diverged(d) => {
+            assert_eq!(d.seq, records.len() as u64);
+            let (l, r) = (d.left.unwrap(), d.right.unwrap());
+            assert!(
+                l.contains(&format!("payload digest {}", fa.payload_digest)),
+                "{l}"
+            );
+            assert!(
+                r.contains(&format!("payload digest {}", fb.payload_digest)),
+                "{r}"
+            );
+        }
+        c => panic!("diff of runs with different payloads: {c:?}"),
+    }
+
+    // replay: a trace whose footer records other payloads than its
+    // scenario publishes (checks intact: the file is sound, the run is not
+    // the one recorded).
+    let w = write_trace(dir.path(), "two_agents.toml", 7, 0);
+    let mut r = open(&w.path);
+    let (header, mut footer) = (r.header().clone(), r.footer().clone());
+    let records = r.read_all().unwrap();
+    let recorded = footer.payload_digest;
+    footer.payload_digest = fb.payload_digest;
+    let forged = forge(&header, &[&records], &footer);
+    match replay(&mut TraceReader::new(Cursor::new(forged)).unwrap()).unwrap() {
+        Comparison::Diverged(d) => {
+            assert_eq!(d.seq, records.len() as u64);
+            assert!(d.left.unwrap().contains(&fb.payload_digest.to_string()));
+            assert!(d.right.unwrap().contains(&recorded.to_string()));
+        }
+        c => panic!("replay with other payloads: {c:?}"),
+    }
 }

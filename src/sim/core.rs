@@ -308,6 +308,7 @@ impl Core {
             payload,
         };
         let h = MsgHead::of(&msg);
+        self.trace.payload(&msg.payload);
         self.metrics.published += 1;
         self.record(EventKind::Publish, h, recipient_node(recipient), 0);
         match self.net.send_up(sender.0, self.now) {

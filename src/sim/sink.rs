@@ -1,6 +1,8 @@
 //! Where trace records go: a reused chunk of [`CHUNK`] records which, when
-//! full, is hashed in its canonical byte layout (what the digest is defined
-//! on) and handed to a trace file or kept in memory if one was asked for.
+//! full, is hashed in its canonical byte layout (what the records digest is
+//! defined on) and handed to a trace file or kept in memory if one was asked
+//! for. Every published payload is hashed into the payload digest as it is
+//! published; the run's digest combines the two ([`Digest::of_run`]).
 //!
 //! A trace file is encoded and written on a thread of its own
 //! ([`Background`]): the loop hands it full chunks through a bounded channel
@@ -13,7 +15,10 @@ use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::trace::{CHUNK, Digest, Digester, Footer, Header, Record, TraceError, TraceWriter};
+use crate::message::Payload;
+use crate::trace::{
+    CHUNK, Digest, Digester, Footer, Header, PayloadDigester, Record, TraceError, TraceWriter,
+};
 
 type FileWriter = TraceWriter<Box<dyn Write + Send>>;
 
@@ -76,9 +81,10 @@ impl Background {
 
 /// What the trace keeps.
 pub(super) enum TraceTarget {
-    /// No records at all, no digest (for measuring the loop without tracing).
+    /// No records at all, no digests (for measuring the loop without
+    /// tracing).
     Off,
-    /// Records are hashed into the digest and dropped.
+    /// Records (and payloads) are hashed into the digests and dropped.
     Digest,
     /// Records are hashed and also kept in memory.
     Memory,
@@ -98,6 +104,7 @@ pub(super) struct TraceSink {
     /// Records not yet flushed (at most [`CHUNK`]).
     chunk: Vec<Record>,
     digester: Digester,
+    payloads: PayloadDigester,
     keep: Option<Vec<Record>>,
     background: Option<Background>,
     pending_header: Option<(Box<dyn Write + Send>, Box<Header>)>,
@@ -115,6 +122,7 @@ impl TraceSink {
             enabled: true,
             chunk: Vec::with_capacity(CHUNK),
             digester: Digester::default(),
+            payloads: PayloadDigester::default(),
             keep: None,
             background: None,
             pending_header: None,
@@ -144,6 +152,14 @@ impl TraceSink {
             self.flush();
         }
         self.count <= self.max
+    }
+
+    /// Hashes a published payload into the payload digest.
+    #[inline]
+    pub(super) fn payload(&mut self, p: &Payload) {
+        if self.enabled {
+            self.payloads.update(p);
+        }
     }
 
     /// Records appended so far.
@@ -198,10 +214,20 @@ impl TraceSink {
     }
 
     /// The digest of every record so far.
-    pub(super) fn digest(&self) -> Digest {
+    pub(super) fn records_digest(&self) -> Digest {
         let mut d = self.digester.clone();
         d.update(&self.chunk);
         d.digest()
+    }
+
+    /// The digest of every payload published so far.
+    pub(super) fn payload_digest(&self) -> Digest {
+        self.payloads.digest()
+    }
+
+    /// The run's digest so far: records and payloads.
+    pub(super) fn digest(&self) -> Digest {
+        Digest::of_run(self.records_digest(), self.payload_digest())
     }
 
     /// Records kept in memory, including those not yet flushed.
@@ -224,7 +250,7 @@ impl TraceSink {
     }
 
     /// Flushes everything and writes the footer (a file target gets a valid
-    /// file even when the run recorded nothing). Returns the digest.
+    /// file even when the run recorded nothing). Returns the run's digest.
     pub(super) fn finish(
         &mut self,
         names: Names,
@@ -255,17 +281,19 @@ impl TraceSink {
                 "the trace file is incomplete: {why}"
             ))));
         }
-        let digest = self.digester.digest();
+        let records_digest = self.digester.digest();
+        let payload_digest = self.payloads.digest();
         if let Some(w) = writer {
             w.finish(&Footer {
                 agents: names.agents,
                 channels: names.channels,
                 kinds: names.kinds,
                 records: self.count,
-                digest,
+                records_digest,
+                payload_digest,
                 stopped,
             })?;
         }
-        Ok(digest)
+        Ok(Digest::of_run(records_digest, payload_digest))
     }
 }

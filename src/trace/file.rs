@@ -1,21 +1,24 @@
-//! The trace file format: frames, the header and footer, the writer, the
-//! reader and its record cursor, and the errors of reading. The record
-//! encoding inside batch frames lives in the `batch` submodule; both are
-//! described byte by byte in the module docs of [`crate::trace`].
+//! The trace file format: frames and their checksum chain, the header and
+//! footer, the writer, the reader and its record cursor, and the errors of
+//! reading. The record encoding inside batch frames lives in the `batch`
+//! submodule; both are described byte by byte in the module docs of
+//! [`crate::trace`].
 
 mod batch;
 
+use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::{Digest, Digester, Record};
 
 /// The magic bytes that open every trace file.
 pub const MAGIC: &[u8; 8] = b"BUSBARTR";
 /// The trace file format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
-/// The largest frame a reader accepts (bytes).
+pub const FORMAT_VERSION: u16 = 3;
+/// The largest frame body a reader accepts (bytes).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Most records per batch frame (and per digest update).
 pub const CHUNK: usize = 4096;
@@ -39,7 +42,7 @@ pub struct Header {
     pub env: u32,
 }
 
-/// The last frame: names for the ids in records, count and digest.
+/// The last frame: names for the ids in records, count and digests.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Footer {
     /// Agent names by id.
@@ -50,11 +53,23 @@ pub struct Footer {
     pub kinds: Vec<(u8, String)>,
     /// How many records the file holds.
     pub records: u64,
-    /// Digest of all records.
-    pub digest: Digest,
+    /// Digest of all records ([`Digester`]); a reader checks it against
+    /// the records it reads.
+    pub records_digest: Digest,
+    /// Digest of every payload the run's agents published, in publish order
+    /// ([`PayloadDigester`](super::PayloadDigester)).
+    pub payload_digest: Digest,
     /// Why the run stopped early (an exceeded limit), or `None` if it ran
     /// to its end. A stopped trace is complete up to that point.
     pub stopped: Option<String>,
+}
+
+impl Footer {
+    /// The run's digest, as `busbar run` printed it: records and payloads
+    /// together ([`Digest::of_run`]).
+    pub fn run_digest(&self) -> Digest {
+        Digest::of_run(self.records_digest, self.payload_digest)
+    }
 }
 
 const TAG_HEADER: u8 = 1;
@@ -64,6 +79,45 @@ const TAG_FOOTER: u8 = 3;
 const PREAMBLE: u64 = 10;
 /// A frame's length and tag.
 const FRAME_HEAD: u64 = 5;
+/// A frame's check, after its body.
+const CHECK: u64 = 8;
+
+/// The seed of the first frame's check: XXH3-64 of the magic and version,
+/// so the preamble is covered by the chain too.
+fn chain_start(preamble: &[u8; PREAMBLE as usize]) -> u64 {
+    xxh3_64(preamble)
+}
+
+/// A frame's check: XXH3-64 over its length, tag and body, seeded with the
+/// check of the frame before it (or [`chain_start`] for the header).
+fn frame_check(seed: u64, head: &[u8; FRAME_HEAD as usize], body: &[u8]) -> u64 {
+    let mut h = Xxh3::with_seed(seed);
+    h.update(head);
+    h.update(body);
+    h.digest()
+}
+
+/// A part of a trace file, as errors name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Part {
+    /// The header frame.
+    Header,
+    /// The `n`th records batch frame, counted from 1.
+    Batch(u64),
+    /// The footer frame.
+    Footer,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Header => f.write_str("header"),
+            Part::Batch(n) => write!(f, "records batch {n}"),
+            Part::Footer => f.write_str("footer"),
+        }
+    }
+}
 
 /// Why a trace could not be written or read. Reading never panics and never
 /// allocates more than the file's size.
@@ -85,16 +139,31 @@ pub enum TraceError {
         found: u16,
     },
     /// The file ends in the middle of a frame or before its footer: it was
-    /// cut short (a crashed writer or a partial copy).
+    /// cut short (a crashed writer or a partial copy). When a frame's
+    /// length runs past the end of the file, a damaged length cannot be told
+    /// from a cut; `what` names the frame and says so.
     #[error("trace is truncated at byte {offset}: {what}")]
     Truncated {
         /// Byte offset where data ran out.
         offset: u64,
         /// What was being read.
-        what: &'static str,
+        what: String,
     },
-    /// A frame is malformed: bad length, unknown tag, undecodable body, or
-    /// frames out of order. The file is corrupt.
+    /// A part of the file does not match its checksum (or its length cannot
+    /// be right): a flipped bit, a frame removed, duplicated or moved. Nothing
+    /// in that part was used.
+    #[error("trace {part} at byte offset {offset} is damaged: {why}")]
+    Damaged {
+        /// The damaged part.
+        part: Part,
+        /// Byte offset of its frame.
+        offset: u64,
+        /// What gave the damage away.
+        why: &'static str,
+    },
+    /// A frame that matches its checksum is malformed: unknown tag, frames
+    /// out of order, an undecodable body. The writer that made it was not
+    /// busbar's (or had a bug).
     #[error("trace is corrupt at byte {offset}: {what}")]
     Corrupt {
         /// Byte offset of the bad frame, or of the bad byte in a batch.
@@ -102,11 +171,11 @@ pub enum TraceError {
         /// What is wrong.
         what: String,
     },
-    /// The records do not hash to the digest in the footer, or their count
-    /// differs: the file was altered.
-    #[error("trace digest mismatch: footer says {expected}, records hash to {actual}")]
+    /// The records do not hash to the records digest in the footer, or their
+    /// count differs.
+    #[error("trace records digest mismatch: footer says {expected}, records hash to {actual}")]
     DigestMismatch {
-        /// Digest stored in the footer.
+        /// Records digest stored in the footer.
         expected: Digest,
         /// Digest of the records actually read.
         actual: Digest,
@@ -118,17 +187,22 @@ pub struct TraceWriter<W: Write> {
     out: W,
     buf: Vec<u8>,
     encoder: batch::Encoder,
+    /// The check of the last frame written (the next frame's seed).
+    chain: u64,
 }
 
 impl<W: Write> TraceWriter<W> {
     /// Writes the magic, version and header frame.
     pub fn new(mut out: W, header: &Header) -> Result<Self, TraceError> {
-        out.write_all(MAGIC)?;
-        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        let mut preamble = [0u8; PREAMBLE as usize];
+        preamble[..8].copy_from_slice(MAGIC);
+        preamble[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.write_all(&preamble)?;
         let mut w = TraceWriter {
             out,
             buf: Vec::new(),
             encoder: batch::Encoder::new(),
+            chain: chain_start(&preamble),
         };
         w.postcard_frame(TAG_HEADER, header)?;
         Ok(w)
@@ -141,11 +215,11 @@ impl<W: Write> TraceWriter<W> {
             offset: 0,
             what: format!("cannot encode frame: {e}"),
         })?;
-        Self::write_frame(&mut self.out, tag, &self.buf)
+        Self::write_frame(&mut self.out, &mut self.chain, tag, &self.buf)
     }
 
-    /// Writes `body` as a frame.
-    fn write_frame(out: &mut W, tag: u8, body: &[u8]) -> Result<(), TraceError> {
+    /// Writes `body` as a frame, its check chained to the previous one.
+    fn write_frame(out: &mut W, chain: &mut u64, tag: u8, body: &[u8]) -> Result<(), TraceError> {
         let len = u32::try_from(body.len())
             .ok()
             .filter(|&l| l <= MAX_FRAME)
@@ -156,9 +230,14 @@ impl<W: Write> TraceWriter<W> {
                     body.len()
                 ),
             })?;
-        out.write_all(&len.to_le_bytes())?;
-        out.write_all(&[tag])?;
+        let mut head = [0u8; FRAME_HEAD as usize];
+        head[..4].copy_from_slice(&len.to_le_bytes());
+        head[4] = tag;
+        let check = frame_check(*chain, &head, body);
+        out.write_all(&head)?;
         out.write_all(body)?;
+        out.write_all(&check.to_le_bytes())?;
+        *chain = check;
         Ok(())
     }
 
@@ -167,7 +246,7 @@ impl<W: Write> TraceWriter<W> {
     pub fn records(&mut self, records: &[Record]) -> Result<(), TraceError> {
         for chunk in records.chunks(CHUNK) {
             let body = self.encoder.encode(chunk);
-            Self::write_frame(&mut self.out, TAG_RECORDS, body)?;
+            Self::write_frame(&mut self.out, &mut self.chain, TAG_RECORDS, body)?;
         }
         Ok(())
     }
@@ -180,71 +259,166 @@ impl<W: Write> TraceWriter<W> {
     }
 }
 
-/// Reads a trace file: header first, then records batch by batch; the footer
-/// is located up front by skipping over frames (no record is decoded twice).
+/// A frame's head as read, before anything in it is trusted.
+struct Frame {
+    /// Offset of its first byte.
+    at: u64,
+    head: [u8; FRAME_HEAD as usize],
+    len: u32,
+    tag: u8,
+    /// Offset just past its check.
+    end: u64,
+}
+
+impl Frame {
+    /// Reads the head of the frame at `at`, the reader being positioned
+    /// there; `what` names the frame if the file ends first.
+    fn head<R: Read>(
+        inp: &mut R,
+        at: u64,
+        file_len: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<Frame, TraceError> {
+        if at + FRAME_HEAD > file_len {
+            return Err(TraceError::Truncated {
+                offset: file_len,
+                what: what(),
+            });
+        }
+        let mut head = [0u8; FRAME_HEAD as usize];
+        read_exact_at(inp, &mut head, at, "frame head")?;
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        Ok(Frame {
+            at,
+            head,
+            len,
+            tag: head[4],
+            end: at + FRAME_HEAD + u64::from(len) + CHECK,
+        })
+    }
+
+    /// Checks the length against [`MAX_FRAME`] and the end of the file,
+    /// naming the frame `part`.
+    fn fits(&self, file_len: u64, part: Part) -> Result<(), TraceError> {
+        if self.len > MAX_FRAME {
+            return Err(TraceError::Damaged {
+                part,
+                offset: self.at,
+                why: "its length exceeds the frame size limit",
+            });
+        }
+        if self.end > file_len {
+            return Err(TraceError::Truncated {
+                offset: file_len,
+                what: format!(
+                    "the {part} at byte offset {} runs past the end of the file \
+                     (the file was cut short, or the frame's length is damaged)",
+                    self.at
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the body (into `body`, reused) and the check, the reader being
+    /// positioned after the head; returns the check as stored and whether
+    /// the frame matches it with `seed`. Call [`Frame::fits`] first: the
+    /// length must have been checked against the file before allocating.
+    fn read_body<R: Read>(
+        &self,
+        inp: &mut R,
+        seed: u64,
+        body: &mut Vec<u8>,
+    ) -> Result<(u64, bool), TraceError> {
+        let len = self.len as usize;
+        body.clear();
+        body.resize(len + CHECK as usize, 0);
+        read_exact_at(inp, body, self.at + FRAME_HEAD, "frame body")?;
+        let stored = u64::from_le_bytes(body[len..].try_into().expect("8 bytes"));
+        body.truncate(len);
+        Ok((stored, frame_check(seed, &self.head, body) == stored))
+    }
+
+    /// Whether the body would match `stored` under another tag: tells a
+    /// damaged tag from damage elsewhere in the frame.
+    fn matches_with_tag(&self, tag: u8, seed: u64, body: &[u8], stored: u64) -> bool {
+        let mut head = self.head;
+        head[4] = tag;
+        frame_check(seed, &head, body) == stored
+    }
+}
+
+/// Reads a trace file: header first, then records batch by batch. Opening
+/// verifies the header and the footer against their checks (the footer is
+/// found by skipping over the batches, which are checked as they are read).
 pub struct TraceReader<R: Read + Seek> {
     inp: R,
-    len: u64,
     header: Header,
     footer: Footer,
     records_start: u64,
+    footer_at: u64,
+    /// The header's check: the seed of the first batch's.
+    header_check: u64,
 }
 
 impl<R: Read + Seek> TraceReader<R> {
-    /// Opens a trace: checks magic and version, reads the header and footer.
+    /// Opens a trace: checks magic and version, reads and verifies the
+    /// header and the footer. Nothing of either is used unverified.
     pub fn new(mut inp: R) -> Result<Self, TraceError> {
         let len = inp.seek(SeekFrom::End(0))?;
         inp.seek(SeekFrom::Start(0))?;
-        let mut magic = [0u8; PREAMBLE as usize];
-        read_exact_at(&mut inp, &mut magic, 0, "magic and version")?;
-        if &magic[..8] != MAGIC {
+        let mut preamble = [0u8; PREAMBLE as usize];
+        if len < PREAMBLE {
+            return Err(TraceError::Truncated {
+                offset: len,
+                what: "magic and version".into(),
+            });
+        }
+        read_exact_at(&mut inp, &mut preamble, 0, "magic and version")?;
+        if &preamble[..8] != MAGIC {
             return Err(TraceError::BadMagic);
         }
-        let found = u16::from_le_bytes([magic[8], magic[9]]);
+        let found = u16::from_le_bytes([preamble[8], preamble[9]]);
         if found != FORMAT_VERSION {
             return Err(TraceError::Version { found });
         }
-        let mut pos = PREAMBLE;
         let mut body = Vec::new();
-        let tag = read_frame(&mut inp, &mut pos, len, &mut body)?;
-        if tag != TAG_HEADER {
+        let h = Frame::head(&mut inp, PREAMBLE, len, || "the header".into())?;
+        h.fits(len, Part::Header)?;
+        let (header_check, ok) = h.read_body(&mut inp, chain_start(&preamble), &mut body)?;
+        if !ok {
+            return Err(damaged(Part::Header, PREAMBLE, "checksum mismatch"));
+        }
+        if h.tag != TAG_HEADER {
             return Err(corrupt(
                 PREAMBLE,
-                format!("first frame has tag {tag}, expected the header"),
+                format!("first frame has tag {}, expected the header", h.tag),
             ));
         }
         let header: Header = decode_postcard(&body, PREAMBLE)?;
-        let records_start = pos;
-        // Skip record frames to find the footer.
-        loop {
-            let at = pos;
-            let (tag, frame_len) = read_frame_head(&mut inp, &mut pos, len)?;
-            match tag {
-                TAG_RECORDS => {
-                    pos += u64::from(frame_len);
-                    inp.seek(SeekFrom::Start(pos))?;
-                }
-                TAG_FOOTER => {
-                    read_body(&mut inp, &mut pos, frame_len, &mut body)?;
-                    let footer: Footer = decode_postcard(&body, at)?;
-                    if pos != len {
-                        return Err(corrupt(
-                            pos,
-                            format!("{} bytes after the footer", len - pos),
-                        ));
-                    }
-                    inp.seek(SeekFrom::Start(records_start))?;
-                    return Ok(TraceReader {
-                        inp,
-                        len,
-                        header,
-                        footer,
-                        records_start,
-                    });
-                }
-                t => return Err(corrupt(at, format!("unexpected frame tag {t}"))),
+        let records_start = h.end;
+        let (footer_at, footer) = match find_footer(&mut inp, len, records_start, &mut body) {
+            Ok(found) => found,
+            Err(TraceError::Io(e)) => return Err(TraceError::Io(e)),
+            Err(first) => {
+                // Something is off: walk again checking every frame to name
+                // the part at fault; a check that finds nothing keeps the
+                // first error.
+                return Err(
+                    diagnose(&mut inp, len, records_start, header_check, &mut body)
+                        .err()
+                        .unwrap_or(first),
+                );
             }
-        }
+        };
+        Ok(TraceReader {
+            inp,
+            header,
+            footer,
+            records_start,
+            footer_at,
+            header_check,
+        })
     }
 
     /// The header (scenario, seed, env).
@@ -252,16 +426,19 @@ impl<R: Read + Seek> TraceReader<R> {
         &self.header
     }
 
-    /// The footer (names, count, digest).
+    /// The footer (names, count, digests).
     pub fn footer(&self) -> &Footer {
         &self.footer
     }
 
-    /// A cursor over the records, from the first; it checks the count and
+    /// A cursor over the records, from the first; it checks each batch
+    /// against its checksum before decoding it, and the count and records
     /// digest against the footer when it reaches the end.
     pub fn cursor(&mut self) -> RecordCursor<'_, R> {
         RecordCursor {
             pos: self.records_start,
+            seed: self.header_check,
+            batches: 0,
             reader: self,
             body: Vec::new(),
             batch: Vec::new(),
@@ -300,12 +477,127 @@ impl<R: Read + Seek> TraceReader<R> {
     }
 }
 
+/// Skips over the record batches (reading only their heads) to the footer,
+/// and verifies the footer against its check, whose seed is the check stored
+/// just before it (the last batch's, or the header's).
+fn find_footer<R: Read + Seek>(
+    inp: &mut R,
+    len: u64,
+    records_start: u64,
+    body: &mut Vec<u8>,
+) -> Result<(u64, Footer), TraceError> {
+    let mut pos = records_start;
+    let mut batches = 0;
+    loop {
+        let f = Frame::head(inp, pos, len, || "the footer is missing".into())?;
+        match f.tag {
+            TAG_RECORDS => {
+                batches += 1;
+                f.fits(len, Part::Batch(batches))?;
+                pos = f.end;
+                inp.seek(SeekFrom::Start(pos))?;
+            }
+            TAG_FOOTER => {
+                f.fits(len, Part::Footer)?;
+                inp.seek(SeekFrom::Start(pos - CHECK))?;
+                let mut seed = [0u8; CHECK as usize];
+                read_exact_at(inp, &mut seed, pos - CHECK, "check")?;
+                inp.seek(SeekFrom::Start(pos + FRAME_HEAD))?;
+                let (_, ok) = f.read_body(inp, u64::from_le_bytes(seed), body)?;
+                if !ok {
+                    return Err(damaged(Part::Footer, pos, "checksum mismatch"));
+                }
+                if f.end != len {
+                    return Err(corrupt(
+                        f.end,
+                        format!("{} bytes after the footer", len - f.end),
+                    ));
+                }
+                let footer: Footer = decode_postcard(body, pos)?;
+                inp.seek(SeekFrom::Start(records_start))?;
+                return Ok((pos, footer));
+            }
+            t => return Err(corrupt(pos, format!("unexpected frame tag {t}"))),
+        }
+    }
+}
+
+/// Walks the frames after the header checking each against its check, to
+/// name the first part that is damaged (or cut short). `Ok` if it finds
+/// nothing wrong.
+///
+/// A frame that fails its check is named by what it is: a records batch
+/// or the footer. If it would match under the other of the two tags, its
+/// tag is what was damaged; otherwise its tag is trusted, and an unknown
+/// tag is the footer's if the frame ends where the file does.
+fn diagnose<R: Read + Seek>(
+    inp: &mut R,
+    len: u64,
+    records_start: u64,
+    header_check: u64,
+    body: &mut Vec<u8>,
+) -> Result<(), TraceError> {
+    inp.seek(SeekFrom::Start(records_start))?;
+    let mut pos = records_start;
+    let mut seed = header_check;
+    let mut batches = 0u64;
+    loop {
+        let f = Frame::head(inp, pos, len, || match batches {
+            0 => "the file ends after the header: the footer is missing".into(),
+            n => format!("the file ends after records batch {n}: the footer is missing"),
+        })?;
+        let next = Part::Batch(batches + 1);
+        let by_tag = if f.tag == TAG_FOOTER {
+            Part::Footer
+        } else {
+            next
+        };
+        f.fits(len, by_tag)?;
+        let (stored, ok) = f.read_body(inp, seed, body)?;
+        if !ok {
+            // A batch: one under a damaged tag, one tagged as such, or an
+            // unknown tag on a frame that does not end the file.
+            let batch = f.matches_with_tag(TAG_RECORDS, seed, body, stored)
+                || f.tag == TAG_RECORDS
+                || (f.tag != TAG_FOOTER && f.end != len);
+            let part = if f.matches_with_tag(TAG_FOOTER, seed, body, stored) || !batch {
+                Part::Footer
+            } else {
+                next
+            };
+            return Err(damaged(part, pos, "checksum mismatch"));
+        }
+        match f.tag {
+            TAG_RECORDS => {
+                batches += 1;
+                seed = stored;
+                pos = f.end;
+            }
+            TAG_FOOTER => {
+                if f.end != len {
+                    return Err(corrupt(
+                        f.end,
+                        format!("{} bytes after the footer", len - f.end),
+                    ));
+                }
+                return Ok(());
+            }
+            t => return Err(corrupt(pos, format!("unexpected frame tag {t}"))),
+        }
+    }
+}
+
 /// Reads a trace's records batch by batch, holding one batch at a time.
-/// Reaching the footer checks the record count and digest: a mismatch is an
-/// error then, after the records already returned.
+/// Each batch is verified against its check before it is decoded; reaching
+/// the footer checks the record count and digest: a mismatch is an error
+/// then, after the records already returned.
 pub struct RecordCursor<'a, R: Read + Seek> {
     reader: &'a mut TraceReader<R>,
     pos: u64,
+    /// The check of the last frame verified (the next one's seed).
+    seed: u64,
+    /// Batches read so far.
+    batches: u64,
     body: Vec<u8>,
     batch: Vec<Record>,
     decoder: batch::Decoder,
@@ -322,34 +614,51 @@ impl<R: Read + Seek> RecordCursor<'_, R> {
             return Ok(false);
         }
         let r = &mut *self.reader;
+        if self.pos == r.footer_at {
+            // Every batch matched its check, chained from the header's to
+            // the footer's (verified when the file was opened).
+            self.done = true;
+            let actual = self.digester.digest();
+            if actual != r.footer.records_digest || self.count != r.footer.records {
+                return Err(TraceError::DigestMismatch {
+                    expected: r.footer.records_digest,
+                    actual,
+                });
+            }
+            return Ok(false);
+        }
         if !self.started {
             // Frames follow each other: position once, then read on.
             r.inp.seek(SeekFrom::Start(self.pos))?;
             self.started = true;
         }
         let at = self.pos;
+        let part = Part::Batch(self.batches + 1);
         self.batch.clear();
         self.next = 0;
-        let tag = read_frame(&mut r.inp, &mut self.pos, r.len, &mut self.body)?;
-        if tag == TAG_FOOTER {
-            self.done = true;
-            let actual = self.digester.digest();
-            if actual != r.footer.digest || self.count != r.footer.records {
-                return Err(TraceError::DigestMismatch {
-                    expected: r.footer.digest,
-                    actual,
-                });
-            }
-            return Ok(false);
+        // The file was complete when opened: a batch that does not end
+        // before the footer has a damaged length.
+        let past_footer = |e| match e {
+            TraceError::Truncated { .. } => damaged(part, at, "its length runs past the footer"),
+            e => e,
+        };
+        let f = Frame::head(&mut r.inp, at, r.footer_at, String::new).map_err(past_footer)?;
+        f.fits(r.footer_at, part).map_err(past_footer)?;
+        let (stored, ok) = f.read_body(&mut r.inp, self.seed, &mut self.body)?;
+        if !ok {
+            return Err(damaged(part, at, "checksum mismatch"));
         }
-        if tag != TAG_RECORDS {
-            return Err(corrupt(at, format!("unexpected frame tag {tag}")));
+        if f.tag != TAG_RECORDS {
+            return Err(corrupt(at, format!("unexpected frame tag {}", f.tag)));
         }
         self.decoder
             .decode(&self.body, &mut self.batch)
             .map_err(|(i, what)| corrupt(at + FRAME_HEAD + i as u64, what))?;
         self.digester.update(&self.batch);
         self.count += self.batch.len() as u64;
+        self.seed = stored;
+        self.batches += 1;
+        self.pos = f.end;
         Ok(true)
     }
 
@@ -381,6 +690,10 @@ fn corrupt(offset: u64, what: String) -> TraceError {
     TraceError::Corrupt { offset, what }
 }
 
+fn damaged(part: Part, offset: u64, why: &'static str) -> TraceError {
+    TraceError::Damaged { part, offset, why }
+}
+
 fn decode_postcard<'a, T: Deserialize<'a>>(body: &'a [u8], at: u64) -> Result<T, TraceError> {
     let (v, rest) = postcard::take_from_bytes(body)
         .map_err(|e| corrupt(at, format!("cannot decode frame: {e}")))?;
@@ -397,68 +710,12 @@ fn read_exact_at<R: Read>(
     what: &'static str,
 ) -> Result<(), TraceError> {
     inp.read_exact(buf).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => TraceError::Truncated { offset, what },
+        io::ErrorKind::UnexpectedEof => TraceError::Truncated {
+            offset,
+            what: what.into(),
+        },
         _ => TraceError::Io(e),
     })
-}
-
-fn read_frame_head<R: Read>(
-    inp: &mut R,
-    pos: &mut u64,
-    file_len: u64,
-) -> Result<(u8, u32), TraceError> {
-    let mut head = [0u8; FRAME_HEAD as usize];
-    if *pos + FRAME_HEAD > file_len {
-        return Err(TraceError::Truncated {
-            offset: *pos,
-            what: "frame header (the footer is missing)",
-        });
-    }
-    read_exact_at(inp, &mut head, *pos, "frame header")?;
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let at = *pos;
-    *pos += FRAME_HEAD;
-    if len > MAX_FRAME {
-        return Err(corrupt(
-            at,
-            format!("frame length {len} exceeds the {MAX_FRAME}-byte limit"),
-        ));
-    }
-    if *pos + u64::from(len) > file_len {
-        return Err(TraceError::Truncated {
-            offset: file_len,
-            what: "frame body",
-        });
-    }
-    Ok((head[4], len))
-}
-
-/// Reads a frame body of `len` bytes into `body` (reused).
-fn read_body<R: Read>(
-    inp: &mut R,
-    pos: &mut u64,
-    len: u32,
-    body: &mut Vec<u8>,
-) -> Result<(), TraceError> {
-    // `len` was checked against the file's remaining size before this
-    // allocation.
-    body.clear();
-    body.resize(len as usize, 0);
-    read_exact_at(inp, body, *pos, "frame body")?;
-    *pos += u64::from(len);
-    Ok(())
-}
-
-/// Reads the next frame into `body`; returns its tag.
-fn read_frame<R: Read>(
-    inp: &mut R,
-    pos: &mut u64,
-    file_len: u64,
-    body: &mut Vec<u8>,
-) -> Result<u8, TraceError> {
-    let (tag, len) = read_frame_head(inp, pos, file_len)?;
-    read_body(inp, pos, len, body)?;
-    Ok(tag)
 }
 
 #[cfg(test)]
@@ -488,7 +745,8 @@ mod tests {
             channels: vec!["c".into()],
             kinds: vec![(3, "k".into())],
             records: records.len() as u64,
-            digest: d.digest(),
+            records_digest: d.digest(),
+            payload_digest: Digest([7; 16]),
             stopped: None,
         })
         .unwrap()
@@ -497,10 +755,25 @@ mod tests {
     /// (offset, body length) of the first records frame.
     fn first_batch(bytes: &[u8]) -> (usize, usize) {
         let header_len = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
-        let at = 10 + 5 + header_len;
+        let at = 10 + 5 + header_len + 8;
         assert_eq!(bytes[at + 4], TAG_RECORDS);
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
         (at, len)
+    }
+
+    /// Recomputes every frame's check, as a writer would have: what a flip
+    /// inside a body does once the checksums are out of the way.
+    fn rechain(bytes: &mut [u8]) {
+        let mut seed = chain_start(bytes[..10].try_into().unwrap());
+        let mut pos = 10;
+        while pos < bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            let head: [u8; 5] = bytes[pos..pos + 5].try_into().unwrap();
+            let end = pos + 5 + len;
+            seed = frame_check(seed, &head, &bytes[pos + 5..end]);
+            bytes[end..end + 8].copy_from_slice(&seed.to_le_bytes());
+            pos = end + 8;
+        }
     }
 
     #[test]
@@ -535,7 +808,8 @@ mod tests {
                 channels: vec![],
                 kinds: vec![],
                 records: records.len() as u64,
-                digest: d.digest(),
+                records_digest: d.digest(),
+                payload_digest: Digest([0; 16]),
                 stopped: None,
             })
             .unwrap();
@@ -564,11 +838,21 @@ mod tests {
         let mut bytes = write(&[rec(1)]);
         bytes[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = TraceReader::new(Cursor::new(bytes)).err().unwrap();
-        assert!(matches!(err, TraceError::Corrupt { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TraceError::Damaged {
+                    part: Part::Header,
+                    offset: 10,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
-    fn flipped_record_byte_is_caught() {
+    fn flipped_record_byte_is_caught_by_the_batch_check() {
         let bytes = write(&(0..100).map(rec).collect::<Vec<_>>());
         let (at, len) = first_batch(&bytes);
         // Flip every bit of the first records frame's body.
@@ -577,19 +861,28 @@ mod tests {
                 let mut b = bytes.clone();
                 b[i] ^= 1 << bit;
                 let res = TraceReader::new(Cursor::new(b)).and_then(|mut r| r.read_all());
-                assert!(res.is_err(), "byte {i} bit {bit} went unnoticed");
+                match res {
+                    Err(TraceError::Damaged {
+                        part: Part::Batch(1),
+                        offset,
+                        ..
+                    }) => assert_eq!(offset, at as u64),
+                    Err(e) => panic!("byte {i} bit {bit}: {e}"),
+                    Ok(_) => panic!("byte {i} bit {bit} went unnoticed"),
+                }
             }
         }
     }
 
     #[test]
-    fn a_corrupt_batch_names_the_bad_byte() {
+    fn a_corrupt_batch_that_matches_its_check_names_the_bad_byte() {
         let bytes = write(&(0..100).map(rec).collect::<Vec<_>>());
         let (at, _) = first_batch(&bytes);
         let mut b = bytes.clone();
         // The first record's tag: event code 15 does not exist.
         let tag_at = at + 5 + 1;
         b[tag_at] |= 0x0F;
+        rechain(&mut b);
         let err = TraceReader::new(Cursor::new(b))
             .and_then(|mut r| r.read_all())
             .unwrap_err();
@@ -603,6 +896,33 @@ mod tests {
     }
 
     #[test]
+    fn the_check_chain_is_pinned() {
+        // The chain's definition, spelled out: XXH3-64 of the preamble seeds
+        // the header's check; each check seeds the next.
+        let bytes = write(&[]);
+        let mut pre = Vec::from(&MAGIC[..]);
+        pre.extend_from_slice(&3u16.to_le_bytes());
+        assert_eq!(bytes[..10], pre[..]);
+        let mut seed = xxhash_rust::xxh3::xxh3_64(&pre);
+        let mut pos = 10;
+        let mut tags = Vec::new();
+        while pos < bytes.len() {
+            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+            let framed = &bytes[pos..pos + 5 + len];
+            let stored = u64::from_le_bytes(bytes[pos + 5 + len..][..8].try_into().unwrap());
+            assert_eq!(
+                stored,
+                xxhash_rust::xxh3::xxh3_64_with_seed(framed, seed),
+                "frame at {pos}"
+            );
+            tags.push(bytes[pos + 4]);
+            seed = stored;
+            pos += 5 + len + 8;
+        }
+        assert_eq!(tags, [TAG_HEADER, TAG_FOOTER]);
+    }
+
+    #[test]
     fn bad_magic_and_version() {
         let mut bytes = write(&[rec(1)]);
         bytes[0] = b'X';
@@ -611,7 +931,7 @@ mod tests {
             TraceError::BadMagic
         ));
         bytes[0] = b'B';
-        for v in [1u16, 3, 99] {
+        for v in [1u16, 2, 4, 99] {
             bytes[8..10].copy_from_slice(&v.to_le_bytes());
             match TraceReader::new(Cursor::new(bytes.clone())).err().unwrap() {
                 TraceError::Version { found } => assert_eq!(found, v),

@@ -1,10 +1,9 @@
-//! One event as a fixed-size [`Record`], its canonical 40-byte layout, and
-//! the streaming [`Digester`] over that layout.
+//! One event as a fixed-size [`Record`] and its canonical 40-byte layout,
+//! which the records digest ([`Digester`](super::Digester)) is defined on.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 /// What happened. The names are the `event` column of the CSV export; the
 /// codes are hashed into the digest and written to trace files, so they
@@ -196,62 +195,6 @@ impl Record {
     }
 }
 
-/// A 128-bit digest of an event stream, printed as 32 hex digits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Digest(pub [u8; 16]);
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Streaming digest over records.
-#[derive(Clone)]
-pub struct Digester {
-    hasher: Xxh3,
-    scratch: Vec<u8>,
-}
-
-impl Default for Digester {
-    fn default() -> Self {
-        Digester {
-            hasher: Xxh3::new(),
-            scratch: Vec::new(),
-        }
-    }
-}
-
-impl Digester {
-    /// Feeds records, in order.
-    pub fn update(&mut self, records: &[Record]) {
-        if cfg!(target_endian = "little") {
-            // The in-memory layout is the canonical one (see `Record`).
-            self.hasher.update(bytemuck::cast_slice(records));
-        } else {
-            self.scratch.clear();
-            for r in records {
-                self.scratch.extend_from_slice(&r.to_bytes());
-            }
-            self.hasher.update(&self.scratch);
-        }
-    }
-
-    /// Feeds records already in their canonical layout
-    /// ([`Record::to_bytes`], concatenated).
-    pub fn update_bytes(&mut self, canonical: &[u8]) {
-        self.hasher.update(canonical);
-    }
-
-    /// The digest of everything fed so far.
-    pub fn digest(&self) -> Digest {
-        Digest(self.hasher.digest128().to_le_bytes())
-    }
-}
-
 /// A record made from `i`, for the trace module's tests: every kept event
 /// kind in turn, and a few details.
 #[cfg(test)]
@@ -272,6 +215,7 @@ pub(crate) fn sample_record(i: u64) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::Digester;
 
     use sample_record as rec;
 

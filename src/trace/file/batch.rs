@@ -1,5 +1,6 @@
-//! The record encoding of a batch frame (format version 2), described byte
-//! by byte in the module docs of [`crate::trace`]. The encoder and the
+//! The record encoding of a batch frame's body (the same since format
+//! version 2), described byte by byte in the module docs of
+//! [`crate::trace`]. The encoder and the
 //! decoder run the same state machine: the previous record's time, the id
 //! of the last published message, and a direct-mapped cache of message
 //! headers, all reset at the start of every batch.
@@ -7,8 +8,9 @@
 //! The encoding is canonical: a flag must be set exactly when its
 //! prediction holds and every varint is minimal, so a sequence of records
 //! has exactly one encoding and a decoder that accepts two different byte
-//! strings never yields the same records from both. A flipped bit therefore
-//! either fails to decode or changes the records (and so the digest).
+//! strings never yields the same records from both. A flipped bit that got
+//! past the frame's check would therefore either fail to decode or change
+//! the records (and so the records digest).
 
 use super::CHUNK;
 use crate::trace::{EventKind, Record};
