@@ -20,7 +20,7 @@ use std::ops::ControlFlow;
 
 use busbar::SimError;
 use busbar::metrics::Summary;
-use busbar::replay::{Comparison, diff, replay};
+use busbar::replay::{Comparison, Differs, diff, replay};
 use busbar::rollout::batch::{Batch, BatchError, Shard, Sweep};
 use busbar::rollout::table;
 use busbar::scenario::{Override, Scenario};
@@ -547,10 +547,21 @@ fn print_comparison(c: &Comparison, what: &str) -> Result<u8, Failure> {
         Comparison::Diverged(d) => {
             let left = d.left.as_deref().unwrap_or("(end of trace)");
             let right = d.right.as_deref().unwrap_or("(end of trace)");
+            let at = match d.what {
+                Differs::Record => format!("at record {}", d.seq),
+                Differs::Stop => format!(
+                    "after all {} records match: the runs stopped differently",
+                    d.seq
+                ),
+                Differs::Payloads => format!(
+                    "after all {} records match: a published payload differs",
+                    d.seq
+                ),
+                _ => format!("at record {}", d.seq),
+            };
             writeln!(
                 out,
-                "{what}: diverged at record {}\n  left:  {left}\n  right: {right}",
-                d.seq
+                "{what}: diverged {at}\n  left:  {left}\n  right: {right}"
             )
             .map_err(bad_input)?;
             1

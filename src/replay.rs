@@ -21,6 +21,8 @@ use crate::trace::{CHUNK, Digest, EventKind, Record, RecordCursor, TraceError, T
 /// Where two runs first differ.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Divergence {
+    /// What differs.
+    pub what: Differs,
     /// Index of the first differing record; the record count when every
     /// record matches but the runs stopped differently or published
     /// different payloads (`left` and `right` then say which).
@@ -29,6 +31,19 @@ pub struct Divergence {
     pub left: Option<String>,
     /// The record on the right (the re-run or second trace).
     pub right: Option<String>,
+}
+
+/// What differs between two runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Differs {
+    /// A record (or one run has more records).
+    Record,
+    /// Every record matches, but one run was stopped by a limit and the
+    /// other was not (or by another limit).
+    Stop,
+    /// Every record matches, but a published payload differs.
+    Payloads,
 }
 
 /// The result of a comparison.
@@ -112,6 +127,7 @@ fn diverged(
     rn: &Names<'_>,
 ) -> Comparison {
     Comparison::Diverged(Divergence {
+        what: Differs::Record,
         seq,
         left: left.map(|r| describe(ln, seq, r)),
         right: right.map(|r| describe(rn, seq, r)),
@@ -255,6 +271,7 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
     if stopped != footer.stopped && matches!(result, Comparison::Identical(_)) {
         let end = |s: &Option<String>| Some(s.as_deref().unwrap_or("ran to its end").to_string());
         return Ok(Comparison::Diverged(Divergence {
+            what: Differs::Stop,
             seq: against.seq,
             left: end(&footer.stopped),
             right: end(&stopped),
@@ -278,6 +295,7 @@ fn payloads(records: Comparison, left: Digest, right: Digest) -> Comparison {
                 ))
             };
             Comparison::Diverged(Divergence {
+                what: Differs::Payloads,
                 seq: n,
                 left: say(left),
                 right: say(right),

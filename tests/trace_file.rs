@@ -1261,6 +1261,7 @@ fn payload_only_difference_changes_the_digest() {
     match diff(&mut open(&pa), &mut open(&pb)).unwrap() {
         Comparison::Diverged(d) => {
             assert_eq!(d.seq, records.len() as u64);
+            assert_eq!(d.what, busbar::replay::Differs::Payloads);
             let (l, r) = (d.left.unwrap(), d.right.unwrap());
             assert!(
                 l.contains(&format!("payload digest {}", fa.payload_digest)),
