@@ -217,3 +217,45 @@ fn too_many_agents_for_the_builder_is_an_error_naming_max_agents() {
     let e = b.build().map(|_| ()).unwrap_err().to_string();
     assert!(e.contains("max_agents = 3"), "{e}");
 }
+
+/// A trace whose header holds `scenario` (checksums intact: a crafted
+/// file, not a damaged one).
+fn crafted_trace(scenario: &str) -> PathBuf {
+    use busbar::trace::{Digester, Footer, Header, TraceWriter};
+    let header = Header {
+        crate_version: "0".into(),
+        scenario_path: "crafted.toml".into(),
+        base_dir: ".".into(),
+        scenario: scenario.into(),
+        seed: 1,
+        env: 0,
+    };
+    let empty = Digester::default().digest();
+    let footer = Footer {
+        agents: vec![],
+        channels: vec![],
+        kinds: vec![],
+        records: 0,
+        records_digest: empty,
+        payload_digest: empty,
+        stopped: None,
+    };
+    let w = TraceWriter::new(Vec::new(), &header).unwrap();
+    let bytes = w.finish(&footer).unwrap();
+    let p = dir().join("crafted.bbt");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn replay_of_a_crafted_header_is_checked_and_bounded_like_run() {
+    // Once: a crafted header with a hostile scenario aborted the process.
+    let p = crafted_trace(&microgrids(4_294_967_295, ""));
+    let out = Command::new(env!("CARGO_BIN_EXE_busbar"))
+        .args(["replay", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_agents"), "{err}");
+}
