@@ -78,7 +78,11 @@ pub fn supervise(seconds: u64, seed: u64, findings: &Path) -> u8 {
     let mut found = false;
     let mut total_execs = 0u64;
     let mut restarts: Vec<String> = Vec::new();
+    // Workers that stopped within seconds of starting, in a row: a seed
+    // that crashes stops the run rather than restarting it in a loop.
+    let mut quick = 0;
     for worker in 0u64.. {
+        let began = Instant::now();
         let left = deadline.saturating_duration_since(Instant::now());
         if worker > 0 && left < Duration::from_secs(1) {
             break;
@@ -138,6 +142,10 @@ pub fn supervise(seconds: u64, seed: u64, findings: &Path) -> u8 {
                 found = true;
                 break;
             }
+            Some(2) => {
+                let _ = std::fs::remove_file(&current);
+                return 2;
+            }
             Some(EXIT_RESTART) => {
                 found = true;
                 restarts.push("a hang or the memory cap (saved by the worker)".into());
@@ -163,6 +171,15 @@ pub fn supervise(seconds: u64, seed: u64, findings: &Path) -> u8 {
             }
         }
         let _ = std::fs::remove_file(&current);
+        quick = if began.elapsed() < Duration::from_secs(5) {
+            quick + 1
+        } else {
+            0
+        };
+        if quick == 3 {
+            println!("supervisor: three workers in a row stopped within seconds; giving up");
+            break;
+        }
     }
     let elapsed = start.elapsed().as_secs_f64();
     println!(
