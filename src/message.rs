@@ -194,6 +194,17 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// Bytes the payload holds outside the message (0 for inline values):
+    /// what a message in flight keeps alive.
+    pub fn heap_bytes(&self) -> u64 {
+        match self {
+            Payload::Empty | Payload::Inline { .. } => 0,
+            Payload::Floats(v) => 8 * v.len() as u64,
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::Text(t) => t.len() as u64,
+        }
+    }
+
     /// A numeric payload: inline when it fits, shared otherwise.
     pub fn values(vs: &[f64]) -> Payload {
         if vs.len() <= INLINE_VALUES {

@@ -102,7 +102,8 @@ impl Latency {
             Latency::Constant { value } => LatencySampler::Constant(value),
             Latency::Uniform { min, max } => LatencySampler::Uniform {
                 min_ns: min.0,
-                span: max.0 - min.0 + 1,
+                // Saturating: `max` may be the largest duration there is.
+                span: max.0.saturating_sub(min.0).saturating_add(1),
             },
             Latency::Normal { mean, std } => LatencySampler::Normal {
                 mean_ns: mean.0 as f64,

@@ -318,6 +318,9 @@ impl Core {
             }
             Transit::Arrive(at) => {
                 let slot = self.msgs.insert(msg);
+                if self.msgs.bytes() > self.limits.max_in_flight_bytes {
+                    self.limit("max_in_flight_bytes", self.limits.max_in_flight_bytes);
+                }
                 self.schedule_copy(at, Event::AtBroker { slot });
             }
         }

@@ -29,6 +29,11 @@ pub struct Limits {
     /// Most message copies on the network at once. Default 1 million.
     #[serde(default = "Limits::default_max_in_flight")]
     pub max_in_flight: u64,
+    /// Most payload bytes held by messages on the network at once (a
+    /// message holds its payload until its last copy arrives; inline
+    /// values count 0). Default 256 MiB.
+    #[serde(default = "Limits::default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: u64,
     /// Most events pending in the queue at once (copies in flight, timers,
     /// starts). Default 4 million; at most 16 777 216.
     #[serde(default = "Limits::default_max_pending_events")]
@@ -56,6 +61,9 @@ impl Limits {
     fn default_max_in_flight() -> u64 {
         1_000_000
     }
+    fn default_max_in_flight_bytes() -> u64 {
+        256 << 20
+    }
     fn default_max_pending_events() -> u64 {
         4_000_000
     }
@@ -80,6 +88,7 @@ impl Limits {
         }
         v.at_least_one("max_sim_time", self.max_sim_time.as_nanos());
         v.at_least_one("max_in_flight", self.max_in_flight);
+        v.at_least_one("max_in_flight_bytes", self.max_in_flight_bytes);
         v.at_least_one("max_pending_events", self.max_pending_events);
         v.check(
             self.max_pending_events <= MAX_PENDING as u64,
@@ -110,6 +119,7 @@ impl Default for Limits {
             max_events: Self::default_max_events(),
             max_sim_time: Self::default_max_sim_time(),
             max_in_flight: Self::default_max_in_flight(),
+            max_in_flight_bytes: Self::default_max_in_flight_bytes(),
             max_pending_events: Self::default_max_pending_events(),
             max_buffered: Self::default_max_buffered(),
             max_trace_records: Self::default_max_trace_records(),

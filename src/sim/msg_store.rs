@@ -9,12 +9,15 @@ use crate::message::Message;
 pub(super) struct MsgStore {
     slots: Vec<(Option<Message>, u32)>,
     free: Vec<u32>,
+    /// Payload bytes of the messages held.
+    bytes: u64,
 }
 
 impl MsgStore {
     /// Stores `msg` with one reference; returns its slot.
     #[inline]
     pub(super) fn insert(&mut self, msg: Message) -> u32 {
+        self.bytes += msg.payload.heap_bytes();
         match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = (Some(msg), 1);
@@ -25,6 +28,13 @@ impl MsgStore {
                 (self.slots.len() - 1) as u32
             }
         }
+    }
+
+    /// Payload bytes of the messages held (published, some copy still in
+    /// flight).
+    #[inline]
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The message in a live slot.
@@ -48,7 +58,9 @@ impl MsgStore {
         let s = &mut self.slots[slot as usize];
         s.1 -= 1;
         if s.1 == 0 {
-            s.0 = None;
+            if let Some(m) = s.0.take() {
+                self.bytes -= m.payload.heap_bytes();
+            }
             self.free.push(slot);
         }
     }
@@ -61,7 +73,9 @@ impl MsgStore {
         s.1 -= 1;
         if s.1 == 0 {
             self.free.push(slot);
-            s.0.take().expect("live slot holds a message")
+            let m = s.0.take().expect("live slot holds a message");
+            self.bytes -= m.payload.heap_bytes();
+            m
         } else {
             s.0.as_ref().expect("live slot holds a message").clone()
         }
