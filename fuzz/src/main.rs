@@ -7,7 +7,7 @@
 //!
 //! Targets: `scenario` (the scenario loader, then a run with tight limits,
 //! its trace read back and exported), `trace` (the trace reader, export,
-//! diff and replay), `set` (not yet: `--set` does not exist). Run
+//! diff and replay), `set` (`--set` lines on the seed example). Run
 //! `busbar-fuzz help` for the options. README.md ("Fuzzing") has more.
 
 mod bytes;
@@ -80,13 +80,7 @@ fn parse_args() -> Result<Option<Opts>, String> {
     let target = match first.as_str() {
         "scenario" => Kind::Scenario,
         "trace" => Kind::Trace,
-        "set" => {
-            println!(
-                "set: not yet: --set does not exist (no `busbar run --set KEY=VALUE` to fuzz); \
-                 add a target here when it does"
-            );
-            return Ok(None);
-        }
+        "set" => Kind::Set,
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             return Ok(None);

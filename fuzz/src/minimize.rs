@@ -81,7 +81,7 @@ pub fn minimize(target: &Target, input: &[u8], want: &Want, time: Duration) -> (
     for _round in 0..4 {
         let before = cur.len();
         match target.kind {
-            Kind::Scenario => {
+            Kind::Scenario | Kind::Set => {
                 let text = String::from_utf8_lossy(&cur).into_owned();
                 let lines = s.ddmin(split_lines(&text), 1, &|ls| Some(ls.concat().into_bytes()));
                 cur = lines.concat().into_bytes();

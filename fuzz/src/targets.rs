@@ -62,6 +62,7 @@ fn pass(sig: u64, class: &'static str, deep: bool, note: String) -> Outcome {
 pub enum Kind {
     Scenario,
     Trace,
+    Set,
 }
 
 pub struct Target {
@@ -159,6 +160,7 @@ impl Target {
         match self.kind {
             Kind::Scenario => "scenario",
             Kind::Trace => "trace",
+            Kind::Set => "set",
         }
     }
 
@@ -167,6 +169,7 @@ impl Target {
         match self.kind {
             Kind::Scenario => 64 << 10,
             Kind::Trace => 512 << 10,
+            Kind::Set => 4 << 10,
         }
     }
 
@@ -174,12 +177,20 @@ impl Target {
         match self.kind {
             Kind::Scenario => self.scenario(input),
             Kind::Trace => self.trace(input),
+            Kind::Set => self.set(input),
         }
     }
 
     pub fn mutate(&self, data: &mut Vec<u8>, rng: &mut Rng, other: &[u8], log: &mut MutatorLog) {
         match self.kind {
             Kind::Scenario => crate::toml::mutate(data, rng, other, 6, self.max_len()),
+            Kind::Set => {
+                if rng.chance(1, 3) {
+                    crate::bytes::mutate(data, rng, other, 3, self.max_len())
+                } else {
+                    mutate_sets(data, rng)
+                }
+            }
             Kind::Trace => {
                 if rng.chance(1, 6) {
                     crate::bytes::mutate(data, rng, other, 4, self.max_len())
@@ -195,6 +206,7 @@ impl Target {
         let scenarios = scenario_seeds();
         match self.kind {
             Kind::Scenario => (scenarios, Vec::new()),
+            Kind::Set => (set_seeds(), Vec::new()),
             Kind::Trace => trace_seeds(&scenarios, &self.base_dir),
         }
     }
@@ -404,10 +416,152 @@ fn tighten(l: &Limits, input: &[u8]) -> Limits {
         max_sim_time: l.max_sim_time,
         max_in_flight: l.max_in_flight.min(RUN_MAX_IN_FLIGHT),
         max_trace_records: l.max_trace_records.min(RUN_MAX_RECORDS),
+        ..l.clone()
     }
 }
 
+/// `--set` values worth starting from: one `key=value` per line, applied to
+/// `scenarios/seed_example.toml`.
+const SET_LINES: &[&str] = &[
+    "network.default.loss=0.05",
+    "network.default.latency={ dist = \"uniform\", min = \"1ms\", max = \"5ms\" }",
+    "network.default.latency.mean=\"3ms\"",
+    "simulation.duration=30s",
+    "simulation.seed=7",
+    "microgrid[0].count=3",
+    "microgrid[1].device[0].capacity_mwh=2.5",
+    "grid.deadline=500ms",
+    "grid.step=2s",
+    "grid.policy.v_min_pu=0.9",
+    "broker.buffer_capacity=5",
+    "broker.processing=1ms",
+    "limits.max_events=1000",
+    "network.link[0].loss=0.5",
+    "agent[0].name=x",
+];
+
+fn set_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = SET_LINES
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("set-{i}"), format!("{l}\n").into_bytes()))
+        .collect();
+    out.push(("set-all".into(), SET_LINES.join("\n").into_bytes()));
+    out
+}
+
+/// Edits one line: another key, another value, or a line added or dropped.
+fn mutate_sets(data: &mut Vec<u8>, rng: &mut Rng) {
+    let text = String::from_utf8_lossy(data).into_owned();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let pick = |rng: &mut Rng| SET_LINES[rng.below(SET_LINES.len())].to_string();
+    const VALUES: &[&str] = &[
+        "0",
+        "-1",
+        "1e308",
+        "nan",
+        "inf",
+        "18446744073709551615",
+        "\"\"",
+        "[]",
+        "{}",
+        "\"-5ms\"",
+        "\"18446744073709551615ns\"",
+        "true",
+        "[1, 2]",
+        "\"0s\"",
+        "4294967295",
+    ];
+    match rng.below(4) {
+        0 => lines.push(pick(rng)),
+        1 if !lines.is_empty() => {
+            let i = rng.below(lines.len());
+            lines.remove(i);
+        }
+        2 if !lines.is_empty() => {
+            let i = rng.below(lines.len());
+            let key = lines[i].split_once('=').map_or("", |(k, _)| k).to_string();
+            let v = VALUES[rng.below(VALUES.len())];
+            lines[i] = format!("{key}={v}");
+        }
+        _ if !lines.is_empty() => {
+            let i = rng.below(lines.len());
+            let value = lines[i].split_once('=').map_or("0", |(_, v)| v).to_string();
+            let key = pick(rng);
+            let key = key.split_once('=').map_or("", |(k, _)| k);
+            lines[i] = format!("{key}={value}");
+        }
+        _ => lines.push(pick(rng)),
+    }
+    *data = lines.join("\n").into_bytes();
+}
+
 impl Target {
+    /// `--set` lines applied to the seed example: each line is read as an
+    /// override (an unreadable one is skipped, as the CLI would refuse it);
+    /// a scenario that loads must load again from its effective text (what
+    /// a trace embeds) to the same spec, and run with tight limits.
+    fn set(&self, input: &[u8]) -> Outcome {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/seed_example.toml");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            return Outcome::Invariant("scenarios/seed_example.toml is missing".into());
+        };
+        let overrides: Vec<busbar::scenario::Override> = String::from_utf8_lossy(input)
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect();
+        let s = match Scenario::parse_with(&text, "seed_example.toml", &self.base_dir, &overrides) {
+            Ok(s) => s,
+            Err(e) => {
+                let first = e.to_string().lines().next().unwrap_or("").to_string();
+                let key = e
+                    .problems()
+                    .first()
+                    .map_or(String::new(), |p| normalize(&p.key, 40));
+                return pass(
+                    sig(&["err", &key]),
+                    "rejected",
+                    false,
+                    format!("rejected: {first}"),
+                );
+            }
+        };
+        if let Some(n) = self.too_many_agents(s.text()) {
+            return pass(
+                sig(&["too many agents"]),
+                "skipped (too many agents)",
+                false,
+                format!("skipped: {n} agents"),
+            );
+        }
+        match Scenario::parse(s.text(), "effective.toml", &self.base_dir) {
+            Ok(again) if again.spec() == s.spec() => {}
+            Ok(_) => {
+                return Outcome::Invariant(
+                    "the effective text of an overridden scenario loads to another spec".into(),
+                );
+            }
+            Err(e) => {
+                return Outcome::Invariant(format!(
+                    "the effective text of an overridden scenario does not load: {e}"
+                ));
+            }
+        }
+        match run_traced(&s, s.seed(), 0, Some(tighten(&s.spec().limits, input))) {
+            Ok((_, summary, stop)) => pass(
+                sig(&[
+                    "ran",
+                    &bucket(summary.events),
+                    if stop.is_some() { "stopped" } else { "done" },
+                ]),
+                "ran",
+                true,
+                format!("ran: {} events", summary.events),
+            ),
+            Err(e) => Outcome::Invariant(e),
+        }
+    }
+
     /// Parse (and format the error: locating it is code too); for a
     /// scenario that loads: its spec must render as TOML that loads to the
     /// same spec, and a run with tight limits must write a trace that reads
@@ -473,10 +627,11 @@ impl Target {
             }
         };
         let footer = r.footer().clone();
-        if footer.digest.to_string() != summary.digest {
+        if footer.run_digest().to_string() != summary.digest {
             return Outcome::Invariant(format!(
                 "the trace's footer digest {} is not the run's {}",
-                footer.digest, summary.digest
+                footer.run_digest(),
+                summary.digest
             ));
         }
         if footer.stopped.is_some() != stop.is_some() {

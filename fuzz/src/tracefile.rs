@@ -1,5 +1,7 @@
 //! Mutations that know the trace format: the file is split into its
-//! frames (`len u32 | tag u8 | body`), and a mutation edits the header's
+//! frames (`len u32 | tag u8 | body | check u64`; joined again with the
+//! checksum chain recomputed, so a structural mutation gets past the
+//! checks into the decoders), and a mutation edits the header's
 //! fields (the embedded scenario with the TOML mutator, the seed, the
 //! environment), the footer's names and counts, a batch's bytes, the frame
 //! sequence, or decoded records, which are then written back through
@@ -20,6 +22,8 @@ use crate::rng::Rng;
 use crate::targets::REPLAY_MAX_EVENTS;
 
 const PREAMBLE: usize = 10;
+/// Bytes of a frame's check.
+const CHECK: usize = 8;
 const TAG_HEADER: u8 = 1;
 const TAG_RECORDS: u8 = 2;
 const TAG_FOOTER: u8 = 3;
@@ -38,13 +42,13 @@ impl Frames {
         }
         let mut frames = Vec::new();
         let mut pos = PREAMBLE;
-        while pos + 5 <= data.len() {
+        while pos + 5 + CHECK <= data.len() {
             let len = u32::from_le_bytes(data[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-            if data.len() - pos - 5 < len {
+            if data.len() - pos - 5 - CHECK < len {
                 break;
             }
             frames.push((data[pos + 4], data[pos + 5..pos + 5 + len].to_vec()));
-            pos += 5 + len;
+            pos += 5 + len + CHECK;
         }
         if frames.is_empty() {
             return None;
@@ -56,12 +60,23 @@ impl Frames {
         })
     }
 
+    /// The frames again, each with the check the library's chain gives it
+    /// (XXH3-64 over length, tag and body, seeded with the previous check;
+    /// the first seeded with XXH3-64 of the preamble).
     fn join(&self) -> Vec<u8> {
+        use xxhash_rust::xxh3::{Xxh3, xxh3_64};
         let mut out = self.pre.clone();
+        let mut seed = xxh3_64(&self.pre);
         for (tag, body) in &self.frames {
-            out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            out.push(*tag);
+            let mut head = (body.len() as u32).to_le_bytes().to_vec();
+            head.push(*tag);
+            let mut h = Xxh3::with_seed(seed);
+            h.update(&head);
+            h.update(body);
+            seed = h.digest();
+            out.extend_from_slice(&head);
             out.extend_from_slice(body);
+            out.extend_from_slice(&seed.to_le_bytes());
         }
         out.extend_from_slice(&self.trailing);
         out
@@ -130,7 +145,7 @@ fn encode(h: &Header, f: &Footer, records: &[Record], rng: &mut Rng) -> Option<V
     }
     let mut f = f.clone();
     f.records = records.len() as u64;
-    f.digest = d.digest();
+    f.records_digest = d.digest();
     w.finish(&f).ok()
 }
 
@@ -273,7 +288,7 @@ fn mutate_footer(f: &mut Footer, rng: &mut Rng) {
                 None => Some("limit max_events = 1 exceeded".into()),
             }
         }
-        _ => f.digest.0[rng.below(16)] ^= 1 << rng.below(8),
+        _ => f.records_digest.0[rng.below(16)] ^= 1 << rng.below(8),
     }
 }
 
@@ -394,7 +409,7 @@ fn fix_footer(data: &mut Vec<u8>, log: &mut MutatorLog) {
         let mut d = Digester::default();
         d.update(&recs);
         f.records = recs.len() as u64;
-        f.digest = d.digest();
+        f.records_digest = d.digest();
         fr.frames[i].1 = postcard::to_stdvec(&f).ok()?;
         Some(fr.join())
     });
@@ -481,7 +496,7 @@ pub fn without_records(data: &[u8], from: usize, to: usize) -> Option<Vec<u8>> {
     d.update(&recs);
     let mut f = f.clone();
     f.records = recs.len() as u64;
-    f.digest = d.digest();
+    f.records_digest = d.digest();
     w.finish(&f).ok()
 }
 
@@ -509,7 +524,8 @@ mod tests {
             channels: vec![],
             kinds: vec![],
             records: 0,
-            digest: Digester::default().digest(),
+            records_digest: Digester::default().digest(),
+            payload_digest: Digester::default().digest(),
             stopped: None,
         };
         let bytes = TraceWriter::new(Vec::new(), &h)
