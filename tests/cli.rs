@@ -930,15 +930,22 @@ fn trace_errors_name_the_file() {
     );
 }
 
-#[test]
-fn diff_names_the_file_whose_records_are_corrupt() {
-    let dir = TempDir::new().unwrap();
-    let (good, _) = record(dir.path(), "two_agents.toml", 7, "good.bin");
+/// A trace of `two_agents` (`good.bin`) and a copy with a byte flipped in
+/// the middle of its records, named `name`.
+fn good_and_flipped(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (good, _) = record(dir, "two_agents.toml", 7, "good.bin");
     let mut bytes = fs::read(&good).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
-    let bad = dir.path().join("flipped.bin");
+    let bad = dir.join(name);
     fs::write(&bad, &bytes).unwrap();
+    (good, bad)
+}
+
+#[test]
+fn diff_names_the_file_whose_records_are_corrupt() {
+    let dir = TempDir::new().unwrap();
+    let (good, bad) = good_and_flipped(dir.path(), "flipped.bin");
     let out = busbar([OsStr::new("diff"), good.as_os_str(), bad.as_os_str()]);
     out.expect_error();
     assert!(
@@ -1344,14 +1351,9 @@ fn export_over_its_input_is_refused() {
 #[test]
 fn a_failed_export_leaves_the_old_output() {
     let dir = TempDir::new().unwrap();
-    let (good, _) = record(dir.path(), "two_agents.toml", 7, "good.bin");
     // A flipped byte in the records: the export fails part way (a record
     // that does not decode, or the digest at the end).
-    let mut bytes = fs::read(&good).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    let bad = dir.path().join("bad.bin");
-    fs::write(&bad, &bytes).unwrap();
+    let (good, bad) = good_and_flipped(dir.path(), "bad.bin");
     let o = dir.path().join("out.csv");
     fs::write(&o, "the previous export\n").unwrap();
     let out = busbar([
