@@ -204,3 +204,44 @@ fn the_uplink_loss_study_shows_deadline_misses_rising_with_loss() {
         "misses do not rise with loss: {by_loss:?}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_the_rows_done() {
+    let out = tmp("interrupted.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_busbar"))
+        .args([
+            "batch",
+            "scenarios/seed_example.toml",
+            "--envs",
+            "100000",
+            "--threads",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it is running batches, then interrupt it as a terminal would.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let done = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    // The rows written are complete, in job order, from job 0.
+    let mut rdr = csv::Reader::from_path(&out).unwrap();
+    let jobs: Vec<u64> = rdr
+        .records()
+        .map(|r| r.unwrap()[0].parse().unwrap())
+        .collect();
+    assert!(jobs.len() < 100_000, "{}", jobs.len());
+    assert!(jobs.iter().enumerate().all(|(i, &j)| j == i as u64));
+}
