@@ -209,7 +209,7 @@ fn the_uplink_loss_study_shows_deadline_misses_rising_with_loss() {
 #[test]
 fn ctrl_c_stops_cleanly_and_keeps_the_rows_done() {
     let out = tmp("interrupted.csv");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_busbar"))
+    let child = Command::new(env!("CARGO_BIN_EXE_busbar"))
         .args([
             "batch",
             "scenarios/seed_example.toml",
