@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 pub const MAX_SCENARIO_BYTES: u64 = 4 << 20;
 /// Largest CSV profile read (256 MiB: about ten million rows).
 pub const MAX_PROFILE_BYTES: u64 = 256 << 20;
+/// Largest batch results CSV read by a merge (64 GiB; read row by row, so
+/// memory never depends on it).
+pub const MAX_RESULTS_BYTES: u64 = 64 << 30;
 /// Largest trace file read (64 GiB). Traces are read frame by frame with
 /// each frame bounded, so memory never depends on this; it only stops a
 /// runaway input.

@@ -790,12 +790,7 @@ fn batch_cmd(batch: Batch, out: Option<&Path>, traces: Option<PathBuf>) -> Resul
 /// The files a batch reads: its scenarios and their CSV profiles.
 fn batch_inputs(p: &busbar::rollout::batch::Prepared) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for i in 0..p.jobs() {
-        let job = p.job(i);
-        if job.env != 0 {
-            continue;
-        }
-        let sc = p.scenario(&job);
+    for sc in p.scenarios() {
         files.push(PathBuf::from(sc.source()));
         files.extend(sc.input_files());
     }
@@ -807,7 +802,7 @@ fn batch_inputs(p: &busbar::rollout::batch::Prepared) -> Vec<PathBuf> {
 fn merge_cmd(inputs: &[PathBuf], output: Option<&Path>) -> Result<u8, Failure> {
     let mut readers = Vec::new();
     for p in inputs {
-        let f = busbar::files::open_reader(p, "CSV", busbar::files::MAX_TRACE_BYTES)
+        let f = busbar::files::open_reader(p, "results CSV", busbar::files::MAX_RESULTS_BYTES)
             .map_err(bad_input)?;
         readers.push((p.display().to_string(), BufReader::new(f)));
     }

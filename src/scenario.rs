@@ -361,12 +361,12 @@ impl Scenario {
                         }],
                     })?;
             }
-            let spec = serde_path_to_error::deserialize(toml::Value::Table(doc.clone()))
-                .map_err(|e| toml_error(e.inner(), Some(e.path())))?;
             let rendered = toml::to_string(&doc).map_err(|e| ScenarioError::Io {
                 file: source.to_string(),
                 message: format!("cannot render the overridden scenario as TOML: {e}"),
             })?;
+            let spec = serde_path_to_error::deserialize(toml::Value::Table(doc))
+                .map_err(|e| toml_error(e.inner(), Some(e.path())))?;
             (spec, rendered)
         };
         spec.validate(base_dir)

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use crate::metrics::{Outcomes, Summary};
+use crate::metrics::Summary;
 use crate::scenario::{Override, OverrideError, Scenario, ScenarioError};
 use crate::sim::{SimBuilder, SimError};
 
@@ -438,6 +438,11 @@ impl Prepared {
         &self.scenarios[job.scenario][job.variant]
     }
 
+    /// Every (scenario, variant) of the batch, checked and ready.
+    pub fn scenarios(&self) -> impl Iterator<Item = &Scenario> {
+        self.scenarios.iter().flatten()
+    }
+
     /// Every outcome figure any job reports (sorted): the CSV's last
     /// columns.
     pub fn outcome_names(&self) -> &[String] {
@@ -529,7 +534,7 @@ impl Prepared {
             None => (0, 1),
             Some(s) => (s.index, s.count),
         };
-        let mine: Vec<u64> = (start..self.jobs).step_by(step as usize).collect();
+        let mut mine = (start..self.jobs).step_by(step as usize);
         // A few jobs per thread per chunk: enough to keep every thread busy,
         // few enough that memory stays flat.
         let chunk = 8 * pool.current_num_threads().max(1);
@@ -540,7 +545,11 @@ impl Prepared {
                 .is_some_and(|s| s.load(Ordering::Relaxed))
         };
         let mut done = 0;
-        for ids in mine.chunks(chunk) {
+        loop {
+            let ids: Vec<u64> = mine.by_ref().take(chunk).collect();
+            if ids.is_empty() {
+                break;
+            }
             let rows: Vec<Option<Row>> = pool.install(|| {
                 ids.par_iter()
                     .map(|&i| {
@@ -586,11 +595,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "a panic with a non-text payload".into()
     }
-}
-
-/// The named outcome values of a summary, for `names` (NaN where absent).
-pub fn outcome_values(o: &Outcomes, names: &[String]) -> Vec<f64> {
-    names.iter().map(|n| o.get(n).unwrap_or(f64::NAN)).collect()
 }
 
 #[cfg(test)]

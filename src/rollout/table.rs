@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
-use super::batch::{Prepared, Row, outcome_values};
+use super::batch::{Prepared, Row};
 use crate::metrics::{Percentiles, Summary};
 use crate::trace::Reason;
 
@@ -136,9 +136,9 @@ pub fn record(p: &Prepared, row: &Row) -> Vec<String> {
         Some(s) => {
             r.extend(summary_values(s));
             r.extend(
-                outcome_values(&s.outcomes, p.outcome_names())
-                    .into_iter()
-                    .map(float),
+                p.outcome_names()
+                    .iter()
+                    .map(|n| float(s.outcomes.get(n).unwrap_or(f64::NAN))),
             );
         }
         None => r.extend(std::iter::repeat_n(
