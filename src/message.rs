@@ -194,6 +194,20 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The payload's size on the wire in bytes: 8 per float, the bytes or
+    /// the UTF-8 text as they are, 0 for no body. A link with a rate adds
+    /// its `header_bytes` to this.
+    #[inline]
+    pub fn wire_bytes(&self) -> u64 {
+        match self {
+            Payload::Empty => 0,
+            Payload::Inline { len, .. } => 8 * u64::from(*len),
+            Payload::Floats(v) => 8 * v.len() as u64,
+            Payload::Bytes(b) => b.len() as u64,
+            Payload::Text(t) => t.len() as u64,
+        }
+    }
+
     /// Bytes the payload holds outside the message (0 for inline values):
     /// what a message in flight keeps alive.
     pub fn heap_bytes(&self) -> u64 {

@@ -29,10 +29,13 @@ pub struct Metrics {
     /// Copies the broker made of the messages it routed (one per matching
     /// subscriber), each sent down a downlink.
     pub copies: u64,
+    /// Extra copies made by links that duplicate (the `duplicate` trace
+    /// events).
+    pub duplicated: u64,
     /// Message copies that reached their recipient.
     pub delivered: u64,
     /// Dropped copies, indexed by `Reason as usize`.
-    pub dropped: [u64; 8],
+    pub dropped: [u64; 16],
     /// Messages lost on their uplink (included in `dropped` as `loss`).
     pub dropped_uplink: u64,
     /// Messages their receiver found late for its deadline.
@@ -54,7 +57,8 @@ impl Default for Metrics {
             routed: 0,
             copies: 0,
             delivered: 0,
-            dropped: [0; 8],
+            dropped: [0; 16],
+            duplicated: 0,
             dropped_uplink: 0,
             late: 0,
             timers: 0,

@@ -13,241 +13,33 @@
 //! (A real topology, on `petgraph`, is the subject of the network-realism
 //! work; nothing here pretends to one yet.)
 
-use crate::tagged::tagged_enum;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use crate::rng::RngStream;
-use crate::time::{SimDuration, SimTime};
+use crate::time::SimTime;
 use crate::validate::{BROKER, Validator};
 
-tagged_enum! {
-    tag = "dist";
-    /// A latency distribution. Samples are whole nanoseconds, never negative.
-    #[derive(Clone, Debug, PartialEq)]
-    #[non_exhaustive]
-    pub enum Latency {
-        /// Every message takes exactly `value`. Draws nothing.
-        Constant {
-            /// The delay.
-            value: SimDuration,
-        },
-        /// Uniform between `min` and `max` (inclusive of `min`).
-        Uniform {
-            /// Smallest delay.
-            min: SimDuration,
-            /// Largest delay; must be ≥ `min`.
-            max: SimDuration,
-        },
-        /// Normal with `mean` and `std`, truncated at zero: negative draws are
-        /// drawn again (up to 64 times, then zero), so the result is a true
-        /// truncated normal rather than a spike at zero.
-        Normal {
-            /// Mean delay.
-            mean: SimDuration,
-            /// Standard deviation.
-            std: SimDuration,
-        },
-        /// Log-normal with the given `median` and shape `sigma` (the standard
-        /// deviation of the log): heavy right tail, typical of WAN and broker
-        /// latency.
-        Lognormal {
-            /// Median delay (`exp(mu)`).
-            median: SimDuration,
-            /// Shape: standard deviation of `ln(delay)`; ≥ 0.
-            sigma: f64,
-        },
-        /// Exponential with the given `mean`, shifted by `min` (default 0): a
-        /// propagation floor plus memoryless queueing.
-        Exponential {
-            /// Mean of the exponential part.
-            mean: SimDuration,
-            /// Fixed floor added to every draw.
-            #[serde(default)]
-            min: SimDuration,
-        },
-    }
-}
+mod latency;
+mod link;
+mod loss;
 
-impl Default for Latency {
-    fn default() -> Self {
-        Latency::Constant {
-            value: SimDuration::from_millis(1),
-        }
-    }
-}
+pub use latency::Latency;
+pub use link::{DEFAULT_HEADER_BYTES, LinkModel, LinkPatch, LinkSpec, Ordering};
+pub use loss::Loss;
 
-impl Latency {
-    /// Checks the parameters (keys relative to the latency table).
-    pub fn validate(&self, v: &mut Validator) {
-        match *self {
-            Latency::Uniform { min, max } => {
-                v.check(min <= max, "max", || {
-                    format!("uniform latency needs min <= max (min {min}, max {max})")
-                });
-            }
-            Latency::Lognormal { median, sigma } => {
-                v.check(median.0 > 0, "median", || {
-                    "lognormal latency needs a median > 0".into()
-                });
-                v.check(sigma.is_finite() && sigma >= 0.0, "sigma", || {
-                    format!("lognormal sigma must be a finite number >= 0, got {sigma}")
-                });
-            }
-            _ => {}
-        }
-    }
-
-    fn compile(&self) -> LatencySampler {
-        match *self {
-            Latency::Constant { value } => LatencySampler::Constant(value),
-            Latency::Uniform { min, max } => LatencySampler::Uniform {
-                min_ns: min.0,
-                // Saturating: `max` may be the largest duration there is.
-                span: max.0.saturating_sub(min.0).saturating_add(1),
-            },
-            Latency::Normal { mean, std } => LatencySampler::Normal {
-                mean_ns: mean.0 as f64,
-                std_ns: std.0 as f64,
-            },
-            Latency::Lognormal { median, sigma } => LatencySampler::Lognormal {
-                mu: libm::log(median.0 as f64),
-                sigma,
-            },
-            Latency::Exponential { mean, min } => LatencySampler::Exponential {
-                mean_ns: mean.0 as f64,
-                min_ns: min.0 as f64,
-            },
-        }
-    }
-}
-
-/// A [`Latency`] with its parameters precomputed for drawing.
-#[derive(Clone, Debug)]
-enum LatencySampler {
-    Constant(SimDuration),
-    Uniform { min_ns: u64, span: u64 },
-    Normal { mean_ns: f64, std_ns: f64 },
-    Lognormal { mu: f64, sigma: f64 },
-    Exponential { mean_ns: f64, min_ns: f64 },
-}
-
-impl LatencySampler {
-    #[inline]
-    fn sample(&self, rng: &mut RngStream) -> SimDuration {
-        match *self {
-            LatencySampler::Constant(d) => d,
-            LatencySampler::Uniform { min_ns, span } => SimDuration(min_ns + rng.below(span)),
-            LatencySampler::Normal { mean_ns, std_ns } => {
-                for _ in 0..64 {
-                    let x = rng.normal(mean_ns, std_ns);
-                    if x >= 0.0 {
-                        return SimDuration::from_nanos_f64(x);
-                    }
-                }
-                SimDuration::ZERO
-            }
-            LatencySampler::Lognormal { mu, sigma } => {
-                SimDuration::from_nanos_f64(rng.lognormal(mu, sigma))
-            }
-            LatencySampler::Exponential { mean_ns, min_ns } => {
-                SimDuration::from_nanos_f64(min_ns + rng.exponential(mean_ns))
-            }
-        }
-    }
-}
-
-/// Whether a link may reorder the messages it carries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ordering {
-    /// The link never reorders: a message arrives no earlier than the one sent
-    /// on the same link before it (delays are drawn independently, then each
-    /// arrival is pushed back to the previous one's if it would overtake it,
-    /// like a TCP connection or an MQTT session). Nothing is promised across
-    /// different links.
-    #[default]
-    Fifo,
-    /// Delays are independent, so a later message can overtake an earlier one
-    /// (like UDP, or independent broker partitions).
-    Unordered,
-}
-
-/// Everything that describes one directed link's behaviour.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkModel {
-    /// Delay distribution.
-    #[serde(default)]
-    pub latency: Latency,
-    /// Probability in [0, 1] that a message is lost (Bernoulli, independent
-    /// per message).
-    #[serde(default)]
-    pub loss: f64,
-    /// Whether the link may reorder.
-    #[serde(default)]
-    pub ordering: Ordering,
-}
-
-impl LinkModel {
-    /// Checks the parameters (keys relative to the model's table).
-    pub fn validate(&self, v: &mut Validator) {
-        v.check((0.0..=1.0).contains(&self.loss), "loss", || {
-            format!("loss is a probability in [0, 1], got {}", self.loss)
-        });
-        v.at("latency", |v| self.latency.validate(v));
-    }
-
-    /// This model with the fields that `spec` sets replaced.
-    pub fn with(&self, spec: &LinkSpec) -> LinkModel {
-        LinkModel {
-            latency: spec.latency.clone().unwrap_or_else(|| self.latency.clone()),
-            loss: spec.loss.unwrap_or(self.loss),
-            ordering: spec.ordering.unwrap_or(self.ordering),
-        }
-    }
-}
-
-/// One `[[network.link]]`: the link from `from` to `to` (one end is
-/// `"broker"`, the other an agent) differs from the default model in the
-/// fields it sets; with `both = true` the reverse link does too. Several
-/// specs for one link apply in order, each on top of the last.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LinkSpec {
-    /// Start of the link: an agent name or `"broker"`.
-    pub from: String,
-    /// End of the link: an agent name or `"broker"`.
-    pub to: String,
-    /// Apply to the reverse direction as well. Default false.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub both: bool,
-    /// Replaces the default latency.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency: Option<Latency>,
-    /// Replaces the default loss probability.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss: Option<f64>,
-    /// Replaces the default ordering.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ordering: Option<Ordering>,
-}
+pub(crate) use link::{Link, Transit};
 
 impl LinkSpec {
-    /// The link `from -> to`, changing nothing yet.
-    pub fn new(from: &str, to: &str) -> LinkSpec {
-        LinkSpec {
-            from: from.to_string(),
-            to: to.to_string(),
-            both: false,
-            latency: None,
-            loss: None,
-            ordering: None,
-        }
-    }
-
     /// Applies to the reverse link too.
     pub fn both(mut self) -> LinkSpec {
         self.both = true;
+        self
+    }
+
+    /// Applies the link class `name` first.
+    pub fn class(mut self, name: &str) -> LinkSpec {
+        self.class = Some(name.to_string());
         self
     }
 
@@ -257,9 +49,9 @@ impl LinkSpec {
         self
     }
 
-    /// Sets the loss probability.
-    pub fn loss(mut self, loss: f64) -> LinkSpec {
-        self.loss = Some(loss);
+    /// Sets independent (Bernoulli) loss with probability `p`.
+    pub fn loss(mut self, p: f64) -> LinkSpec {
+        self.loss = Some(Loss::bernoulli(p));
         self
     }
 
@@ -284,6 +76,10 @@ pub struct NetworkSpec {
     /// Model of every link that no [`LinkSpec`] changes.
     #[serde(default)]
     pub default: LinkModel,
+    /// Link classes by name (`[network.class.lte]`): named sets of changes
+    /// that a `[[network.link]]` applies with `class = "lte"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub class: BTreeMap<String, LinkPatch>,
     /// Per-link changes, applied in order (`[[network.link]]`).
     #[serde(default, rename = "link", skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<LinkSpec>,
@@ -306,7 +102,7 @@ impl NetworkSpec {
                         "one end of a link must be \"broker\" and the other an agent".into()
                     });
                     // Errors name the keys of this table, where the change was written.
-                    self.default.with(link).validate(v);
+                    self.default.with(&link.patch()).validate(v);
                 });
             }
         });
@@ -319,62 +115,11 @@ impl NetworkSpec {
         for spec in &self.links {
             for key in spec.directions() {
                 let base: &LinkModel = models.get(&key).unwrap_or(&self.default);
-                let model = base.with(spec);
+                let model = base.with(&spec.patch());
                 models.insert(key, model);
             }
         }
         models
-    }
-}
-
-/// What happened to one message on one link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Transit {
-    /// It will arrive at this time.
-    Arrive(SimTime),
-    /// It was lost on the link.
-    Lost,
-}
-
-/// One directed link with its own state and random streams.
-#[derive(Clone, Debug)]
-pub(crate) struct Link {
-    model: LinkModel,
-    sampler: LatencySampler,
-    latency_rng: RngStream,
-    loss_rng: RngStream,
-    /// Latest arrival scheduled so far (for FIFO links).
-    last_arrival: SimTime,
-}
-
-impl Link {
-    /// A link named `name` (e.g. `mg1->broker`) with its own RNG streams.
-    pub(crate) fn new(model: LinkModel, seed: u64, env: u64, name: &str) -> Link {
-        Link {
-            sampler: model.latency.compile(),
-            latency_rng: RngStream::new(seed, env, &format!("link/{name}/latency")),
-            loss_rng: RngStream::new(seed, env, &format!("link/{name}/loss")),
-            model,
-            last_arrival: SimTime::ZERO,
-        }
-    }
-
-    /// Sends one message at `now`: decides loss, then draws the delay.
-    /// A loss probability of 0 draws nothing.
-    #[inline]
-    pub(crate) fn transmit(&mut self, now: SimTime) -> Transit {
-        if self.model.loss > 0.0 && self.loss_rng.bernoulli(self.model.loss) {
-            return Transit::Lost;
-        }
-        let mut at = now + self.sampler.sample(&mut self.latency_rng);
-        if self.model.ordering == Ordering::Fifo && at < self.last_arrival {
-            // Equal arrival times keep send order through the queue's FIFO tie-break.
-            at = self.last_arrival;
-        }
-        if at > self.last_arrival {
-            self.last_arrival = at;
-        }
-        Transit::Arrive(at)
     }
 }
 
@@ -392,7 +137,7 @@ impl Network {
     pub(crate) fn star(agent_names: &[String], seed: u64, env: u64, spec: &NetworkSpec) -> Network {
         let changed = spec.changed();
         let link = |a: &str, b: &str| {
-            let model = changed.get(&(a, b)).unwrap_or(&spec.default).clone();
+            let model = changed.get(&(a, b)).unwrap_or(&spec.default);
             Link::new(model, seed, env, &format!("{a}->{b}"))
         };
         Network {
@@ -403,14 +148,26 @@ impl Network {
 
     /// Sends on agent `agent`'s uplink to the broker.
     #[inline]
-    pub(crate) fn send_up(&mut self, agent: u32, now: SimTime) -> Transit {
-        self.uplink[agent as usize].transmit(now)
+    pub(crate) fn send_up(&mut self, agent: u32, now: SimTime, bytes: u64) -> Transit {
+        self.uplink[agent as usize].transmit(now, bytes, 1.0)
+    }
+
+    /// The duplicate made by the last send on agent `agent`'s uplink.
+    #[inline]
+    pub(crate) fn up_duplicate(&mut self, agent: u32) -> Option<Transit> {
+        self.uplink[agent as usize].take_duplicate()
+    }
+
+    /// The duplicate made by the last send on agent `agent`'s downlink.
+    #[inline]
+    pub(crate) fn down_duplicate(&mut self, agent: u32) -> Option<Transit> {
+        self.downlink[agent as usize].take_duplicate()
     }
 
     /// Sends on the broker's downlink to agent `agent`.
     #[inline]
-    pub(crate) fn send_down(&mut self, agent: u32, now: SimTime) -> Transit {
-        self.downlink[agent as usize].transmit(now)
+    pub(crate) fn send_down(&mut self, agent: u32, now: SimTime, bytes: u64) -> Transit {
+        self.downlink[agent as usize].transmit(now, bytes, 1.0)
     }
 }
 
@@ -418,71 +175,7 @@ impl Network {
 mod tests {
     use super::*;
 
-    fn link(model: LinkModel) -> Link {
-        Link::new(model, 1, 0, "a->broker")
-    }
-
-    #[test]
-    fn fifo_link_never_reorders_unordered_does() {
-        let latency = Latency::Uniform {
-            min: SimDuration::from_millis(1),
-            max: SimDuration::from_millis(50),
-        };
-        let run = |ordering| {
-            let mut l = link(LinkModel {
-                latency: latency.clone(),
-                loss: 0.0,
-                ordering,
-            });
-            (0..1000u64)
-                .map(|i| match l.transmit(SimTime(i * 100_000)) {
-                    Transit::Arrive(t) => t,
-                    Transit::Lost => unreachable!(),
-                })
-                .collect::<Vec<_>>()
-        };
-        let fifo = run(Ordering::Fifo);
-        assert!(fifo.windows(2).all(|w| w[0] <= w[1]));
-        let unordered = run(Ordering::Unordered);
-        assert!(unordered.windows(2).any(|w| w[0] > w[1]));
-    }
-
-    #[test]
-    fn loss_rate_is_close_to_its_probability() {
-        let mut l = link(LinkModel {
-            loss: 0.2,
-            ..LinkModel::default()
-        });
-        let lost = (0..20_000)
-            .filter(|_| l.transmit(SimTime::ZERO) == Transit::Lost)
-            .count();
-        assert!((3_600..4_400).contains(&lost), "{lost}");
-    }
-
-    #[test]
-    fn latency_samples_stay_in_their_support() {
-        let mut rng = RngStream::new(5, 0, "t");
-        let uni = Latency::Uniform {
-            min: SimDuration(10),
-            max: SimDuration(20),
-        }
-        .compile();
-        let normal = Latency::Normal {
-            mean: SimDuration(5),
-            std: SimDuration(50),
-        }
-        .compile();
-        let expo = Latency::Exponential {
-            mean: SimDuration(100),
-            min: SimDuration(1000),
-        }
-        .compile();
-        for _ in 0..10_000 {
-            assert!((10..=20).contains(&uni.sample(&mut rng).0));
-            let _ = normal.sample(&mut rng); // u64: never negative by construction
-            assert!(expo.sample(&mut rng).0 >= 1000);
-        }
-    }
+    use crate::time::SimDuration;
 
     fn issue_paths(f: impl FnOnce(&mut Validator)) -> Vec<String> {
         let mut v = Validator::new();
@@ -493,7 +186,7 @@ mod tests {
     #[test]
     fn validation_names_every_key() {
         let bad = LinkModel {
-            loss: 1.5,
+            loss: Loss::bernoulli(1.5),
             latency: Latency::Uniform {
                 min: SimDuration(5),
                 max: SimDuration(1),
@@ -511,7 +204,6 @@ mod tests {
     #[test]
     fn link_specs_name_agents_and_apply_in_order() {
         let spec = NetworkSpec {
-            default: LinkModel::default(),
             links: vec![
                 LinkSpec::new("a", "broker").both().loss(0.1),
                 LinkSpec::new("broker", "a").loss(0.2),
@@ -519,6 +211,7 @@ mod tests {
                 LinkSpec::new("a", "b"),
                 LinkSpec::new("a", "broker").loss(2.0),
             ],
+            ..NetworkSpec::default()
         };
         let is_agent = |n: &str| n == "a" || n == "b";
         assert_eq!(
@@ -526,8 +219,8 @@ mod tests {
             ["link[2].from", "link[3].to", "link[4].loss"]
         );
         let changed = spec.changed();
-        assert_eq!(changed[&("broker", "a")].loss, 0.2);
-        assert_eq!(changed[&("a", "broker")].loss, 2.0);
+        assert_eq!(changed[&("broker", "a")].loss, Loss::bernoulli(0.2));
+        assert_eq!(changed[&("a", "broker")].loss, Loss::bernoulli(2.0));
         assert!(!changed.contains_key(&("b", "broker")));
     }
 

@@ -27,10 +27,17 @@ use super::timers::{TimerId, Timers};
 pub(super) enum Event {
     /// Run agent `agent`'s `on_start`.
     Start { agent: u32 },
-    /// The message in `slot` reached the broker.
-    AtBroker { slot: u32 },
-    /// A copy of the message in `slot` reached `agent`.
-    AtAgent { slot: u32, agent: u32, pull: bool },
+    /// The message in `slot` reached the broker (corrupted: the broker
+    /// discards it).
+    AtBroker { slot: u32, corrupt: bool },
+    /// A copy of the message in `slot` reached `agent` (corrupted: the
+    /// agent discards it).
+    AtAgent {
+        slot: u32,
+        agent: u32,
+        pull: bool,
+        corrupt: bool,
+    },
     /// A timer of `agent` is due (if its generation still matches).
     Timer {
         agent: u32,
@@ -311,20 +318,63 @@ impl Core {
         self.trace.payload(&msg.payload);
         self.metrics.published += 1;
         self.record(EventKind::Publish, h, recipient_node(recipient), 0);
-        match self.net.send_up(sender.0, self.now) {
-            Transit::Lost => {
-                self.metrics.dropped_uplink += 1;
-                self.drop_copy(h, NODE_BROKER, Reason::Loss)
+        let bytes = msg.payload.wire_bytes();
+        let first = self.net.send_up(sender.0, self.now, bytes);
+        let dup = self.net.up_duplicate(sender.0);
+        match (first, dup) {
+            // The common case, kept short: one copy on its way.
+            (Transit::Arrive(at), None) => {
+                let slot = self.store(msg);
+                self.schedule_copy(
+                    at,
+                    Event::AtBroker {
+                        slot,
+                        corrupt: false,
+                    },
+                );
             }
-            Transit::Arrive(at) => {
-                let slot = self.msgs.insert(msg);
-                if self.msgs.bytes() > self.limits.max_in_flight_bytes {
-                    self.limit("max_in_flight_bytes", self.limits.max_in_flight_bytes);
+            (Transit::Dropped(reason), None) => {
+                self.metrics.dropped_uplink += 1;
+                self.drop_copy(h, NODE_BROKER, reason);
+            }
+            (first, dup) => {
+                let slot = self.store(msg);
+                self.send_to_broker(h, slot, first);
+                if let Some(dup) = dup {
+                    self.metrics.duplicated += 1;
+                    self.record(EventKind::Duplicate, h, NODE_BROKER, 0);
+                    self.send_to_broker(h, slot, dup);
                 }
-                self.schedule_copy(at, Event::AtBroker { slot });
+                self.msgs.release(slot);
             }
         }
         id
+    }
+
+    /// Puts a message in the store (one reference), checking the bound on
+    /// payload bytes in flight.
+    #[inline(always)]
+    fn store(&mut self, msg: Message) -> u32 {
+        let slot = self.msgs.insert(msg);
+        if self.msgs.bytes() > self.limits.max_in_flight_bytes {
+            self.limit("max_in_flight_bytes", self.limits.max_in_flight_bytes);
+        }
+        slot
+    }
+
+    /// Schedules the arrival at the broker of one copy (taking a reference
+    /// to `slot`), or drops it.
+    fn send_to_broker(&mut self, h: MsgHead, slot: u32, t: Transit) {
+        let (at, corrupt) = match t {
+            Transit::Dropped(reason) => {
+                self.metrics.dropped_uplink += 1;
+                return self.drop_copy(h, NODE_BROKER, reason);
+            }
+            Transit::Arrive(at) => (at, false),
+            Transit::Corrupt(at) => (at, true),
+        };
+        self.msgs.add_ref(slot);
+        self.schedule_copy(at, Event::AtBroker { slot, corrupt });
     }
 
     // ----- the engine -----------------------------------------------------
@@ -351,11 +401,19 @@ impl Core {
         self.now = t;
         self.metrics.events += 1;
         match ev {
-            Event::AtAgent { slot, agent, pull } => {
+            Event::AtAgent {
+                slot,
+                agent,
+                pull,
+                corrupt,
+            } => {
                 self.in_flight -= 1;
                 let msg = self.msgs.take(slot);
                 let h = MsgHead::of(&msg);
-                if pull {
+                if corrupt {
+                    self.drop_copy(h, agent, Reason::Corrupt);
+                    None
+                } else if pull {
                     let cap = self.broker.config().buffer_capacity;
                     match self.agents[agent as usize].mailbox.push(msg, cap) {
                         Err(_) => self.drop_copy(h, agent, Reason::Overflow),
@@ -373,9 +431,15 @@ impl Core {
                     Some(Call::Message(AgentId(agent), msg))
                 }
             }
-            Event::AtBroker { slot } => {
+            Event::AtBroker { slot, corrupt } => {
                 self.in_flight -= 1;
-                self.route(slot);
+                if corrupt {
+                    let h = MsgHead::of(self.msgs.get(slot));
+                    self.drop_copy(h, NODE_BROKER, Reason::Corrupt);
+                    self.msgs.release(slot);
+                } else {
+                    self.route(slot);
+                }
                 None
             }
             Event::Timer {
@@ -486,16 +550,21 @@ impl Core {
     /// The message in `slot` reached the broker: a copy down the downlink
     /// of each subscriber (or of the one recipient), or a drop.
     fn route(&mut self, slot: u32) {
-        let (h, channel, recipient) = {
+        let (h, channel, recipient, bytes) = {
             let m = self.msgs.get(slot);
-            (MsgHead::of(m), m.channel, m.recipient)
+            (
+                MsgHead::of(m),
+                m.channel,
+                m.recipient,
+                m.payload.wire_bytes(),
+            )
         };
         self.metrics.routed += 1;
         self.record(EventKind::Route, h, NODE_BROKER, 0);
         let depart = self.now + self.broker.config().processing;
         match recipient {
             Recipient::Agent(a) => match self.broker.subscription(channel, a) {
-                Some(d) => self.send_copy(h, slot, depart, a.0, d),
+                Some(d) => self.send_copy(h, slot, depart, bytes, a.0, d),
                 None => self.drop_copy(h, a.0, Reason::NoSubscriber),
             },
             Recipient::Broadcast => {
@@ -505,7 +574,7 @@ impl Core {
                 }
                 for i in 0..n {
                     let sub = self.broker.subscribers(channel)[i];
-                    self.send_copy(h, slot, depart, sub.agent.0, sub.delivery);
+                    self.send_copy(h, slot, depart, bytes, sub.agent.0, sub.delivery);
                 }
             }
         }
@@ -513,21 +582,43 @@ impl Core {
     }
 
     #[inline]
-    fn send_copy(&mut self, h: MsgHead, slot: u32, depart: SimTime, agent: u32, d: Delivery) {
+    fn send_copy(
+        &mut self,
+        h: MsgHead,
+        slot: u32,
+        depart: SimTime,
+        bytes: u64,
+        agent: u32,
+        d: Delivery,
+    ) {
         self.metrics.copies += 1;
-        match self.net.send_down(agent, depart) {
-            Transit::Lost => self.drop_copy(h, agent, Reason::Loss),
-            Transit::Arrive(at) => {
-                self.msgs.add_ref(slot);
-                self.schedule_copy(
-                    at,
-                    Event::AtAgent {
-                        slot,
-                        agent,
-                        pull: d == Delivery::Pull,
-                    },
-                );
-            }
+        let first = self.net.send_down(agent, depart, bytes);
+        self.send_to_agent(h, slot, agent, d, first);
+        if let Some(dup) = self.net.down_duplicate(agent) {
+            self.metrics.duplicated += 1;
+            self.record(EventKind::Duplicate, h, agent, 0);
+            self.send_to_agent(h, slot, agent, d, dup);
         }
+    }
+
+    /// Schedules the arrival at `agent` of one copy of the message in
+    /// `slot` (taking a reference), or drops it.
+    #[inline(always)]
+    fn send_to_agent(&mut self, h: MsgHead, slot: u32, agent: u32, d: Delivery, t: Transit) {
+        let (at, corrupt) = match t {
+            Transit::Dropped(reason) => return self.drop_copy(h, agent, reason),
+            Transit::Arrive(at) => (at, false),
+            Transit::Corrupt(at) => (at, true),
+        };
+        self.msgs.add_ref(slot);
+        self.schedule_copy(
+            at,
+            Event::AtAgent {
+                slot,
+                agent,
+                pull: d == Delivery::Pull,
+                corrupt,
+            },
+        );
     }
 }

@@ -32,6 +32,9 @@ pub enum EventKind {
     Deliver = 2,
     /// A copy was dropped; `detail` holds the [`Reason`].
     Drop = 3,
+    /// A link sent a message twice (its `duplicate` setting); the second
+    /// copy travels on its own (node: the link's far end).
+    Duplicate = 4,
     /// A timer fired (msg: the timer's tag; node: the agent).
     Timer = 9,
     /// The receiving agent found the message late for its deadline.
@@ -40,11 +43,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
         EventKind::Drop,
+        EventKind::Duplicate,
         EventKind::Timer,
         EventKind::Late,
     ];
@@ -56,6 +60,7 @@ impl EventKind {
             EventKind::Route => "route",
             EventKind::Deliver => "deliver",
             EventKind::Drop => "drop",
+            EventKind::Duplicate => "duplicate",
             EventKind::Timer => "timer",
             EventKind::Late => "late",
         }
@@ -68,6 +73,7 @@ impl EventKind {
             1 => EventKind::Route,
             2 => EventKind::Deliver,
             3 => EventKind::Drop,
+            4 => EventKind::Duplicate,
             9 => EventKind::Timer,
             11 => EventKind::Late,
             _ => return None,
@@ -93,11 +99,19 @@ pub enum Reason {
     Overflow = 4,
     /// No agent subscribes to the channel (or the named recipient does not).
     NoSubscriber = 6,
+    /// The copy arrived corrupted (the link's `corrupt` setting) and the
+    /// receiver discarded it.
+    Corrupt = 7,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 3] = [Reason::Loss, Reason::Overflow, Reason::NoSubscriber];
+    pub const ALL: [Reason; 4] = [
+        Reason::Loss,
+        Reason::Overflow,
+        Reason::NoSubscriber,
+        Reason::Corrupt,
+    ];
 
     /// The CSV name.
     pub fn name(self) -> &'static str {
@@ -105,6 +119,7 @@ impl Reason {
             Reason::Loss => "loss",
             Reason::Overflow => "overflow",
             Reason::NoSubscriber => "no_subscriber",
+            Reason::Corrupt => "corrupt",
         }
     }
 
@@ -114,6 +129,7 @@ impl Reason {
             1 => Reason::Loss,
             4 => Reason::Overflow,
             6 => Reason::NoSubscriber,
+            7 => Reason::Corrupt,
             _ => return None,
         })
     }
@@ -275,6 +291,7 @@ mod tests {
                 (1, "route"),
                 (2, "deliver"),
                 (3, "drop"),
+                (4, "duplicate"),
                 (9, "timer"),
                 (11, "late")
             ]
@@ -289,7 +306,12 @@ mod tests {
         let reasons: Vec<(u16, &str)> = Reason::ALL.iter().map(|r| (*r as u16, r.name())).collect();
         assert_eq!(
             reasons,
-            [(1, "loss"), (4, "overflow"), (6, "no_subscriber")]
+            [
+                (1, "loss"),
+                (4, "overflow"),
+                (6, "no_subscriber"),
+                (7, "corrupt")
+            ]
         );
         for c in 0..=u16::MAX {
             let found = Reason::from_code(c);
