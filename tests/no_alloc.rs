@@ -76,7 +76,7 @@ fn a_warm_loop_allocates_nothing_per_message() {
                 median: SimDuration::from_micros(80),
                 sigma: 0.5,
             },
-            loss: 0.01,
+            loss: busbar::network::Loss::bernoulli(0.01),
             ..LinkModel::default()
         })
         .build()

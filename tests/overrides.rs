@@ -31,7 +31,10 @@ fn a_set_changes_the_run_and_the_text_replays_it() {
     let (text, _) = shipped("seed_example.toml");
     let base = with(&text, &[]).unwrap();
     let lossy = with(&text, &["network.default.loss=0.2"]).unwrap();
-    assert_eq!(lossy.spec().network.default.loss, 0.2);
+    assert_eq!(
+        lossy.spec().network.default.loss,
+        busbar::network::Loss::bernoulli(0.2)
+    );
     let a = base.run(1, 0).unwrap();
     let b = lossy.run(1, 0).unwrap();
     assert!(b.dropped > a.dropped, "{} vs {}", b.dropped, a.dropped);
