@@ -123,15 +123,25 @@ impl NetworkSpec {
     }
 }
 
-/// The network: one uplink (agent to broker) and one downlink (broker to
-/// agent) per agent, by agent index.
+/// The network at run time: every directed link, and for each agent the
+/// path (a list of links) from it to the broker and from the broker to it.
+/// The engine sends a message one link at a time, by link id.
 #[derive(Clone, Debug)]
 pub(crate) struct Network {
-    uplink: Vec<Link>,
-    downlink: Vec<Link>,
+    links: Vec<Link>,
+    /// The node each link leads to (an agent index, or [`Network::BROKER`]).
+    #[allow(dead_code)] // read by multi-hop routing, which lands next
+    to: Vec<u32>,
+    /// Per agent: its links to the broker, in order.
+    up: Vec<Box<[u32]>>,
+    /// Per agent: the links from the broker to it, in order.
+    down: Vec<Box<[u32]>>,
 }
 
 impl Network {
+    /// The node id of the broker in [`Network::link_end`].
+    pub(crate) const BROKER: u32 = u32::MAX - 1;
+
     /// A star: the broker in the middle, one uplink and one downlink per
     /// agent, each with its model from `spec`.
     pub(crate) fn star(agent_names: &[String], seed: u64, env: u64, spec: &NetworkSpec) -> Network {
@@ -140,34 +150,54 @@ impl Network {
             let model = changed.get(&(a, b)).unwrap_or(&spec.default);
             Link::new(model, seed, env, &format!("{a}->{b}"))
         };
+        let n = agent_names.len() as u32;
+        let mut links = Vec::with_capacity(2 * n as usize);
+        let mut to = Vec::with_capacity(2 * n as usize);
+        for name in agent_names {
+            links.push(link(name, BROKER));
+            to.push(Network::BROKER);
+        }
+        for (i, name) in agent_names.iter().enumerate() {
+            links.push(link(BROKER, name));
+            to.push(i as u32);
+        }
         Network {
-            uplink: agent_names.iter().map(|n| link(n, BROKER)).collect(),
-            downlink: agent_names.iter().map(|n| link(BROKER, n)).collect(),
+            links,
+            to,
+            up: (0..n).map(|i| Box::from([i])).collect(),
+            down: (0..n).map(|i| Box::from([n + i])).collect(),
         }
     }
 
-    /// Sends on agent `agent`'s uplink to the broker.
+    /// The `hop`-th link (from 0) on agent `agent`'s path to the broker.
     #[inline]
-    pub(crate) fn send_up(&mut self, agent: u32, now: SimTime, bytes: u64) -> Transit {
-        self.uplink[agent as usize].transmit(now, bytes, 1.0)
+    pub(crate) fn up_link(&self, agent: u32, hop: usize) -> Option<u32> {
+        self.up[agent as usize].get(hop).copied()
     }
 
-    /// The duplicate made by the last send on agent `agent`'s uplink.
+    /// The `hop`-th link (from 0) on the broker's path to agent `agent`.
     #[inline]
-    pub(crate) fn up_duplicate(&mut self, agent: u32) -> Option<Transit> {
-        self.uplink[agent as usize].take_duplicate()
+    pub(crate) fn down_link(&self, agent: u32, hop: usize) -> Option<u32> {
+        self.down[agent as usize].get(hop).copied()
     }
 
-    /// The duplicate made by the last send on agent `agent`'s downlink.
+    /// The node link `link` leads to.
+    #[allow(dead_code)] // read by multi-hop routing, which lands next
     #[inline]
-    pub(crate) fn down_duplicate(&mut self, agent: u32) -> Option<Transit> {
-        self.downlink[agent as usize].take_duplicate()
+    pub(crate) fn link_end(&self, link: u32) -> u32 {
+        self.to[link as usize]
     }
 
-    /// Sends on the broker's downlink to agent `agent`.
+    /// Sends a message of `bytes` payload bytes on link `link` at `now`.
     #[inline]
-    pub(crate) fn send_down(&mut self, agent: u32, now: SimTime, bytes: u64) -> Transit {
-        self.downlink[agent as usize].transmit(now, bytes, 1.0)
+    pub(crate) fn send(&mut self, link: u32, now: SimTime, bytes: u64) -> Transit {
+        self.links[link as usize].transmit(now, bytes, 1.0)
+    }
+
+    /// The duplicate made by the last send on `link`, if any.
+    #[inline]
+    pub(crate) fn duplicate(&mut self, link: u32) -> Option<Transit> {
+        self.links[link as usize].take_duplicate()
     }
 }
 
@@ -228,6 +258,9 @@ mod tests {
     fn star_topology_has_an_uplink_and_a_downlink_per_agent() {
         let names = vec!["a".to_string(), "b".to_string()];
         let net = Network::star(&names, 1, 0, &NetworkSpec::default());
-        assert_eq!((net.uplink.len(), net.downlink.len()), (2, 2));
+        assert_eq!(net.links.len(), 4);
+        assert_eq!((net.up_link(1, 0), net.up_link(1, 1)), (Some(1), None));
+        assert_eq!((net.down_link(0, 0), net.link_end(2)), (Some(2), 0));
+        assert_eq!(net.link_end(0), Network::BROKER);
     }
 }

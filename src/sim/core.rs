@@ -319,8 +319,12 @@ impl Core {
         self.metrics.published += 1;
         self.record(EventKind::Publish, h, recipient_node(recipient), 0);
         let bytes = msg.payload.wire_bytes();
-        let first = self.net.send_up(sender.0, self.now, bytes);
-        let dup = self.net.up_duplicate(sender.0);
+        let link = self
+            .net
+            .up_link(sender.0, 0)
+            .expect("every agent has an uplink");
+        let first = self.net.send(link, self.now, bytes);
+        let dup = self.net.duplicate(link);
         match (first, dup) {
             // The common case, kept short: one copy on its way.
             (Transit::Arrive(at), None) => {
@@ -592,9 +596,13 @@ impl Core {
         d: Delivery,
     ) {
         self.metrics.copies += 1;
-        let first = self.net.send_down(agent, depart, bytes);
+        let link = self
+            .net
+            .down_link(agent, 0)
+            .expect("every agent has a downlink");
+        let first = self.net.send(link, depart, bytes);
         self.send_to_agent(h, slot, agent, d, first);
-        if let Some(dup) = self.net.down_duplicate(agent) {
+        if let Some(dup) = self.net.duplicate(link) {
             self.metrics.duplicated += 1;
             self.record(EventKind::Duplicate, h, agent, 0);
             self.send_to_agent(h, slot, agent, d, dup);
