@@ -34,7 +34,9 @@ pub mod rollout;
 pub use broker::{BrokerConfig, Delivery};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
 pub use metrics::{Metrics, Outcomes, Summary};
-pub use network::{Latency, LinkModel, LinkSpec, NetworkSpec, Ordering};
+pub use network::{
+    FaultSpec, Latency, LinkModel, LinkPatch, LinkSpec, Loss, NetworkSpec, Ordering,
+};
 pub use rng::RngStream;
 pub use scenario::{Scenario, ScenarioError};
 pub use sim::{Agent, Context, Limits, SimBuilder, SimError, Simulation, TimerId};

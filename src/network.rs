@@ -20,15 +20,35 @@ use serde::{Deserialize, Serialize};
 use crate::time::SimTime;
 use crate::validate::{BROKER, Validator};
 
+mod faults;
 mod latency;
 mod link;
 mod loss;
 
+pub use crate::trace::FaultKind;
+pub use faults::{CrashState, FaultSpec};
 pub use latency::Latency;
 pub use link::{DEFAULT_HEADER_BYTES, LinkModel, LinkPatch, LinkSpec, Ordering};
 pub use loss::Loss;
 
+pub(crate) use faults::{Faults, Topo, Transition};
 pub(crate) use link::{Link, Transit};
+
+/// Whether `name` matches `pattern`, where `*` matches any run of
+/// characters and everything else matches itself.
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            let Some(tail) = name.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|&i| tail.is_char_boundary(i))
+                .any(|i| glob(rest, &tail[i..]))
+        }
+    }
+}
 
 impl LinkSpec {
     /// Applies to the reverse link too.
@@ -130,7 +150,6 @@ impl NetworkSpec {
 pub(crate) struct Network {
     links: Vec<Link>,
     /// The node each link leads to (an agent index, or [`Network::BROKER`]).
-    #[allow(dead_code)] // read by multi-hop routing, which lands next
     to: Vec<u32>,
     /// Per agent: its links to the broker, in order.
     up: Vec<Box<[u32]>>,
@@ -182,16 +201,16 @@ impl Network {
     }
 
     /// The node link `link` leads to.
-    #[allow(dead_code)] // read by multi-hop routing, which lands next
     #[inline]
     pub(crate) fn link_end(&self, link: u32) -> u32 {
         self.to[link as usize]
     }
 
-    /// Sends a message of `bytes` payload bytes on link `link` at `now`.
+    /// Sends a message of `bytes` payload bytes on link `link` at `now`,
+    /// its delay draw scaled by `factor` (1 unless a degradation holds).
     #[inline]
-    pub(crate) fn send(&mut self, link: u32, now: SimTime, bytes: u64) -> Transit {
-        self.links[link as usize].transmit(now, bytes, 1.0)
+    pub(crate) fn send(&mut self, link: u32, now: SimTime, bytes: u64, factor: f64) -> Transit {
+        self.links[link as usize].transmit(now, bytes, factor)
     }
 
     /// The duplicate made by the last send on `link`, if any.

@@ -32,7 +32,7 @@ use crate::broker::{BrokerConfig, Delivery};
 use crate::grid::{GridPlan, GridSpec, MicrogridSpec, protocol};
 use crate::message::{MessageKind, env_prefix};
 use crate::metrics::Summary;
-use crate::network::NetworkSpec;
+use crate::network::{FaultSpec, NetworkSpec};
 use crate::sim::{Limits, SimBuilder, SimError, Simulation};
 use crate::tagged::tagged_enum;
 use crate::time::{SimDuration, SimTime};
@@ -208,6 +208,10 @@ pub struct ScenarioSpec {
     /// `[[agent]]`: general-purpose agents.
     #[serde(default, rename = "agent", skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentSpec>,
+    /// `[[fault]]`: link failures, partitions, degradations, crashes and
+    /// broker outages, scheduled or random.
+    #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
 }
 
 impl ScenarioSpec {
@@ -262,6 +266,10 @@ impl ScenarioSpec {
             }
         });
         v.at("network", |v| self.network.validate(v, &is_agent));
+        let agent_names: Vec<String> = names.into_iter().map(|(n, _)| n).collect();
+        v.at("fault", |v| {
+            crate::sim::resolve_faults(&self.faults, &agent_names, 0, 0, v);
+        });
         v.finish()
     }
 }
@@ -487,6 +495,7 @@ impl Scenario {
             .limits(spec.limits.clone())
             .broker(spec.broker.clone())
             .network(spec.network.clone())
+            .faults(spec.faults.clone())
             .kind_names(protocol::kind_names());
         b = self.grid.add_agents(b);
         let prefix = env_prefix(env);

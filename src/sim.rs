@@ -31,7 +31,7 @@ mod sink;
 mod timers;
 
 pub use builder::SimBuilder;
-pub(crate) use builder::too_many_agents;
+pub(crate) use builder::{resolve_faults, too_many_agents};
 pub use context::{Agent, Context};
 pub use limits::{Limits, MAX_AGENTS, MAX_EVENTS, SimError};
 pub use timers::TimerId;
@@ -210,6 +210,17 @@ impl Simulation {
                 Call::Start(agent) => {
                     let mut ctx = Context::new(&mut self.core, agent);
                     self.agents[agent.index()].on_start(&mut ctx);
+                }
+                Call::Reset(agents) => {
+                    for agent in agents {
+                        self.agents[agent.index()].reset();
+                    }
+                }
+                Call::Restart(agents) => {
+                    for agent in agents {
+                        let mut ctx = Context::new(&mut self.core, agent);
+                        self.agents[agent.index()].on_start(&mut ctx);
+                    }
                 }
             }
         }

@@ -173,4 +173,4 @@ pub use file::{
     CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
     TraceReader, TraceWriter,
 };
-pub use record::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+pub use record::{EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::message::{AgentId, KindNames};
-use crate::network::{LinkModel, LinkSpec, Network, NetworkSpec};
+use crate::network::{FaultSpec, Faults, LinkModel, LinkSpec, Network, NetworkSpec, Topo};
 use crate::trace::Header;
 use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
@@ -43,6 +43,7 @@ pub struct SimBuilder {
     limits: Limits,
     broker: BrokerConfig,
     network: NetworkSpec,
+    faults: Vec<FaultSpec>,
     agents: Vec<(String, Box<dyn Agent>)>,
     kinds: KindNames,
     trace: TraceTarget,
@@ -59,6 +60,7 @@ impl SimBuilder {
             limits: Limits::default(),
             broker: BrokerConfig::default(),
             network: NetworkSpec::default(),
+            faults: Vec::new(),
             agents: Vec::new(),
             kinds: KindNames::new(),
             trace: TraceTarget::Digest,
@@ -105,6 +107,18 @@ impl SimBuilder {
     /// changes added before it.
     pub fn link(mut self, spec: LinkSpec) -> Self {
         self.network.links.push(spec);
+        self
+    }
+
+    /// Adds a fault (`[[fault]]`); faults are numbered in the order added.
+    pub fn fault(mut self, fault: FaultSpec) -> Self {
+        self.faults.push(fault);
+        self
+    }
+
+    /// Sets every fault.
+    pub fn faults(mut self, faults: Vec<FaultSpec>) -> Self {
+        self.faults = faults;
         self
     }
 
@@ -185,6 +199,16 @@ impl SimBuilder {
         v.at("network", |v| {
             self.network.validate(v, &|n: &str| names.contains(n));
         });
+        let agent_names: Vec<String> = self.agents.iter().map(|(n, _)| n.clone()).collect();
+        v.at("fault", |v| {
+            resolve_faults(
+                &self.faults,
+                &agent_names,
+                self.seed,
+                u64::from(self.env),
+                v,
+            )
+        });
         v.finish()
     }
 
@@ -198,6 +222,7 @@ impl SimBuilder {
             limits,
             broker,
             network,
+            faults,
             agents,
             kinds,
             trace,
@@ -209,6 +234,9 @@ impl SimBuilder {
             .map(|(i, n)| (n.clone(), AgentId(i as u32)))
             .collect();
         let net = Network::star(&names, seed, u64::from(env), &network);
+        let mut resolved =
+            resolve_faults(&faults, &names, seed, u64::from(env), &mut Validator::new());
+        let fault_starts = resolved.initial(&faults);
         let slots = names
             .into_iter()
             .map(|n| AgentSlot::new(n, seed, env))
@@ -217,6 +245,8 @@ impl SimBuilder {
             seed,
             env,
             net,
+            faults: resolved,
+            fault_starts,
             broker: Broker::new(broker),
             agents: slots,
             agent_ids,
@@ -226,4 +256,49 @@ impl SimBuilder {
         });
         Ok(Simulation::new(core, boxes, name))
     }
+}
+
+/// The faults resolved against the agents and the star's links (agent to
+/// broker and back), every problem reported to `v` (keys relative to the
+/// `fault` list).
+pub(crate) fn resolve_faults(
+    faults: &[FaultSpec],
+    agents: &[String],
+    seed: u64,
+    env: u64,
+    v: &mut Validator,
+) -> Faults {
+    let links: Vec<(&str, &str)> = agents
+        .iter()
+        .map(|a| (a.as_str(), crate::validate::BROKER))
+        .chain(agents.iter().map(|a| (crate::validate::BROKER, a.as_str())))
+        .collect();
+    let nodes: Vec<&str> = agents
+        .iter()
+        .map(String::as_str)
+        .chain([crate::validate::BROKER])
+        .collect();
+    let select = |pattern: &str| -> Result<Vec<&str>, String> {
+        let hits: Vec<&str> = nodes
+            .iter()
+            .copied()
+            .filter(|n| crate::network::glob(pattern, n))
+            .collect();
+        if hits.is_empty() {
+            Err(format!("{pattern:?} matches no node"))
+        } else {
+            Ok(hits)
+        }
+    };
+    Faults::resolve(
+        faults,
+        &Topo {
+            agents,
+            links,
+            select: &select,
+        },
+        seed,
+        env,
+        v,
+    )
 }

@@ -43,6 +43,12 @@ pub trait Agent: Any + Send {
         let _ = (ctx, tag);
     }
 
+    /// The agent crashed and loses what it held in memory (a `crash` fault
+    /// with `state = "lost"`): forget it, so that the `on_start` that runs
+    /// at the restart begins afresh. busbar cannot reach into an agent's
+    /// fields, so the default keeps everything (as `state = "kept"`).
+    fn reset(&mut self) {}
+
     /// Adds what this agent measured to the run's outcomes, at the end of
     /// a run ([`Simulation::finish`](crate::Simulation::finish)), in agent
     /// order. Name them `{what}.{figure}` (`grid.deadline_misses`); see

@@ -11,7 +11,7 @@ use crate::message::{
     AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient,
 };
 use crate::metrics::Metrics;
-use crate::network::{Network, Transit};
+use crate::network::{Faults, Network, Transit, Transition};
 use crate::queue::{EventQueue, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
@@ -44,6 +44,8 @@ pub(super) enum Event {
         slot: u32,
         generation: u32,
     },
+    /// A fault starts or ends.
+    Fault(Transition),
 }
 
 /// What the loop must call on an agent after the core carried out an event.
@@ -54,6 +56,10 @@ pub(super) enum Call {
     Message(AgentId, Message),
     /// `on_timer` with the timer's tag.
     Timer(AgentId, u64),
+    /// These agents crashed and lose their state: `reset` each.
+    Reset(Vec<AgentId>),
+    /// These agents restart after a crash: `on_start` each.
+    Restart(Vec<AgentId>),
 }
 
 /// Everything the core keeps per agent.
@@ -64,6 +70,10 @@ pub(super) struct AgentSlot {
     rng: RngStream,
     /// Its pull buffers.
     mailbox: Mailbox,
+    /// Whether it is down (a crash fault).
+    crashed: bool,
+    /// How many times it has crashed: timers set before a crash never fire.
+    incarnation: u32,
 }
 
 impl AgentSlot {
@@ -72,6 +82,8 @@ impl AgentSlot {
             rng: RngStream::new(seed, u64::from(env), &format!("agent/{name}")),
             name,
             mailbox: Mailbox::default(),
+            crashed: false,
+            incarnation: 0,
         }
     }
 }
@@ -116,6 +128,7 @@ pub(super) struct Core {
     msgs: MsgStore,
     next_msg: u64,
     net: Network,
+    faults: Faults,
     broker: Broker,
     agents: Vec<AgentSlot>,
     agent_ids: BTreeMap<String, AgentId>,
@@ -136,6 +149,9 @@ pub(super) struct Parts {
     pub(super) seed: u64,
     pub(super) env: u32,
     pub(super) net: Network,
+    pub(super) faults: Faults,
+    /// The fault transitions known before the run, in order.
+    pub(super) fault_starts: Vec<(SimTime, Transition)>,
     pub(super) broker: Broker,
     pub(super) agents: Vec<AgentSlot>,
     pub(super) agent_ids: BTreeMap<String, AgentId>,
@@ -157,6 +173,7 @@ impl Core {
             msgs: MsgStore::default(),
             next_msg: 0,
             net: p.net,
+            faults: p.faults,
             broker: p.broker,
             agents: p.agents,
             agent_ids: p.agent_ids,
@@ -171,6 +188,9 @@ impl Core {
         };
         for i in 0..n {
             core.push(SimTime::ZERO, Event::Start { agent: i as u32 });
+        }
+        for (t, tr) in p.fault_starts {
+            core.push(t, Event::Fault(tr));
         }
         core
     }
@@ -272,7 +292,7 @@ impl Core {
     }
 
     pub(super) fn set_timer(&mut self, agent: AgentId, at: SimTime, tag: u64) -> TimerId {
-        let id = self.timers.add(tag);
+        let id = self.timers.add(tag, self.agents[agent.index()].incarnation);
         self.push(
             at.max(self.now),
             Event::Timer {
@@ -323,7 +343,7 @@ impl Core {
             .net
             .up_link(sender.0, 0)
             .expect("every agent has an uplink");
-        let first = self.net.send(link, self.now, bytes);
+        let first = self.send_link(link, self.now, bytes);
         let dup = self.net.duplicate(link);
         match (first, dup) {
             // The common case, kept short: one copy on its way.
@@ -353,6 +373,37 @@ impl Core {
             }
         }
         id
+    }
+
+    /// Sends on one link, through the faults that hold now (checked only
+    /// when some link fault holds).
+    #[inline(always)]
+    fn send_link(&mut self, link: u32, at: SimTime, bytes: u64) -> Transit {
+        if self.faults.links_hit() {
+            return self.send_link_faulty(link, at, bytes);
+        }
+        self.net.send(link, at, bytes, 1.0)
+    }
+
+    #[cold]
+    fn send_link_faulty(&mut self, link: u32, at: SimTime, bytes: u64) -> Transit {
+        if let Some(reason) = self.faults.blocked(link) {
+            return Transit::Dropped(reason);
+        }
+        match self.faults.degrade(link) {
+            (_, true) => Transit::Dropped(Reason::Loss),
+            (factor, false) => self.net.send(link, at, bytes, factor),
+        }
+    }
+
+    /// Why a copy that arrives over `link` now is dropped, if a link fault
+    /// took the link down while it was on its way.
+    #[inline(always)]
+    fn arrival_blocked(&self, link: Option<u32>) -> Option<Reason> {
+        if !self.faults.links_hit() {
+            return None;
+        }
+        self.faults.blocked(link?)
     }
 
     /// Puts a message in the store (one reference), checking the bound on
@@ -414,8 +465,18 @@ impl Core {
                 self.in_flight -= 1;
                 let msg = self.msgs.take(slot);
                 let h = MsgHead::of(&msg);
-                if corrupt {
-                    self.drop_copy(h, agent, Reason::Corrupt);
+                let blocked = self.arrival_blocked(self.net.down_link(agent, 0));
+                let reason = if let Some(r) = blocked {
+                    Some(r)
+                } else if self.agents[agent as usize].crashed {
+                    Some(Reason::Crashed)
+                } else if corrupt {
+                    Some(Reason::Corrupt)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    self.drop_copy(h, agent, reason);
                     None
                 } else if pull {
                     let cap = self.broker.config().buffer_capacity;
@@ -437,12 +498,23 @@ impl Core {
             }
             Event::AtBroker { slot, corrupt } => {
                 self.in_flight -= 1;
-                if corrupt {
-                    let h = MsgHead::of(self.msgs.get(slot));
-                    self.drop_copy(h, NODE_BROKER, Reason::Corrupt);
-                    self.msgs.release(slot);
+                let h = MsgHead::of(self.msgs.get(slot));
+                let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(h.sender, 0)) {
+                    Some(r)
+                } else if self.faults.broker_down() {
+                    Some(Reason::BrokerDown)
+                } else if corrupt {
+                    Some(Reason::Corrupt)
                 } else {
-                    self.route(slot);
+                    None
+                };
+                match reason {
+                    Some(reason) => {
+                        self.metrics.dropped_uplink += 1;
+                        self.drop_copy(h, NODE_BROKER, reason);
+                        self.msgs.release(slot);
+                    }
+                    None => self.route(slot),
                 }
                 None
             }
@@ -451,7 +523,12 @@ impl Core {
                 slot,
                 generation,
             } => {
-                let tag = self.timers.fire(slot, generation)?;
+                let (tag, incarnation) = self.timers.fire(slot, generation)?;
+                let owner = &self.agents[agent as usize];
+                if owner.crashed || owner.incarnation != incarnation {
+                    // Set before a crash: the crashed process lost it.
+                    return None;
+                }
                 self.metrics.timers += 1;
                 let h = MsgHead {
                     id: tag,
@@ -464,6 +541,65 @@ impl Core {
                 Some(Call::Timer(AgentId(agent), tag))
             }
             Event::Start { agent } => Some(Call::Start(AgentId(agent))),
+            Event::Fault(tr) => self.fault_transition(tr),
+        }
+    }
+
+    /// Applies a fault's start or end, traces it, queues what a random
+    /// process does next, and says which agents to reset or restart.
+    fn fault_transition(&mut self, tr: Transition) -> Option<Call> {
+        if let Some((at, next)) = self.faults.apply(tr, self.now) {
+            self.push(at, Event::Fault(next));
+        }
+        let kind = self.faults.kind(tr.fault);
+        let detail = kind.detail(tr.start);
+        let now = self.now.0;
+        let head = |node| {
+            (
+                MsgHead {
+                    id: u64::from(tr.fault),
+                    channel: NONE,
+                    sender: NONE,
+                    kind: 0,
+                    sent_ns: now,
+                },
+                node,
+            )
+        };
+        if let Some((agents, state)) = self.faults.crash_targets(tr.fault) {
+            let agents: Vec<AgentId> = agents.iter().map(|&a| AgentId(a)).collect();
+            for a in &agents {
+                let (h, node) = head(a.0);
+                self.record(EventKind::Fault, h, node, detail);
+                let slot = &mut self.agents[a.index()];
+                slot.crashed = tr.start;
+                if tr.start {
+                    slot.incarnation += 1;
+                }
+            }
+            return if !tr.start {
+                Some(Call::Restart(agents))
+            } else if state == crate::network::CrashState::Lost {
+                Some(Call::Reset(agents))
+            } else {
+                None
+            };
+        }
+        let node = self
+            .faults
+            .flap_link(tr)
+            .map_or(NONE, |l| self.node_of(self.net.link_end(l)));
+        let (h, node) = head(node);
+        self.record(EventKind::Fault, h, node, detail);
+        None
+    }
+
+    /// The trace node of a network node.
+    fn node_of(&self, net_node: u32) -> u32 {
+        if net_node == Network::BROKER {
+            NODE_BROKER
+        } else {
+            net_node
         }
     }
 
@@ -596,11 +732,14 @@ impl Core {
         d: Delivery,
     ) {
         self.metrics.copies += 1;
+        if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
+            return self.drop_copy(h, agent, Reason::Partition);
+        }
         let link = self
             .net
             .down_link(agent, 0)
             .expect("every agent has a downlink");
-        let first = self.net.send(link, depart, bytes);
+        let first = self.send_link(link, depart, bytes);
         self.send_to_agent(h, slot, agent, d, first);
         if let Some(dup) = self.net.duplicate(link) {
             self.metrics.duplicated += 1;

@@ -17,7 +17,8 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record, TraceError, TraceReader,
+    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record, TraceError,
+    TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
@@ -71,7 +72,7 @@ pub struct Row<'a> {
     pub kind: Cow<'a, str>,
     /// Send time, ns.
     pub sent_ns: u64,
-    /// Drop reason or empty.
+    /// Drop reason, fault kind and `start`/`end`, or empty.
     pub detail: &'static str,
 }
 
@@ -100,6 +101,7 @@ impl Names<'_> {
     /// Resolves one record.
     pub fn row(&self, seq: u64, r: &Record) -> Row<'_> {
         let recipient = match r.node {
+            NONE if r.event == EventKind::Fault => "",
             NODE_BROKER => "broker",
             NODE_BROADCAST => "*",
             id => name(self.agents, id),
@@ -128,10 +130,12 @@ impl Names<'_> {
                 self.kind(r.kind)
             },
             sent_ns: r.sent_ns,
-            detail: if r.event == EventKind::Drop {
-                Reason::from_code(r.detail).map_or("?", Reason::name)
-            } else {
-                ""
+            detail: match r.event {
+                EventKind::Drop => Reason::from_code(r.detail).map_or("?", Reason::name),
+                EventKind::Fault => {
+                    FaultKind::from_detail(r.detail).map_or("?", |(k, start)| k.label(start))
+                }
+                _ => "",
             },
         }
     }

@@ -37,19 +37,24 @@ pub enum EventKind {
     Duplicate = 4,
     /// A timer fired (msg: the timer's tag; node: the agent).
     Timer = 9,
+    /// A fault started or ended (msg: the fault's index in the scenario's
+    /// `[[fault]]` list; node: the crashed agent or the failed link's far
+    /// end, else none; detail: the fault kind's code × 2, + 1 for a start).
+    Fault = 10,
     /// The receiving agent found the message late for its deadline.
     Late = 11,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
         EventKind::Drop,
         EventKind::Duplicate,
         EventKind::Timer,
+        EventKind::Fault,
         EventKind::Late,
     ];
 
@@ -62,6 +67,7 @@ impl EventKind {
             EventKind::Drop => "drop",
             EventKind::Duplicate => "duplicate",
             EventKind::Timer => "timer",
+            EventKind::Fault => "fault",
             EventKind::Late => "late",
         }
     }
@@ -75,6 +81,7 @@ impl EventKind {
             3 => EventKind::Drop,
             4 => EventKind::Duplicate,
             9 => EventKind::Timer,
+            10 => EventKind::Fault,
             11 => EventKind::Late,
             _ => return None,
         })
@@ -93,8 +100,10 @@ impl fmt::Display for EventKind {
 #[repr(u16)]
 #[non_exhaustive]
 pub enum Reason {
-    /// Lost on a link (the link's loss model).
+    /// Lost on a link (the link's loss model, or a degradation's extra loss).
     Loss = 1,
+    /// A partition separated sender and recipient, or cut the link.
+    Partition = 2,
     /// A bounded buffer (a pull mailbox) was full.
     Overflow = 4,
     /// No agent subscribes to the channel (or the named recipient does not).
@@ -102,24 +111,38 @@ pub enum Reason {
     /// The copy arrived corrupted (the link's `corrupt` setting) and the
     /// receiver discarded it.
     Corrupt = 7,
+    /// The link was down (a `link_down` or `flap` fault).
+    LinkDown = 8,
+    /// The recipient agent had crashed.
+    Crashed = 9,
+    /// The broker was down.
+    BrokerDown = 10,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 4] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Loss,
+        Reason::Partition,
         Reason::Overflow,
         Reason::NoSubscriber,
         Reason::Corrupt,
+        Reason::LinkDown,
+        Reason::Crashed,
+        Reason::BrokerDown,
     ];
 
     /// The CSV name.
     pub fn name(self) -> &'static str {
         match self {
             Reason::Loss => "loss",
+            Reason::Partition => "partition",
             Reason::Overflow => "overflow",
             Reason::NoSubscriber => "no_subscriber",
             Reason::Corrupt => "corrupt",
+            Reason::LinkDown => "link_down",
+            Reason::Crashed => "crashed",
+            Reason::BrokerDown => "broker_down",
         }
     }
 
@@ -127,9 +150,13 @@ impl Reason {
     pub fn from_code(c: u16) -> Option<Reason> {
         Some(match c {
             1 => Reason::Loss,
+            2 => Reason::Partition,
             4 => Reason::Overflow,
             6 => Reason::NoSubscriber,
             7 => Reason::Corrupt,
+            8 => Reason::LinkDown,
+            9 => Reason::Crashed,
+            10 => Reason::BrokerDown,
             _ => return None,
         })
     }
@@ -213,6 +240,84 @@ impl Record {
 
 /// A record made from `i`, for the trace module's tests: every kept event
 /// kind in turn, and a few details.
+/// The kind of a fault, as a code in trace records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum FaultKind {
+    /// [`crate::network::FaultSpec::LinkDown`].
+    LinkDown = 1,
+    /// [`crate::network::FaultSpec::Partition`].
+    Partition = 2,
+    /// [`crate::network::FaultSpec::Degrade`].
+    Degrade = 3,
+    /// [`crate::network::FaultSpec::Crash`].
+    Crash = 4,
+    /// [`crate::network::FaultSpec::BrokerDown`].
+    BrokerDown = 5,
+    /// [`crate::network::FaultSpec::Flap`] (one link's failure).
+    Flap = 6,
+}
+
+impl FaultKind {
+    /// Every kind, in code order.
+    pub const ALL: [FaultKind; 6] = [
+        FaultKind::LinkDown,
+        FaultKind::Partition,
+        FaultKind::Degrade,
+        FaultKind::Crash,
+        FaultKind::BrokerDown,
+        FaultKind::Flap,
+    ];
+
+    /// The name used in scenarios and in the trace's `detail` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::LinkDown => "link_down",
+            FaultKind::Partition => "partition",
+            FaultKind::Degrade => "degrade",
+            FaultKind::Crash => "crash",
+            FaultKind::BrokerDown => "broker_down",
+            FaultKind::Flap => "flap",
+        }
+    }
+
+    /// The kind for a code.
+    pub fn from_code(c: u8) -> Option<FaultKind> {
+        FaultKind::ALL.into_iter().find(|k| *k as u8 == c)
+    }
+
+    /// The `detail` of a `fault` trace record: the kind's code times two,
+    /// plus one for a start.
+    pub fn detail(self, start: bool) -> u16 {
+        u16::from(self as u8) * 2 + u16::from(start)
+    }
+
+    /// The `detail` column of a `fault` record in the CSV export:
+    /// `"{kind} start"` or `"{kind} end"`.
+    pub fn label(self, start: bool) -> &'static str {
+        match (self, start) {
+            (FaultKind::LinkDown, true) => "link_down start",
+            (FaultKind::LinkDown, false) => "link_down end",
+            (FaultKind::Partition, true) => "partition start",
+            (FaultKind::Partition, false) => "partition end",
+            (FaultKind::Degrade, true) => "degrade start",
+            (FaultKind::Degrade, false) => "degrade end",
+            (FaultKind::Crash, true) => "crash start",
+            (FaultKind::Crash, false) => "crash end",
+            (FaultKind::BrokerDown, true) => "broker_down start",
+            (FaultKind::BrokerDown, false) => "broker_down end",
+            (FaultKind::Flap, true) => "flap start",
+            (FaultKind::Flap, false) => "flap end",
+        }
+    }
+
+    /// The kind and start flag of a `fault` record's `detail`.
+    pub fn from_detail(detail: u16) -> Option<(FaultKind, bool)> {
+        let code = u8::try_from(detail / 2).ok()?;
+        Some((FaultKind::from_code(code)?, detail % 2 == 1))
+    }
+}
+
 #[cfg(test)]
 pub(crate) fn sample_record(i: u64) -> Record {
     Record {
@@ -293,6 +398,7 @@ mod tests {
                 (3, "drop"),
                 (4, "duplicate"),
                 (9, "timer"),
+                (10, "fault"),
                 (11, "late")
             ]
         );
@@ -308,9 +414,13 @@ mod tests {
             reasons,
             [
                 (1, "loss"),
+                (2, "partition"),
                 (4, "overflow"),
                 (6, "no_subscriber"),
-                (7, "corrupt")
+                (7, "corrupt"),
+                (8, "link_down"),
+                (9, "crashed"),
+                (10, "broker_down")
             ]
         );
         for c in 0..=u16::MAX {
