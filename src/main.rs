@@ -457,9 +457,21 @@ fn print_summary(
     )?;
     writeln!(
         out,
-        "copies: broker made {}; lost on uplinks {}, dropped after the broker {}; \
+        "copies: broker made {}{}; dropped before the broker {}, after it {}; \
          in flight on uplinks {}, on downlinks {}",
-        s.copies, s.dropped_uplink, s.dropped_downlink, s.in_flight_uplink, s.in_flight_downlink
+        s.copies,
+        if s.duplicated_uplink + s.duplicated_downlink > 0 {
+            format!(
+                ", links duplicated {} before it and {} after",
+                s.duplicated_uplink, s.duplicated_downlink
+            )
+        } else {
+            String::new()
+        },
+        s.dropped_uplink,
+        s.dropped_downlink,
+        s.in_flight_uplink,
+        s.in_flight_downlink
     )?;
     let l = &s.latency;
     writeln!(

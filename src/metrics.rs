@@ -32,6 +32,9 @@ pub struct Metrics {
     /// Extra copies made by links that duplicate (the `duplicate` trace
     /// events).
     pub duplicated: u64,
+    /// Of those, extra copies made on the way to the broker (each is routed
+    /// like a message of its own).
+    pub duplicated_uplink: u64,
     /// Message copies that reached their recipient.
     pub delivered: u64,
     /// Dropped copies, indexed by `Reason as usize`.
@@ -59,6 +62,7 @@ impl Default for Metrics {
             delivered: 0,
             dropped: [0; 16],
             duplicated: 0,
+            duplicated_uplink: 0,
             dropped_uplink: 0,
             late: 0,
             timers: 0,
@@ -227,6 +231,12 @@ pub struct Summary {
     pub copies: u64,
     /// Copies delivered to recipients.
     pub delivered: u64,
+    /// Extra copies made by links that duplicate on the way to the broker
+    /// (each is then routed like a message of its own).
+    pub duplicated_uplink: u64,
+    /// Extra copies made by links that duplicate on the way from the broker
+    /// to a recipient.
+    pub duplicated_downlink: u64,
     /// Copies dropped, all reasons.
     pub dropped: u64,
     /// Copies dropped, by reason.
@@ -275,9 +285,11 @@ impl Summary {
         digest: Digest,
         stopped: Option<String>,
     ) -> Summary {
-        // Every message published is routed, lost on its uplink or still on
-        // it; every copy made is delivered, dropped or still on its downlink.
-        let in_flight_uplink = m.published.saturating_sub(m.routed + m.dropped_uplink);
+        // Every message published (and every extra copy an uplink made) is
+        // routed, dropped on its way to the broker or still on it; every copy
+        // made is delivered, dropped or still on its downlink.
+        let in_flight_uplink =
+            (m.published + m.duplicated_uplink).saturating_sub(m.routed + m.dropped_uplink);
         let no_subscriber = m.dropped[Reason::NoSubscriber as usize];
         Summary {
             name: name.to_string(),
@@ -289,6 +301,8 @@ impl Summary {
             routed: m.routed,
             copies: m.copies,
             delivered: m.delivered,
+            duplicated_uplink: m.duplicated_uplink,
+            duplicated_downlink: m.duplicated - m.duplicated_uplink,
             dropped: m.dropped_total(),
             dropped_by_reason: m.dropped_by_reason(),
             dropped_uplink: m.dropped_uplink,

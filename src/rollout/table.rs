@@ -19,12 +19,19 @@ const SUMMARY: &[&str] = &[
     "routed",
     "copies",
     "delivered",
+    "duplicated_uplink",
+    "duplicated_downlink",
     "dropped",
     "dropped_uplink",
     "dropped_downlink",
     "dropped_loss",
+    "dropped_partition",
     "dropped_overflow",
     "dropped_no_subscriber",
+    "dropped_corrupt",
+    "dropped_link_down",
+    "dropped_crashed",
+    "dropped_broker_down",
     "in_flight",
     "in_flight_uplink",
     "in_flight_downlink",
@@ -46,6 +53,18 @@ const SUMMARY: &[&str] = &[
     "digest",
 ];
 
+#[test]
+fn one_drop_column_per_reason_in_code_order() {
+    let cols: Vec<String> = SUMMARY
+        .iter()
+        .filter_map(|c| c.strip_prefix("dropped_"))
+        .filter(|c| !matches!(*c, "uplink" | "downlink"))
+        .map(str::to_string)
+        .collect();
+    let names: Vec<String> = Reason::ALL.iter().map(|r| r.name().to_string()).collect();
+    assert_eq!(cols, names);
+}
+
 fn summary_values(s: &Summary) -> Vec<String> {
     let reason = |r: Reason| {
         s.dropped_by_reason
@@ -64,6 +83,8 @@ fn summary_values(s: &Summary) -> Vec<String> {
         s.routed,
         s.copies,
         s.delivered,
+        s.duplicated_uplink,
+        s.duplicated_downlink,
         s.dropped,
         s.dropped_uplink,
         s.dropped_downlink,
@@ -71,11 +92,8 @@ fn summary_values(s: &Summary) -> Vec<String> {
     .iter()
     .map(u64::to_string)
     .collect();
-    v.extend([
-        reason(Reason::Loss),
-        reason(Reason::Overflow),
-        reason(Reason::NoSubscriber),
-    ]);
+    // One column per reason, in code order (`dropped_{name}`).
+    v.extend(Reason::ALL.map(reason));
     v.extend(
         [
             s.in_flight,

@@ -366,6 +366,7 @@ impl Core {
                 self.send_to_broker(h, slot, first);
                 if let Some(dup) = dup {
                     self.metrics.duplicated += 1;
+                    self.metrics.duplicated_uplink += 1;
                     self.record(EventKind::Duplicate, h, NODE_BROKER, 0);
                     self.send_to_broker(h, slot, dup);
                 }
@@ -468,6 +469,9 @@ impl Core {
                 let blocked = self.arrival_blocked(self.net.down_link(agent, 0));
                 let reason = if let Some(r) = blocked {
                     Some(r)
+                } else if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
+                    // Routed before the partition began: it does not cross now.
+                    Some(Reason::Partition)
                 } else if self.agents[agent as usize].crashed {
                     Some(Reason::Crashed)
                 } else if corrupt {
