@@ -33,6 +33,7 @@ use crate::grid::{GridPlan, GridSpec, MicrogridSpec, protocol};
 use crate::message::{MessageKind, env_prefix};
 use crate::metrics::Summary;
 use crate::network::{FaultSpec, NetworkSpec};
+use crate::sim::ClockSpec;
 use crate::sim::{Limits, SimBuilder, SimError, Simulation};
 use crate::tagged::tagged_enum;
 use crate::time::{SimDuration, SimTime};
@@ -212,6 +213,10 @@ pub struct ScenarioSpec {
     /// broker outages, scheduled or random.
     #[serde(default, rename = "fault", skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<FaultSpec>,
+    /// `[[clock]]`: agents whose clocks are offset from virtual time or
+    /// drift.
+    #[serde(default, rename = "clock", skip_serializing_if = "Vec::is_empty")]
+    pub clocks: Vec<ClockSpec>,
 }
 
 impl ScenarioSpec {
@@ -269,6 +274,9 @@ impl ScenarioSpec {
         let agent_names: Vec<String> = names.into_iter().map(|(n, _)| n).collect();
         v.at("fault", |v| {
             crate::sim::resolve_faults(&self.faults, &agent_names, 0, 0, v);
+        });
+        v.at("clock", |v| {
+            crate::sim::resolve_clocks(&self.clocks, &agent_names, v);
         });
         v.finish()
     }
@@ -496,6 +504,7 @@ impl Scenario {
             .broker(spec.broker.clone())
             .network(spec.network.clone())
             .faults(spec.faults.clone())
+            .clocks(spec.clocks.clone())
             .kind_names(protocol::kind_names());
         b = self.grid.add_agents(b);
         let prefix = env_prefix(env);

@@ -23,6 +23,7 @@
 //! records are fixed-size and appended to a reused chunk.
 
 mod builder;
+mod clock;
 mod context;
 mod core;
 mod limits;
@@ -31,7 +32,8 @@ mod sink;
 mod timers;
 
 pub use builder::SimBuilder;
-pub(crate) use builder::{resolve_faults, too_many_agents};
+pub(crate) use builder::{resolve_clocks, resolve_faults, too_many_agents};
+pub use clock::{ClockOffset, ClockSpec, MAX_DRIFT_PPM};
 pub use context::{Agent, Context};
 pub use limits::{Limits, MAX_AGENTS, MAX_EVENTS, SimError};
 pub use timers::TimerId;

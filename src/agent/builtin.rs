@@ -168,7 +168,7 @@ impl Agent for Sink {
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
         self.received += 1;
-        let age = ctx.now().saturating_since(msg.sent);
+        let age = ctx.now().saturating_since(ctx.stamp(msg));
         ctx.record_age(age);
         if self.deadline.is_some_and(|d| age > d) {
             self.late += 1;

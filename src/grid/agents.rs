@@ -383,6 +383,8 @@ impl Agent for Environment {
             self.stats.late_updates += 1;
             ctx.mark_late(msg);
         }
+        // The sender's stamp, as this agent's clock compares it.
+        let sent = ctx.stamp(msg);
         let held = &mut self.latest[*d as usize];
         if held.step.is_none_or(|s| k >= s) {
             *held = Latest {
@@ -390,7 +392,7 @@ impl Agent for Environment {
                 p_mw: p,
                 q_mvar: q,
                 soc,
-                sent: msg.sent,
+                sent,
             };
         }
     }

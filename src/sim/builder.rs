@@ -12,6 +12,7 @@ use crate::trace::Header;
 use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
 use super::Simulation;
+use super::clock::{Clock, ClockSpec};
 use super::context::Agent;
 use super::core::{AgentSlot, Core, Parts};
 use super::limits::Limits;
@@ -44,6 +45,7 @@ pub struct SimBuilder {
     broker: BrokerConfig,
     network: NetworkSpec,
     faults: Vec<FaultSpec>,
+    clocks: Vec<ClockSpec>,
     agents: Vec<(String, Box<dyn Agent>)>,
     kinds: KindNames,
     trace: TraceTarget,
@@ -61,6 +63,7 @@ impl SimBuilder {
             broker: BrokerConfig::default(),
             network: NetworkSpec::default(),
             faults: Vec::new(),
+            clocks: Vec::new(),
             agents: Vec::new(),
             kinds: KindNames::new(),
             trace: TraceTarget::Digest,
@@ -119,6 +122,19 @@ impl SimBuilder {
     /// Sets every fault.
     pub fn faults(mut self, faults: Vec<FaultSpec>) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Gives the agents `spec.agent` selects their own clock (`[[clock]]`);
+    /// a later clock for the same agent wins.
+    pub fn clock(mut self, spec: ClockSpec) -> Self {
+        self.clocks.push(spec);
+        self
+    }
+
+    /// Sets every clock.
+    pub fn clocks(mut self, clocks: Vec<ClockSpec>) -> Self {
+        self.clocks = clocks;
         self
     }
 
@@ -223,6 +239,7 @@ impl SimBuilder {
             broker,
             network,
             faults,
+            clocks,
             agents,
             kinds,
             trace,
@@ -237,9 +254,17 @@ impl SimBuilder {
         let mut resolved =
             resolve_faults(&faults, &names, seed, u64::from(env), &mut Validator::new());
         let fault_starts = resolved.initial(&faults);
+        let clocks = resolve_clocks(&clocks, &names, &mut Validator::new());
         let slots = names
             .into_iter()
-            .map(|n| AgentSlot::new(n, seed, env))
+            .zip(clocks)
+            .map(|(n, clock)| {
+                let mut slot = AgentSlot::new(n, seed, env);
+                if let Some(c) = clock {
+                    slot.set_clock(c);
+                }
+                slot
+            })
             .collect();
         let core = Core::new(Parts {
             seed,
@@ -301,4 +326,30 @@ pub(crate) fn resolve_faults(
         env,
         v,
     )
+}
+
+/// Each agent's clock: the last `[[clock]]` that selects it, if any. A
+/// selector that matches no agent is reported at `clock[i].agent`.
+pub(crate) fn resolve_clocks(
+    clocks: &[ClockSpec],
+    agents: &[String],
+    v: &mut Validator,
+) -> Vec<Option<Clock>> {
+    let mut out = vec![None; agents.len()];
+    for (i, spec) in clocks.iter().enumerate() {
+        v.index(i, |v| {
+            spec.validate(v);
+            let mut any = false;
+            for (a, name) in agents.iter().enumerate() {
+                if crate::network::glob(&spec.agent, name) {
+                    out[a] = Some(Clock::new(spec));
+                    any = true;
+                }
+            }
+            if !any {
+                v.fail("agent", format!("{:?} matches no agent", spec.agent));
+            }
+        });
+    }
+    out
 }

@@ -73,10 +73,20 @@ impl<'a> Context<'a> {
         Context { core, me }
     }
 
-    /// The current virtual time.
+    /// The current time on this agent's clock: virtual time, unless a
+    /// `[[clock]]` gives the agent an offset or drift.
     #[inline]
     pub fn now(&self) -> SimTime {
-        self.core.now()
+        self.core.local_now(self.me)
+    }
+
+    /// The time the sender's clock showed when it published `msg` (its
+    /// stamp): `msg.sent` is true virtual time, which a real agent could not
+    /// know; compare this with [`Context::now`] for the age an agent would
+    /// compute. Equal to `msg.sent` when the sender has no clock.
+    #[inline]
+    pub fn stamp(&self, msg: &Message) -> SimTime {
+        self.core.local_time(msg.sender, msg.sent)
     }
 
     /// This agent's id.
@@ -164,16 +174,19 @@ impl<'a> Context<'a> {
         self.core.pending(self.me, channel)
     }
 
-    /// Fires [`Agent::on_timer`] with `tag` after `after`.
+    /// Fires [`Agent::on_timer`] with `tag` after `after` (measured on
+    /// this agent's clock).
     #[inline]
     pub fn set_timer(&mut self, after: SimDuration, tag: u64) -> TimerId {
-        let at = self.core.now() + after;
-        self.core.set_timer(self.me, at, tag)
+        let at = self.now() + after;
+        self.set_timer_at(at, tag)
     }
 
-    /// Fires [`Agent::on_timer`] with `tag` at `at` (or now, if `at` has
-    /// passed).
+    /// Fires [`Agent::on_timer`] with `tag` when this agent's clock shows
+    /// `at` (or now, if `at` has passed).
+    #[inline]
     pub fn set_timer_at(&mut self, at: SimTime, tag: u64) -> TimerId {
+        let at = self.core.true_time(self.me, at);
         self.core.set_timer(self.me, at, tag)
     }
 

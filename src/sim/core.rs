@@ -17,6 +17,7 @@ use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
 
+use super::clock::Clock;
 use super::limits::{Limits, SimError};
 use super::msg_store::MsgStore;
 use super::sink::TraceSink;
@@ -74,9 +75,16 @@ pub(super) struct AgentSlot {
     crashed: bool,
     /// How many times it has crashed: timers set before a crash never fire.
     incarnation: u32,
+    /// Its own clock, if it has one (`[[clock]]`).
+    clock: Option<Clock>,
 }
 
 impl AgentSlot {
+    /// Gives the agent its own clock.
+    pub(super) fn set_clock(&mut self, clock: Clock) {
+        self.clock = Some(clock);
+    }
+
     pub(super) fn new(name: String, seed: u64, env: u32) -> AgentSlot {
         AgentSlot {
             rng: RngStream::new(seed, u64::from(env), &format!("agent/{name}")),
@@ -84,6 +92,7 @@ impl AgentSlot {
             mailbox: Mailbox::default(),
             crashed: false,
             incarnation: 0,
+            clock: None,
         }
     }
 }
@@ -203,6 +212,27 @@ impl Core {
     }
     pub(super) fn set_clock(&mut self, t: SimTime) {
         self.now = t;
+    }
+    /// The time on `agent`'s clock now.
+    #[inline]
+    pub(super) fn local_now(&self, agent: AgentId) -> SimTime {
+        self.local_time(agent, self.now)
+    }
+    /// The time `agent`'s clock shows at true time `t`.
+    #[inline]
+    pub(super) fn local_time(&self, agent: AgentId, t: SimTime) -> SimTime {
+        match &self.agents[agent.index()].clock {
+            None => t,
+            Some(c) => c.local(t),
+        }
+    }
+    /// The true time (not before now) at which `agent`'s clock shows `local`.
+    #[inline]
+    pub(super) fn true_time(&self, agent: AgentId, local: SimTime) -> SimTime {
+        match &self.agents[agent.index()].clock {
+            None => local,
+            Some(c) => c.true_time(local, self.now),
+        }
     }
     pub(super) fn seed(&self) -> u64 {
         self.seed
