@@ -28,11 +28,10 @@ mod loss;
 pub use crate::trace::FaultKind;
 pub use faults::{CrashState, FaultSpec};
 pub use latency::Latency;
-pub use link::{DEFAULT_HEADER_BYTES, LinkModel, LinkPatch, LinkSpec, Ordering};
+pub use link::{DEFAULT_HEADER_BYTES, Link, LinkModel, LinkPatch, LinkSpec, Ordering, Transit};
 pub use loss::Loss;
 
 pub(crate) use faults::{Faults, Topo, Transition};
-pub(crate) use link::{Link, Transit};
 
 /// Whether `name` matches `pattern`, where `*` matches any run of
 /// characters and everything else matches itself.

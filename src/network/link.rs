@@ -245,7 +245,7 @@ impl LinkModel {
 
 /// What happened to one message (or one duplicate) on one link.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Transit {
+pub enum Transit {
     /// It will arrive at this time.
     Arrive(SimTime),
     /// It will arrive at this time, corrupted: the receiver discards it.
@@ -283,8 +283,25 @@ struct Extras {
 /// One directed link with its own state and random streams
 /// (`link/{name}/latency`, `/loss`, and `/correlation`, `/reorder`,
 /// `/duplicate`, `/corrupt` when those steps are enabled).
+///
+/// The engine drives one per directed link of a simulation; a test, a tool
+/// or a benchmark can drive one by hand, message by message:
+///
+/// ```
+/// use busbar::network::{Latency, Link, LinkModel, Transit};
+/// use busbar::{SimDuration, SimTime};
+///
+/// let model = LinkModel {
+///     latency: Latency::Constant { value: SimDuration::from_millis(2) },
+///     rate_bps: 1_000_000,
+///     ..LinkModel::default()
+/// };
+/// let mut link = Link::new(&model, 42, 0, "a->broker");
+/// // 60 payload bytes + 40 header bytes at 1 Mbit/s: 800 us on the wire.
+/// assert_eq!(link.transmit(SimTime::ZERO, 60, 1.0), Transit::Arrive(SimTime(2_800_000)));
+/// ```
 #[derive(Clone, Debug)]
-pub(crate) struct Link {
+pub struct Link {
     sampler: LatencySampler,
     loss: LossState,
     fifo: bool,
@@ -296,8 +313,10 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// A link named `name` (e.g. `mg1->broker`) with its own RNG streams.
-    pub(crate) fn new(model: &LinkModel, seed: u64, env: u64, name: &str) -> Link {
+    /// A link named `name` (e.g. `mg1->broker`) with its own RNG streams
+    /// for `seed` and environment `env`. The model must be valid
+    /// ([`LinkModel::validate`]).
+    pub fn new(model: &LinkModel, seed: u64, env: u64, name: &str) -> Link {
         let stream = |process: &str| RngStream::new(seed, env, &format!("link/{name}/{process}"));
         let extras = model.has_extras().then(|| {
             Box::new(Extras {
@@ -336,7 +355,7 @@ impl Link {
     /// degradation fault holds). A duplicate, if one is made, is taken with
     /// [`Link::take_duplicate`].
     #[inline]
-    pub(crate) fn transmit(&mut self, now: SimTime, payload_bytes: u64, factor: f64) -> Transit {
+    pub fn transmit(&mut self, now: SimTime, payload_bytes: u64, factor: f64) -> Transit {
         if self.loss.lose(&mut self.loss_rng) {
             return Transit::Dropped(Reason::Loss);
         }
@@ -397,7 +416,7 @@ impl Link {
 
     /// The duplicate made by the last [`Link::transmit`], if any.
     #[inline]
-    pub(crate) fn take_duplicate(&mut self) -> Option<Transit> {
+    pub fn take_duplicate(&mut self) -> Option<Transit> {
         self.extras.as_deref_mut().and_then(|x| x.dup.take())
     }
 
