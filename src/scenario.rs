@@ -261,7 +261,8 @@ impl ScenarioSpec {
                 v.index(i, |v| a.validate(v, &is_agent));
             }
         });
-        v.at("network", |v| self.network.validate(v, &is_agent));
+        let agent_names: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        v.at("network", |v| self.network.validate(v, &agent_names));
         v.finish()
     }
 }

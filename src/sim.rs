@@ -683,7 +683,6 @@ mod tests {
                 "agent[3].name",
                 "agent[1].name",
                 "network.link[0].to",
-                "network.link[0].to",
                 "network.link[1].loss",
             ],
             "{err}"

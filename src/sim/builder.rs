@@ -180,11 +180,8 @@ impl SimBuilder {
                 )
             },
         );
-        let names: std::collections::BTreeSet<&str> =
-            self.agents.iter().map(|(n, _)| n.as_str()).collect();
-        v.at("network", |v| {
-            self.network.validate(v, &|n: &str| names.contains(n));
-        });
+        let names: Vec<&str> = self.agents.iter().map(|(n, _)| n.as_str()).collect();
+        v.at("network", |v| self.network.validate(v, &names));
         v.finish()
     }
 
@@ -208,7 +205,7 @@ impl SimBuilder {
             .enumerate()
             .map(|(i, n)| (n.clone(), AgentId(i as u32)))
             .collect();
-        let net = Network::star(&names, seed, u64::from(env), &network);
+        let net = Network::new(&network, &names, seed, u64::from(env))?;
         let slots = names
             .into_iter()
             .map(|n| AgentSlot::new(n, seed, env))
