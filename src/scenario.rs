@@ -477,6 +477,18 @@ impl Scenario {
         names
     }
 
+    /// The resolved network as text: every directed link with its model,
+    /// and every agent's route of more than one hop
+    /// ([`NetworkSpec::explain`]; `busbar check --explain`).
+    pub fn explain_network(&self) -> String {
+        // Validated already, so this cannot fail; if it did, say why.
+        let names = self.agent_names();
+        self.spec
+            .network
+            .explain(&names)
+            .unwrap_or_else(|e| format!("{e}\n"))
+    }
+
     /// A builder for environment `env` with `seed`: agents, links, broker,
     /// limits and kind names set, trace left at the default (digest only).
     /// Add a trace target and call `build`.

@@ -461,11 +461,14 @@ impl Topology {
     /// then every route of more than one hop (see `NetworkSpec::explain`).
     pub(crate) fn render(&self) -> String {
         let routers = self.names.len() - self.agents - 1;
+        let routers_text = match routers {
+            0 => String::new(),
+            1 => ", 1 router".to_string(),
+            r => format!(", {r} routers"),
+        };
         let mut s = format!(
-            "network: {} agents, {} router{}, the broker; {} directed links\n",
+            "network: {} agents{routers_text} and the broker; {} directed links\n",
             self.agents,
-            routers,
-            if routers == 1 { "" } else { "s" },
             self.links.len()
         );
         if routers > 0 {
