@@ -34,7 +34,7 @@ pub use latency::Latency;
 pub use link::{DEFAULT_HEADER_BYTES, LinkModel, LinkPatch, LinkSpec, Ordering};
 pub use loss::Loss;
 pub use select::Selector;
-pub use topology::{EdgeSpec, MAX_LINKS, RouterSpec};
+pub use topology::{EdgeSpec, MAX_LINK_CHANGES, MAX_LINKS, RouterSpec};
 
 pub(crate) use link::{Link, Transit};
 
@@ -551,6 +551,22 @@ mod tests {
         );
         assert!(err[6].ends_with("no link class \"wifi\"; the classes are: bad, lte"));
         assert!(err[9].ends_with("got 3 (link c -> gw)"), "{}", err[9]);
+    }
+
+    #[test]
+    fn an_edge_between_two_large_patterns_is_refused_before_it_is_made() {
+        let agents: Vec<String> = (0..600).map(|i| format!("a{i}")).collect();
+        let agents: Vec<&str> = agents.iter().map(String::as_str).collect();
+        let spec = NetworkSpec {
+            routers: (0..1000)
+                .map(|i| RouterSpec::new(&format!("r{i}")))
+                .collect(),
+            edges: vec![EdgeSpec::new("a*", "r*")],
+            ..NetworkSpec::default()
+        };
+        let err = resolve(&spec, &agents).unwrap_err();
+        assert_eq!(paths_of(&err), ["edge[0]"]);
+        assert!(err[0].contains("up to 1200000 links"), "{err:?}");
     }
 
     #[test]

@@ -92,9 +92,15 @@ impl EdgeSpec {
     }
 }
 
-/// The most directed links a network may have (an edge between two large
-/// patterns could otherwise ask for billions).
-pub const MAX_LINKS: usize = 1 << 24;
+/// The most directed links the `[[network.edge]]`s of a network may make
+/// (an edge between two large patterns could otherwise ask for billions).
+/// The implicit star links of the agents on no edge do not count.
+pub const MAX_LINKS: usize = 1 << 20;
+
+/// The most (link spec, link) pairs the `[[network.link]]`s of a network
+/// may apply, all specs together (a few patterns over a large star stay far
+/// below it; a spec file of thousands of `"*"` patterns does not).
+pub const MAX_LINK_CHANGES: usize = 1 << 24;
 
 /// One directed link of a resolved topology.
 #[derive(Clone, Debug)]
@@ -223,7 +229,7 @@ impl Topology {
                             "",
                             format!(
                                 "this edge would make up to {count} links, more than the \
-                                 {MAX_LINKS} a network may have"
+                                 {MAX_LINKS} the edges of a network may make"
                             ),
                         );
                         return;
@@ -301,6 +307,7 @@ impl Topology {
         // The chains of the link specs that apply to no link: still
         // checked, on top of the default.
         let mut unapplied: Vec<Vec<u32>> = Vec::new();
+        let mut changes = 0usize;
         v.at("link", |v| {
             for (i, s) in spec.links.iter().enumerate() {
                 v.index(i, |v| {
@@ -327,6 +334,9 @@ impl Topology {
                         unapplied.push(mine);
                         return;
                     };
+                    if changes > MAX_LINK_CHANGES {
+                        return; // reported once, at the spec that went over
+                    }
                     let mut hits = Vec::new();
                     let mut collect = |src: &[usize], dst: &[usize]| {
                         for &x in src {
@@ -348,6 +358,18 @@ impl Topology {
                     if hits.is_empty() {
                         v.fail("to", no_link(s, &from, &ends, &out, &names));
                         unapplied.push(mine);
+                        return;
+                    }
+                    changes = changes.saturating_add(hits.len());
+                    if changes > MAX_LINK_CHANGES {
+                        unapplied.push(mine);
+                        v.fail(
+                            "",
+                            format!(
+                                "the link specs up to this one change {changes} links in all, \
+                                 more than {MAX_LINK_CHANGES}; use fewer or narrower selectors"
+                            ),
+                        );
                         return;
                     }
                     for l in hits {
