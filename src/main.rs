@@ -76,6 +76,10 @@ enum Command {
         /// Override a scenario value (repeatable), as for `run`.
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<Override>,
+        /// Also print the resolved network: every link with its model, and
+        /// the routes of more than one hop.
+        #[arg(long)]
+        explain: bool,
     },
     /// Re-run the scenario and seed embedded in a trace and compare event by event.
     Replay {
@@ -218,7 +222,11 @@ fn main() -> ExitCode {
             json,
             sets,
         } => run(&scenario, &sets, seed, env, trace.as_deref(), json),
-        Command::Check { scenario, sets } => check(&scenario, &sets),
+        Command::Check {
+            scenario,
+            sets,
+            explain,
+        } => check(&scenario, &sets, explain),
         Command::Replay { trace } => replay_cmd(&trace),
         Command::Diff { a, b } => diff_cmd(&a, &b),
         Command::Export {
@@ -529,7 +537,7 @@ fn outcome_text(name: &str, v: f64) -> String {
     format!("{name} {v:.digits$}")
 }
 
-fn check(path: &Path, sets: &[Override]) -> Result<u8, Failure> {
+fn check(path: &Path, sets: &[Override], explain: bool) -> Result<u8, Failure> {
     let s = load(path, sets)?;
     let names = s.agent_names();
     let mut out = Stdout::new();
@@ -543,6 +551,9 @@ fn check(path: &Path, sets: &[Override]) -> Result<u8, Failure> {
         s.seed()
     )
     .map_err(bad_input)?;
+    if explain {
+        write!(out, "{}", s.explain_network()).map_err(bad_input)?;
+    }
     out.finish().map_err(bad_input)?;
     Ok(0)
 }

@@ -270,10 +270,11 @@ impl ScenarioSpec {
                 v.index(i, |v| a.validate(v, &is_agent));
             }
         });
-        v.at("network", |v| self.network.validate(v, &is_agent));
-        let agent_names: Vec<String> = names.into_iter().map(|(n, _)| n).collect();
+        let agent_refs: Vec<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+        v.at("network", |v| self.network.validate(v, &agent_refs));
+        let agent_names: Vec<String> = names.iter().map(|(n, _)| n.clone()).collect();
         v.at("fault", |v| {
-            crate::sim::resolve_faults(&self.faults, &agent_names, 0, 0, v);
+            crate::sim::resolve_faults(&self.network, &self.faults, &agent_names, 0, 0, v);
         });
         v.at("clock", |v| {
             crate::sim::resolve_clocks(&self.clocks, &agent_names, v);
@@ -490,6 +491,18 @@ impl Scenario {
             .collect();
         names.extend(self.spec.agents.iter().map(|a| a.name().to_string()));
         names
+    }
+
+    /// The resolved network as text: every directed link with its model,
+    /// and every agent's route of more than one hop
+    /// ([`NetworkSpec::explain`]; `busbar check --explain`).
+    pub fn explain_network(&self) -> String {
+        // Validated already, so this cannot fail; if it did, say why.
+        let names = self.agent_names();
+        self.spec
+            .network
+            .explain(&names)
+            .unwrap_or_else(|e| format!("{e}\n"))
     }
 
     /// A builder for environment `env` with `seed`: agents, links, broker,

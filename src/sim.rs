@@ -31,8 +31,9 @@ mod msg_store;
 mod sink;
 mod timers;
 
+pub(crate) use crate::network::resolve_faults;
 pub use builder::SimBuilder;
-pub(crate) use builder::{resolve_clocks, resolve_faults, too_many_agents};
+pub(crate) use builder::{resolve_clocks, too_many_agents};
 pub use clock::{ClockOffset, ClockSpec, MAX_DRIFT_PPM};
 pub use context::{Agent, Context};
 pub use limits::{Limits, MAX_AGENTS, MAX_EVENTS, SimError};
@@ -695,7 +696,6 @@ mod tests {
                 "agent[2].name",
                 "agent[3].name",
                 "agent[1].name",
-                "network.link[0].to",
                 "network.link[0].to",
                 "network.link[1].loss",
             ],

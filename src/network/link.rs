@@ -162,6 +162,14 @@ macro_rules! link_fields {
             pub fn is_empty(&self) -> bool {
                 true $( && self.$field.is_none() )*
             }
+
+            /// Whether the patch sets the field called `field`.
+            pub(crate) fn sets(&self, field: &str) -> bool {
+                match field {
+                    $( stringify!($field) => self.$field.is_some(), )*
+                    _ => false,
+                }
+            }
         }
     };
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::message::{AgentId, KindNames};
-use crate::network::{FaultSpec, Faults, LinkModel, LinkSpec, Network, NetworkSpec, Topo};
+use crate::network::{FaultSpec, LinkModel, LinkSpec, Network, NetworkSpec, resolve_faults};
 use crate::trace::Header;
 use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
@@ -210,14 +210,12 @@ impl SimBuilder {
                 )
             },
         );
-        let names: std::collections::BTreeSet<&str> =
-            self.agents.iter().map(|(n, _)| n.as_str()).collect();
-        v.at("network", |v| {
-            self.network.validate(v, &|n: &str| names.contains(n));
-        });
+        let names: Vec<&str> = self.agents.iter().map(|(n, _)| n.as_str()).collect();
+        v.at("network", |v| self.network.validate(v, &names));
         let agent_names: Vec<String> = self.agents.iter().map(|(n, _)| n.clone()).collect();
         v.at("fault", |v| {
             resolve_faults(
+                &self.network,
                 &self.faults,
                 &agent_names,
                 self.seed,
@@ -250,9 +248,15 @@ impl SimBuilder {
             .enumerate()
             .map(|(i, n)| (n.clone(), AgentId(i as u32)))
             .collect();
-        let net = Network::star(&names, seed, u64::from(env), &network);
-        let mut resolved =
-            resolve_faults(&faults, &names, seed, u64::from(env), &mut Validator::new());
+        let net = Network::new(&network, &names, seed, u64::from(env))?;
+        let mut resolved = resolve_faults(
+            &network,
+            &faults,
+            &names,
+            seed,
+            u64::from(env),
+            &mut Validator::new(),
+        );
         let fault_starts = resolved.initial(&faults);
         let clocks = resolve_clocks(&clocks, &names, &mut Validator::new());
         let slots = names
@@ -283,51 +287,6 @@ impl SimBuilder {
     }
 }
 
-/// The faults resolved against the agents and the star's links (agent to
-/// broker and back), every problem reported to `v` (keys relative to the
-/// `fault` list).
-pub(crate) fn resolve_faults(
-    faults: &[FaultSpec],
-    agents: &[String],
-    seed: u64,
-    env: u64,
-    v: &mut Validator,
-) -> Faults {
-    let links: Vec<(&str, &str)> = agents
-        .iter()
-        .map(|a| (a.as_str(), crate::validate::BROKER))
-        .chain(agents.iter().map(|a| (crate::validate::BROKER, a.as_str())))
-        .collect();
-    let nodes: Vec<&str> = agents
-        .iter()
-        .map(String::as_str)
-        .chain([crate::validate::BROKER])
-        .collect();
-    let select = |pattern: &str| -> Result<Vec<&str>, String> {
-        let hits: Vec<&str> = nodes
-            .iter()
-            .copied()
-            .filter(|n| crate::network::glob(pattern, n))
-            .collect();
-        if hits.is_empty() {
-            Err(format!("{pattern:?} matches no node"))
-        } else {
-            Ok(hits)
-        }
-    };
-    Faults::resolve(
-        faults,
-        &Topo {
-            agents,
-            links,
-            select: &select,
-        },
-        seed,
-        env,
-        v,
-    )
-}
-
 /// Each agent's clock: the last `[[clock]]` that selects it, if any. A
 /// selector that matches no agent is reported at `clock[i].agent`.
 pub(crate) fn resolve_clocks(
@@ -341,7 +300,7 @@ pub(crate) fn resolve_clocks(
             spec.validate(v);
             let mut any = false;
             for (a, name) in agents.iter().enumerate() {
-                if crate::network::glob(&spec.agent, name) {
+                if crate::network::glob_match(&spec.agent, name) {
                     out[a] = Some(Clock::new(spec));
                     any = true;
                 }
