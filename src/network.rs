@@ -24,7 +24,7 @@ mod latency;
 mod link;
 mod loss;
 
-pub use latency::Latency;
+pub use latency::{EmpiricalSamples, Latency, SamplesError};
 pub use link::{DEFAULT_HEADER_BYTES, LinkModel, LinkPatch, LinkSpec, Ordering};
 pub use loss::Loss;
 
