@@ -64,7 +64,7 @@ tagged_enum! {
         /// observed mean is `mean + std·φ(a)/Φ(a)` with `a = mean/std` (φ, Φ
         /// the standard normal density and distribution function): above
         /// `mean`, noticeably once `std` is more than about a third of
-        /// `mean` (`mean = 5ms, std = 10ms` gives about 9.4 ms).
+        /// `mean` (`mean = 5ms, std = 10ms` gives about 10.1 ms).
         /// [`Latency::mean_ns`] returns that observed mean.
         Normal {
             /// Mean of the normal before truncation.
