@@ -33,7 +33,7 @@ mod topology;
 
 pub use crate::trace::FaultKind;
 pub use faults::{CrashState, FaultSpec};
-pub use latency::Latency;
+pub use latency::{EmpiricalSamples, Latency, SamplesError};
 pub use link::{DEFAULT_HEADER_BYTES, Link, LinkModel, LinkPatch, LinkSpec, Ordering, Transit};
 pub use loss::Loss;
 pub use select::Selector;
@@ -157,6 +157,39 @@ impl NetworkSpec {
     /// value at fault was written).
     pub fn validate(&self, v: &mut Validator, agents: &[&str]) {
         let _ = Topology::resolve(self, agents, v);
+    }
+
+    /// Loads the measured delay samples of every `empirical` latency (the
+    /// default, each class, each link change), resolving relative paths
+    /// from `base_dir`; a file that cannot be read or parsed is reported at
+    /// its `path` key. Call before [`NetworkSpec::validate`].
+    pub fn load(&mut self, base_dir: &std::path::Path, v: &mut Validator) {
+        v.at("default", |v| {
+            v.at("latency", |v| self.default.latency.load(base_dir, v))
+        });
+        v.at("class", |v| {
+            for (name, patch) in &mut self.class {
+                if let Some(l) = patch.latency.as_mut() {
+                    v.at(name, |v| v.at("latency", |v| l.load(base_dir, v)));
+                }
+            }
+        });
+        v.at("link", |v| {
+            for (i, spec) in self.links.iter_mut().enumerate() {
+                if let Some(l) = spec.latency.as_mut() {
+                    v.index(i, |v| v.at("latency", |v| l.load(base_dir, v)));
+                }
+            }
+        });
+    }
+
+    /// The files the network reads (empirical delay samples), as written.
+    pub fn files(&self) -> Vec<&std::path::Path> {
+        std::iter::once(&self.default.latency)
+            .chain(self.class.values().filter_map(|p| p.latency.as_ref()))
+            .chain(self.links.iter().filter_map(|l| l.latency.as_ref()))
+            .filter_map(Latency::file)
+            .collect()
     }
 
     /// The resolved network as text: a summary line, every directed link

@@ -229,6 +229,7 @@ impl ScenarioSpec {
         v.at("broker", |v| self.broker.validate(v));
         v.at("grid", |v| self.grid.validate(v));
         crate::grid::validate_microgrids(&mut self.microgrids, base_dir, &mut v);
+        v.at("network", |v| self.network.load(base_dir, v));
         let (duration, max) = (self.simulation.duration, self.limits.max_sim_time);
         v.at("simulation", |v| {
             v.check(duration <= max, "duration", || {
@@ -480,6 +481,8 @@ impl Scenario {
                 }
             }
         }
+        let network = self.spec.network.files().into_iter();
+        files.extend(network.map(|p| self.base_dir.join(p)));
         files
     }
 

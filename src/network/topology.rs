@@ -35,7 +35,6 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{EdgeRef, Reversed};
 use serde::{Deserialize, Serialize};
 
-use crate::rng::RngStream;
 use crate::validate::{BROKER, KeyPath, Seg, Validator, check_agent_name};
 
 use super::select::Resolver;
@@ -640,27 +639,11 @@ fn no_link(
 /// mean before truncation).
 #[allow(unreachable_patterns)] // the fallback serves variants added later
 fn expected_ns(latency: &Latency) -> u64 {
-    match *latency {
-        Latency::Constant { value } => value.0,
-        Latency::Uniform { min, max } => min.0 + max.0.saturating_sub(min.0) / 2,
-        Latency::Normal { mean, .. } => mean.0,
-        Latency::Lognormal { median, sigma } => {
-            crate::time::SimDuration::from_nanos_f64(
-                median.0 as f64 * libm::exp(sigma * sigma / 2.0),
-            )
-            .0
-        }
-        Latency::Exponential { mean, min } => min.0.saturating_add(mean.0),
-        // A distribution without a formula here: the mean of a fixed
-        // sample (its own stream, so deterministic).
-        _ => {
-            const N: u64 = 4096;
-            let sampler = latency.compile();
-            let mut rng = RngStream::new(0, 0, "topology/expected-latency");
-            let sum: u128 = (0..N).map(|_| u128::from(sampler.sample(&mut rng).0)).sum();
-            u64::try_from(sum / u128::from(N)).unwrap_or(u64::MAX)
-        }
-    }
+    // The mean, or the median where the mean is infinite (pareto with
+    // shape <= 1). Unloaded samples (NaN) never reach here: validation
+    // refuses them first.
+    let ns = latency.mean_ns().unwrap_or_else(|| latency.median_ns());
+    crate::time::SimDuration::from_nanos_f64(ns).0
 }
 
 /// A link's routing cost: expected latency plus, with a rate, the
