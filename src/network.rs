@@ -230,12 +230,13 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    /// The node id of the broker in [`Network::link_end`].
-    pub(crate) const BROKER: u32 = u32::MAX - 1;
+    /// The node id of the broker in [`Network::link_end`] (the trace's
+    /// node id of the broker too, as agent and router ids are).
+    pub(crate) const BROKER: u32 = crate::trace::NODE_BROKER;
     /// The node id of router 0 in [`Network::link_end`]; router `r` is
     /// `ROUTER_BASE + r`. Agent ids stay below it (2^31 agents would
     /// exceed every limit first).
-    pub(crate) const ROUTER_BASE: u32 = 1 << 31;
+    pub(crate) const ROUTER_BASE: u32 = crate::trace::NODE_ROUTER_BASE;
 
     /// The network of `spec` over the agents `agent_names` (in id order):
     /// every link with its own RNG streams (named `{from}->{to}`), every
@@ -296,6 +297,20 @@ impl Network {
         (hop < end - start).then(|| self.up[start + hop])
     }
 
+    /// How many links agent `agent`'s path to the broker has.
+    #[inline]
+    pub(crate) fn up_hops(&self, agent: u32) -> usize {
+        let a = agent as usize;
+        (self.up_at[a + 1] - self.up_at[a]) as usize
+    }
+
+    /// How many links the broker's path to agent `agent` has.
+    #[inline]
+    pub(crate) fn down_hops(&self, agent: u32) -> usize {
+        let a = agent as usize;
+        (self.down_at[a + 1] - self.down_at[a]) as usize
+    }
+
     /// The `hop`-th link (from 0) on the broker's path to agent `agent`.
     #[inline]
     pub(crate) fn down_link(&self, agent: u32, hop: usize) -> Option<u32> {
@@ -313,7 +328,6 @@ impl Network {
 
     /// The routers' names, by router index (`link_end` −
     /// `Network::ROUTER_BASE`).
-    #[allow(dead_code)] // read by multi-hop routing, which lands next
     pub(crate) fn router_names(&self) -> &[String] {
         &self.routers
     }

@@ -76,12 +76,14 @@ fn names<'a>(
     agents: &'a [String],
     channels: &'a [String],
     kinds: &'a [(u8, String)],
+    routers: &'a [String],
     env: u32,
 ) -> Names<'a> {
     Names {
         agents,
         channels,
         kinds,
+        routers,
         env,
     }
 }
@@ -202,12 +204,19 @@ impl<R: Read + Seek> Against<'_, R> {
 struct ReRunNames {
     agents: Vec<String>,
     kinds: Vec<(u8, String)>,
+    routers: Vec<String>,
     env: u32,
 }
 
 impl ReRunNames {
     fn of<'a>(&'a self, sim: &'a Simulation) -> Names<'a> {
-        names(&self.agents, sim.channel_names(), &self.kinds, self.env)
+        names(
+            &self.agents,
+            sim.channel_names(),
+            &self.kinds,
+            &self.routers,
+            self.env,
+        )
     }
 }
 
@@ -235,10 +244,17 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
         .trace_in_memory()
         .build()
         .map_err(RunError::from)?;
-    let ln = names(&footer.agents, &footer.channels, &footer.kinds, header.env);
+    let ln = names(
+        &footer.agents,
+        &footer.channels,
+        &footer.kinds,
+        &footer.routers,
+        header.env,
+    );
     let rerun = ReRunNames {
         agents: sim.agent_names(),
         kinds: sim.kind_names().table().to_vec(),
+        routers: sim.router_names().to_vec(),
         env: header.env,
     };
     let mut against = Against {
@@ -323,8 +339,20 @@ pub fn diff<A: Read + Seek, B: Read + Seek>(
     b: &mut TraceReader<B>,
 ) -> Result<Comparison, DiffError> {
     let (fa, fb) = (a.footer().clone(), b.footer().clone());
-    let na = names(&fa.agents, &fa.channels, &fa.kinds, a.header().env);
-    let nb = names(&fb.agents, &fb.channels, &fb.kinds, b.header().env);
+    let na = names(
+        &fa.agents,
+        &fa.channels,
+        &fa.kinds,
+        &fa.routers,
+        a.header().env,
+    );
+    let nb = names(
+        &fb.agents,
+        &fb.channels,
+        &fb.kinds,
+        &fb.routers,
+        b.header().env,
+    );
     let side = |second: bool| move |error| DiffError { second, error };
     let (mut ca, mut cb) = (a.cursor(), b.cursor());
     let mut seq = 0u64;

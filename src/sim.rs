@@ -107,6 +107,11 @@ impl Simulation {
         self.core.channel_names()
     }
 
+    /// Router names, by router index (the `[[network.router]]` list).
+    pub fn router_names(&self) -> &[String] {
+        self.core.router_names()
+    }
+
     /// The names of the message kinds (the trace footer's table).
     pub fn kind_names(&self) -> &KindNames {
         self.core.kinds()
@@ -289,6 +294,7 @@ impl Simulation {
             agents: self.agent_names(),
             channels: self.core.channel_names().to_vec(),
             kinds: self.core.kinds().table().to_vec(),
+            routers: self.core.router_names().to_vec(),
         };
         let stopped = self.stopped.clone();
         let digest = self.core.trace_mut().finish(names, stopped.clone())?;

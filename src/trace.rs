@@ -35,11 +35,11 @@
 //!
 //! [`Summary::digest`]: crate::metrics::Summary::digest
 //!
-//! # File format (version 3)
+//! # File format (version 4)
 //!
 //! ```text
 //! magic    8 bytes  "BUSBARTR"
-//! version  u16 LE   FORMAT_VERSION (3; any other version is refused)
+//! version  u16 LE   FORMAT_VERSION (4; any other version is refused)
 //! frames   repeated: len u32 LE | tag u8 | body (len bytes) | check u64 LE
 //!          (len <= MAX_FRAME)
 //!          tag 1 Header   once, first; postcard: crate_version, scenario_path,
@@ -49,7 +49,8 @@
 //!          tag 3 Footer   once, last; postcard: agent names, channel names,
 //!                         kind names as (code, name) pairs, record count,
 //!                         records digest (16 bytes), payload digest
-//!                         (16 bytes), stop reason (Option<String>)
+//!                         (16 bytes), stop reason (Option<String>),
+//!                         router names
 //! ```
 //!
 //! Nothing may follow the footer.
@@ -110,7 +111,8 @@
 //!
 //! ```text
 //! tag      u8    bits 0..=3  event code: 0 publish, 1 route, 2 deliver,
-//!                            3 drop, 9 timer, 11 late (any other: error)
+//!                            3 drop, 4 duplicate, 9 timer, 10 fault,
+//!                            11 late, 12 forward (any other: error)
 //!                bit 4 (0x10) SAME_TIME   bit 5 (0x20) NEXT_MSG
 //!                bit 6 (0x40) CACHED      bit 7 (0x80) DETAIL
 //! time     if SAME_TIME: no bytes, time_ns = prev_time
@@ -119,7 +121,8 @@
 //!          NEXT_MSG:    no bytes, msg = last_pub + 1
 //!          otherwise:   varint d (d != 2^64 - 1), msg = last_pub - d
 //! node     varint v < 2^32, node = v - 2
-//!          (0 = NODE_BROKER, 1 = NODE_BROADCAST, k + 2 = agent k)
+//!          (0 = NODE_BROKER, 1 = NODE_BROADCAST, k + 2 = agent k,
+//!          NODE_ROUTER_BASE + r + 2 = router r)
 //! header   if CACHED: no bytes; the slot of msg must hold msg (written
 //!          earlier in this batch); channel, sender, kind and sent_ns are
 //!          the slot's
@@ -173,4 +176,6 @@ pub use file::{
     CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
     TraceReader, TraceWriter,
 };
-pub use record::{EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+pub use record::{
+    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record,
+};

@@ -239,6 +239,7 @@ fn crafted_trace(scenario: &str) -> PathBuf {
         records_digest: empty,
         payload_digest: empty,
         stopped: None,
+        routers: Vec::new(),
     };
     let w = TraceWriter::new(Vec::new(), &header).unwrap();
     let bytes = w.finish(&footer).unwrap();

@@ -328,9 +328,9 @@ fn bad_magic() {
 fn unsupported_version() {
     let dir = TempDir::new().unwrap();
     let bytes = good_bytes(dir.path());
-    // Version 1 (postcard-encoded record batches) and 2 (no checksums) are
-    // no longer read.
-    for v in [0u16, 1, 2, 4, 0xFFFF] {
+    // Version 1 (postcard-encoded record batches), 2 (no checksums) and 3
+    // (no router names) are no longer read.
+    for v in [0u16, 1, 2, 3, 5, 0xFFFF] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         match read_bytes(b).unwrap_err() {
@@ -579,12 +579,14 @@ fn streamed_comparisons_agree_with_whole_list_comparison() {
         agents: &aa,
         channels: &ac,
         kinds: &ak,
+        routers: &[],
         env: 0,
     };
     let nb = Names {
         agents: &ba,
         channels: &bc,
         kinds: &bk,
+        routers: &[],
         env: 0,
     };
     let whole = compare(&la, &na, &lb, &nb);
@@ -643,6 +645,7 @@ fn write_batches(records: &[Record], sizes: &[usize]) -> Vec<u8> {
         records_digest: d.digest(),
         payload_digest: Digest([0; 16]),
         stopped: None,
+        routers: Vec::new(),
     })
     .unwrap()
 }
@@ -777,10 +780,10 @@ proptest! {
 }
 
 #[test]
-fn version_1_and_2_files_are_refused() {
+fn versions_1_to_3_are_refused() {
     let bytes = write_batches(&[], &[]);
-    assert_eq!(FORMAT_VERSION, 3);
-    for v in [1u16, 2] {
+    assert_eq!(FORMAT_VERSION, 4);
+    for v in [1u16, 2, 3] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         let e = read_bytes(b).unwrap_err();
@@ -788,7 +791,7 @@ fn version_1_and_2_files_are_refused() {
             TraceError::Version { found } if found == v => {}
             e => panic!("{e}"),
         }
-        assert!(e.to_string().contains("this build reads version 3"), "{e}");
+        assert!(e.to_string().contains("this build reads version 4"), "{e}");
     }
 }
 
@@ -951,6 +954,7 @@ fn records_differ_when_the_names_behind_their_kind_codes_do() {
         agents: &agents,
         channels: &channels,
         kinds,
+        routers: &[],
         env: 0,
     };
     let (ln, rn) = (names(&left), names(&right));

@@ -527,6 +527,7 @@ mod tests {
             records_digest: Digester::default().digest(),
             payload_digest: Digester::default().digest(),
             stopped: None,
+            routers: Vec::new(),
         };
         let bytes = TraceWriter::new(Vec::new(), &h)
             .unwrap()

@@ -39,6 +39,17 @@ pub(super) enum Event {
         pull: bool,
         corrupt: bool,
     },
+    /// A copy of the message in `slot` crossed link `hop` of `agent`'s path
+    /// (to the broker if `up`, else from it) and reached the router at its
+    /// end, which sends it on (corrupted: the router discards it).
+    AtRouter {
+        slot: u32,
+        agent: u32,
+        hop: u16,
+        up: bool,
+        pull: bool,
+        corrupt: bool,
+    },
     /// A timer of `agent` is due (if its generation still matches).
     Timer {
         agent: u32,
@@ -47,6 +58,16 @@ pub(super) enum Event {
     },
     /// A fault starts or ends.
     Fault(Transition),
+}
+
+/// One link of a copy's path: link `hop` of `agent`'s path to the broker
+/// (`up`) or of the broker's path to it, and how the copy is delivered.
+#[derive(Clone, Copy, Debug)]
+struct Leg {
+    agent: u32,
+    hop: u16,
+    up: bool,
+    pull: bool,
 }
 
 /// What the loop must call on an agent after the core carried out an event.
@@ -258,6 +279,9 @@ impl Core {
     pub(super) fn agent_id(&self, name: &str) -> Option<AgentId> {
         self.agent_ids.get(name).copied()
     }
+    pub(super) fn router_names(&self) -> &[String] {
+        self.net.router_names()
+    }
     pub(super) fn channel_name(&self, id: ChannelId) -> &str {
         self.broker.channel_name(id)
     }
@@ -369,15 +393,18 @@ impl Core {
         self.metrics.published += 1;
         self.record(EventKind::Publish, h, recipient_node(recipient), 0);
         let bytes = msg.payload.wire_bytes();
-        let link = self
-            .net
-            .up_link(sender.0, 0)
-            .expect("every agent has an uplink");
+        let leg = Leg {
+            agent: sender.0,
+            hop: 0,
+            up: true,
+            pull: false,
+        };
+        let link = self.leg_link(leg);
         let first = self.send_link(link, self.now, bytes);
         let dup = self.net.duplicate(link);
         match (first, dup) {
-            // The common case, kept short: one copy on its way.
-            (Transit::Arrive(at), None) => {
+            // The common case, kept short: one copy straight to the broker.
+            (Transit::Arrive(at), None) if self.net.up_hops(sender.0) == 1 => {
                 let slot = self.store(msg);
                 self.schedule_copy(
                     at,
@@ -389,16 +416,15 @@ impl Core {
             }
             (Transit::Dropped(reason), None) => {
                 self.metrics.dropped_uplink += 1;
-                self.drop_copy(h, NODE_BROKER, reason);
+                let node = self.net.link_end(link);
+                self.drop_copy(h, node, reason);
             }
             (first, dup) => {
                 let slot = self.store(msg);
-                self.send_to_broker(h, slot, first);
+                self.arrive_later(h, slot, leg, first);
                 if let Some(dup) = dup {
-                    self.metrics.duplicated += 1;
-                    self.metrics.duplicated_uplink += 1;
-                    self.record(EventKind::Duplicate, h, NODE_BROKER, 0);
-                    self.send_to_broker(h, slot, dup);
+                    self.duplicated(h, leg, link);
+                    self.arrive_later(h, slot, leg, dup);
                 }
                 self.msgs.release(slot);
             }
@@ -448,19 +474,119 @@ impl Core {
         slot
     }
 
-    /// Schedules the arrival at the broker of one copy (taking a reference
-    /// to `slot`), or drops it.
-    fn send_to_broker(&mut self, h: MsgHead, slot: u32, t: Transit) {
+    /// The link a leg crosses.
+    #[inline(always)]
+    fn leg_link(&self, leg: Leg) -> u32 {
+        let hop = usize::from(leg.hop);
+        let link = if leg.up {
+            self.net.up_link(leg.agent, hop)
+        } else {
+            self.net.down_link(leg.agent, hop)
+        };
+        link.expect("a leg is on its path")
+    }
+
+    /// Whether a leg is the last of its path.
+    #[inline(always)]
+    fn leg_is_last(&self, leg: Leg) -> bool {
+        let hops = if leg.up {
+            self.net.up_hops(leg.agent)
+        } else {
+            self.net.down_hops(leg.agent)
+        };
+        usize::from(leg.hop) + 1 == hops
+    }
+
+    /// Counts and traces the duplicate a leg's link just made.
+    fn duplicated(&mut self, h: MsgHead, leg: Leg, link: u32) {
+        self.metrics.duplicated += 1;
+        if leg.up {
+            self.metrics.duplicated_uplink += 1;
+        }
+        let node = self.net.link_end(link);
+        self.record(EventKind::Duplicate, h, node, 0);
+    }
+
+    /// Sends one copy of the message in `slot` over `leg` at `at`, and its
+    /// duplicate if the link makes one.
+    fn cross(&mut self, h: MsgHead, slot: u32, leg: Leg, at: SimTime, bytes: u64) {
+        let link = self.leg_link(leg);
+        let first = self.send_link(link, at, bytes);
+        self.arrive_later(h, slot, leg, first);
+        if let Some(dup) = self.net.duplicate(link) {
+            self.duplicated(h, leg, link);
+            self.arrive_later(h, slot, leg, dup);
+        }
+    }
+
+    /// Schedules where one copy that crossed `leg` arrives (a router, the
+    /// broker or the recipient), taking a reference to `slot`; or drops it
+    /// at the link's end.
+    fn arrive_later(&mut self, h: MsgHead, slot: u32, leg: Leg, t: Transit) {
         let (at, corrupt) = match t {
             Transit::Dropped(reason) => {
-                self.metrics.dropped_uplink += 1;
-                return self.drop_copy(h, NODE_BROKER, reason);
+                if leg.up {
+                    self.metrics.dropped_uplink += 1;
+                }
+                let node = self.net.link_end(self.leg_link(leg));
+                return self.drop_copy(h, node, reason);
             }
             Transit::Arrive(at) => (at, false),
             Transit::Corrupt(at) => (at, true),
         };
         self.msgs.add_ref(slot);
-        self.schedule_copy(at, Event::AtBroker { slot, corrupt });
+        let ev = if !self.leg_is_last(leg) {
+            Event::AtRouter {
+                slot,
+                agent: leg.agent,
+                hop: leg.hop,
+                up: leg.up,
+                pull: leg.pull,
+                corrupt,
+            }
+        } else if leg.up {
+            Event::AtBroker { slot, corrupt }
+        } else {
+            Event::AtAgent {
+                slot,
+                agent: leg.agent,
+                pull: leg.pull,
+                corrupt,
+            }
+        };
+        self.schedule_copy(at, ev);
+    }
+
+    /// A copy reached the router at the end of `leg`: dropped if its link
+    /// went down meanwhile or it is corrupted, else traced and sent on.
+    fn forward(&mut self, slot: u32, leg: Leg, corrupt: bool) {
+        let (h, bytes) = {
+            let m = self.msgs.get(slot);
+            (MsgHead::of(m), m.payload.wire_bytes())
+        };
+        let link = self.leg_link(leg);
+        let router = self.net.link_end(link);
+        let reason = match self.arrival_blocked(Some(link)) {
+            Some(r) => Some(r),
+            None => corrupt.then_some(Reason::Corrupt),
+        };
+        match reason {
+            Some(reason) => {
+                if leg.up {
+                    self.metrics.dropped_uplink += 1;
+                }
+                self.drop_copy(h, router, reason);
+            }
+            None => {
+                self.record(EventKind::Forward, h, router, 0);
+                let next = Leg {
+                    hop: leg.hop + 1,
+                    ..leg
+                };
+                self.cross(h, slot, next, self.now, bytes);
+            }
+        }
+        self.msgs.release(slot);
     }
 
     // ----- the engine -----------------------------------------------------
@@ -496,7 +622,8 @@ impl Core {
                 self.in_flight -= 1;
                 let msg = self.msgs.take(slot);
                 let h = MsgHead::of(&msg);
-                let blocked = self.arrival_blocked(self.net.down_link(agent, 0));
+                let last = self.net.down_hops(agent) - 1;
+                let blocked = self.arrival_blocked(self.net.down_link(agent, last));
                 let reason = if let Some(r) = blocked {
                     Some(r)
                 } else if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
@@ -533,7 +660,9 @@ impl Core {
             Event::AtBroker { slot, corrupt } => {
                 self.in_flight -= 1;
                 let h = MsgHead::of(self.msgs.get(slot));
-                let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(h.sender, 0)) {
+                let last = self.net.up_hops(h.sender) - 1;
+                let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(h.sender, last))
+                {
                     Some(r)
                 } else if self.faults.broker_down() {
                     Some(Reason::BrokerDown)
@@ -550,6 +679,27 @@ impl Core {
                     }
                     None => self.route(slot),
                 }
+                None
+            }
+            Event::AtRouter {
+                slot,
+                agent,
+                hop,
+                up,
+                pull,
+                corrupt,
+            } => {
+                self.in_flight -= 1;
+                self.forward(
+                    slot,
+                    Leg {
+                        agent,
+                        hop,
+                        up,
+                        pull,
+                    },
+                    corrupt,
+                );
                 None
             }
             Event::Timer {
@@ -622,20 +772,12 @@ impl Core {
         let node = self
             .faults
             .flap_link(tr)
-            .map_or(NONE, |l| self.node_of(self.net.link_end(l)));
+            .map_or(NONE, |l| self.net.link_end(l));
         let (h, node) = head(node);
         self.record(EventKind::Fault, h, node, detail);
         None
     }
 
-    /// The trace node of a network node.
-    fn node_of(&self, net_node: u32) -> u32 {
-        if net_node == Network::BROKER {
-            NODE_BROKER
-        } else {
-            net_node
-        }
-    }
 
     /// The error raised while carrying out events or handlers, taken.
     #[inline]
@@ -769,37 +911,13 @@ impl Core {
         if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
             return self.drop_copy(h, agent, Reason::Partition);
         }
-        let link = self
-            .net
-            .down_link(agent, 0)
-            .expect("every agent has a downlink");
-        let first = self.send_link(link, depart, bytes);
-        self.send_to_agent(h, slot, agent, d, first);
-        if let Some(dup) = self.net.duplicate(link) {
-            self.metrics.duplicated += 1;
-            self.record(EventKind::Duplicate, h, agent, 0);
-            self.send_to_agent(h, slot, agent, d, dup);
-        }
+        let leg = Leg {
+            agent,
+            hop: 0,
+            up: false,
+            pull: d == Delivery::Pull,
+        };
+        self.cross(h, slot, leg, depart, bytes);
     }
 
-    /// Schedules the arrival at `agent` of one copy of the message in
-    /// `slot` (taking a reference), or drops it.
-    #[inline(always)]
-    fn send_to_agent(&mut self, h: MsgHead, slot: u32, agent: u32, d: Delivery, t: Transit) {
-        let (at, corrupt) = match t {
-            Transit::Dropped(reason) => return self.drop_copy(h, agent, reason),
-            Transit::Arrive(at) => (at, false),
-            Transit::Corrupt(at) => (at, true),
-        };
-        self.msgs.add_ref(slot);
-        self.schedule_copy(
-            at,
-            Event::AtAgent {
-                slot,
-                agent,
-                pull: d == Delivery::Pull,
-                corrupt,
-            },
-        );
-    }
 }

@@ -97,6 +97,7 @@ pub(super) struct Names {
     pub(super) agents: Vec<String>,
     pub(super) channels: Vec<String>,
     pub(super) kinds: Vec<(u8, String)>,
+    pub(super) routers: Vec<String>,
 }
 
 pub(super) struct TraceSink {
@@ -292,6 +293,7 @@ impl TraceSink {
                 records_digest,
                 payload_digest,
                 stopped,
+                routers: names.routers,
             })?;
         }
         Ok(Digest::of_run(records_digest, payload_digest))

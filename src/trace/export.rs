@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record, TraceError,
+    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, TraceError,
     TraceReader,
 };
 
@@ -45,6 +45,8 @@ pub struct Names<'a> {
     pub channels: &'a [String],
     /// Message kind names by code, as (code, name) pairs.
     pub kinds: &'a [(u8, String)],
+    /// Router names by router index.
+    pub routers: &'a [String],
     /// Environment index.
     pub env: u32,
 }
@@ -104,6 +106,7 @@ impl Names<'_> {
             NONE if r.event == EventKind::Fault => "",
             NODE_BROKER => "broker",
             NODE_BROADCAST => "*",
+            id if id >= NODE_ROUTER_BASE => name(self.routers, id - NODE_ROUTER_BASE),
             id => name(self.agents, id),
         };
         let timer = r.event == EventKind::Timer;
@@ -164,6 +167,7 @@ pub fn export<R: Read + Seek, W: Write>(
         agents: &footer.agents,
         channels: &footer.channels,
         kinds: &footer.kinds,
+        routers: &footer.routers,
         env: reader.header().env,
     };
     let mut seq = 0u64;
@@ -235,6 +239,7 @@ mod tests {
             agents: &agents,
             channels: &channels,
             kinds: &kinds,
+            routers: &[],
             env: 0,
         };
         let kind = |event, code| names.row(0, &record(event, code)).kind.into_owned();

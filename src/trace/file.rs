@@ -17,7 +17,7 @@ use super::{Digest, Digester, Record};
 /// The magic bytes that open every trace file.
 pub const MAGIC: &[u8; 8] = b"BUSBARTR";
 /// The trace file format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 3;
+pub const FORMAT_VERSION: u16 = 4;
 /// The largest frame body a reader accepts (bytes).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Most records per batch frame (and per digest update).
@@ -62,6 +62,8 @@ pub struct Footer {
     /// Why the run stopped early (an exceeded limit), or `None` if it ran
     /// to its end. A stopped trace is complete up to that point.
     pub stopped: Option<String>,
+    /// Router names by router index (node `NODE_ROUTER_BASE + r`).
+    pub routers: Vec<String>,
 }
 
 impl Footer {
@@ -748,6 +750,7 @@ mod tests {
             records_digest: d.digest(),
             payload_digest: Digest([7; 16]),
             stopped: None,
+            routers: Vec::new(),
         })
         .unwrap()
     }
@@ -811,6 +814,7 @@ mod tests {
                 records_digest: d.digest(),
                 payload_digest: Digest([0; 16]),
                 stopped: None,
+                routers: Vec::new(),
             })
             .unwrap();
         let mut r = TraceReader::new(Cursor::new(bytes)).unwrap();
@@ -901,7 +905,7 @@ mod tests {
         // the header's check; each check seeds the next.
         let bytes = write(&[]);
         let mut pre = Vec::from(&MAGIC[..]);
-        pre.extend_from_slice(&3u16.to_le_bytes());
+        pre.extend_from_slice(&4u16.to_le_bytes());
         assert_eq!(bytes[..10], pre[..]);
         let mut seed = xxhash_rust::xxh3::xxh3_64(&pre);
         let mut pos = 10;
@@ -931,7 +935,7 @@ mod tests {
             TraceError::BadMagic
         ));
         bytes[0] = b'B';
-        for v in [1u16, 2, 4, 99] {
+        for v in [1u16, 2, 3, 5, 99] {
             bytes[8..10].copy_from_slice(&v.to_le_bytes());
             match TraceReader::new(Cursor::new(bytes.clone())).err().unwrap() {
                 TraceError::Version { found } => assert_eq!(found, v),

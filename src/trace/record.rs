@@ -43,11 +43,14 @@ pub enum EventKind {
     Fault = 10,
     /// The receiving agent found the message late for its deadline.
     Late = 11,
+    /// A router passed the message (or copy) on to the next link of its
+    /// route (node: the router).
+    Forward = 12,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
@@ -56,6 +59,7 @@ impl EventKind {
         EventKind::Timer,
         EventKind::Fault,
         EventKind::Late,
+        EventKind::Forward,
     ];
 
     /// The CSV name.
@@ -69,6 +73,7 @@ impl EventKind {
             EventKind::Timer => "timer",
             EventKind::Fault => "fault",
             EventKind::Late => "late",
+            EventKind::Forward => "forward",
         }
     }
 
@@ -83,6 +88,7 @@ impl EventKind {
             9 => EventKind::Timer,
             10 => EventKind::Fault,
             11 => EventKind::Late,
+            12 => EventKind::Forward,
             _ => return None,
         })
     }
@@ -164,6 +170,9 @@ impl Reason {
 
 /// A `node` value: the broker.
 pub const NODE_BROKER: u32 = u32::MAX - 1;
+/// Router `r` (the `r`-th `[[network.router]]`, from 0) is node
+/// `NODE_ROUTER_BASE + r`.
+pub const NODE_ROUTER_BASE: u32 = 1 << 31;
 /// A `node` value: every subscriber (a broadcast message's recipient).
 pub const NODE_BROADCAST: u32 = u32::MAX;
 /// A `channel`/`sender` value: not applicable.
@@ -399,7 +408,8 @@ mod tests {
                 (4, "duplicate"),
                 (9, "timer"),
                 (10, "fault"),
-                (11, "late")
+                (11, "late"),
+                (12, "forward")
             ]
         );
         for c in 0..=255u8 {
