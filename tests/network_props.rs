@@ -71,6 +71,8 @@ struct Gen {
     sinks: usize,
     link: Link,
     uplink: Option<Link>,
+    /// Senders reach the broker through a router (two hops up).
+    router: bool,
     faults: Vec<Fault>,
 }
 
@@ -155,14 +157,16 @@ fn scenario() -> impl Strategy<Value = Gen> {
             any::<u64>(),
             link(),
             prop::option::of(link()),
+            any::<bool>(),
             prop::collection::vec(fault(senders + sinks), 0..4),
         )
-            .prop_map(move |(seed, link, uplink, faults)| Gen {
+            .prop_map(move |(seed, link, uplink, router, faults)| Gen {
                 seed,
                 senders,
                 sinks,
                 link,
                 uplink,
+                router,
                 faults,
             })
     })
@@ -194,17 +198,28 @@ fn model(l: &Link) -> String {
 }
 
 impl Gen {
+    /// The node at the other end of agent `i`'s first link.
+    fn next_hop(&self, i: usize) -> String {
+        if self.router && i < self.senders {
+            "gw".into()
+        } else {
+            "broker".into()
+        }
+    }
+
     fn toml(&self) -> String {
         let mut t = String::from(
             "[simulation]\nname = \"props\"\nduration = \"500ms\"\n\n[broker]\nprocessing = \"100us\"\n\n",
         );
         t += "[network.default]\n";
         t += &model(&self.link);
+        if self.router {
+            t += "\n[[network.router]]\nname = \"gw\"\n\n[[network.edge]]\na = \"p*\"\nb = \"gw\"\n\n[[network.edge]]\na = \"gw\"\nb = \"broker\"\n";
+        }
         if let Some(u) = &self.uplink {
-            for i in 0..self.senders {
-                let _ = write!(t, "\n[[network.link]]\nfrom = \"p{i}\"\nto = \"broker\"\n");
-                t += &model(u);
-            }
+            let to = if self.router { "gw" } else { "broker" };
+            let _ = write!(t, "\n[[network.link]]\nfrom = \"p*\"\nto = \"{to}\"\n");
+            t += &model(u);
         }
         for i in 0..self.senders {
             let _ = write!(
@@ -229,9 +244,9 @@ impl Gen {
                     len_ms,
                 } => {
                     let (from, to) = if *up {
-                        (name(self, *agent), "broker".to_string())
+                        (name(self, *agent), self.next_hop(*agent))
                     } else {
-                        ("broker".to_string(), name(self, *agent))
+                        (self.next_hop(*agent), name(self, *agent))
                     };
                     let _ = write!(
                         t,
@@ -265,9 +280,10 @@ impl Gen {
                 } => {
                     let _ = write!(
                         t,
-                        "kind = \"degrade\"\nfrom = \"{}\"\nto = \"broker\"\nboth = true\n\
+                        "kind = \"degrade\"\nfrom = \"{}\"\nto = \"{}\"\nboth = true\n\
                          latency_factor = {factor}\nextra_loss = {extra_loss}\nat = \"{at_ms}ms\"\nuntil = \"{}ms\"\n",
                         name(self, *agent),
+                        self.next_hop(*agent),
                         at_ms + len_ms
                     );
                 }
@@ -299,8 +315,9 @@ impl Gen {
                 } => {
                     let _ = write!(
                         t,
-                        "kind = \"flap\"\nfrom = \"{}\"\nto = \"broker\"\nboth = true\nmtbf = \"{mtbf_ms}ms\"\nmttr = \"{mttr_ms}ms\"\n",
-                        name(self, *agent)
+                        "kind = \"flap\"\nfrom = \"{}\"\nto = \"{}\"\nboth = true\nmtbf = \"{mtbf_ms}ms\"\nmttr = \"{mttr_ms}ms\"\n",
+                        name(self, *agent),
+                        self.next_hop(*agent)
                     );
                 }
             }
@@ -389,11 +406,17 @@ proptest! {
                     "delivered across the partition: {:?}", r
                 );
                 if b.is_none() {
-                    // The broker is on the other side: nothing from `a`
-                    // reaches it, and (both ways) nothing reaches `a`.
+                    // Everything else is on the other side, so nothing from
+                    // `a` arrives at the end of its first link (the broker,
+                    // or the router it sits behind) while the cut holds.
+                    let first_hop = if g.next_hop(a) == "gw" {
+                        EventKind::Forward
+                    } else {
+                        EventKind::Route
+                    };
                     prop_assert!(
-                        !(r.event == EventKind::Route && r.sender == side_a),
-                        "routed from the cut-off side: {:?}", r
+                        !(r.event == first_hop && r.sender == side_a),
+                        "arrived over a cut link: {:?}", r
                     );
                 }
             }

@@ -778,7 +778,6 @@ impl Core {
         None
     }
 
-
     /// The error raised while carrying out events or handlers, taken.
     #[inline]
     pub(super) fn take_fault(&mut self) -> Option<SimError> {
@@ -919,5 +918,4 @@ impl Core {
         };
         self.cross(h, slot, leg, depart, bytes);
     }
-
 }

@@ -17,8 +17,8 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, TraceError,
-    TraceReader,
+    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record,
+    TraceError, TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
