@@ -227,6 +227,9 @@ pub(crate) struct Network {
     down: Vec<u32>,
     /// Router names, by router index.
     routers: Vec<String>,
+    /// `Some(n)` for a plain star of `n` agents (agent `a`'s uplink is link
+    /// `a`, its downlink `n + a`): the hot path then reads no path table.
+    star: Option<u32>,
 }
 
 impl Network {
@@ -278,7 +281,11 @@ impl Network {
         };
         let (up_at, up) = flat(&t.up);
         let (down_at, down) = flat(&t.down);
+        let star = (0..n as usize)
+            .all(|a| t.up[a] == [a as u32] && t.down[a] == [n + a as u32])
+            .then_some(n);
         Ok(Network {
+            star,
             links,
             to: t.links.iter().map(|l| id(l.to)).collect(),
             up_at,
@@ -292,6 +299,9 @@ impl Network {
     /// The `hop`-th link (from 0) on agent `agent`'s path to the broker.
     #[inline]
     pub(crate) fn up_link(&self, agent: u32, hop: usize) -> Option<u32> {
+        if self.star.is_some() {
+            return (hop == 0).then_some(agent);
+        }
         let a = agent as usize;
         let (start, end) = (self.up_at[a] as usize, self.up_at[a + 1] as usize);
         (hop < end - start).then(|| self.up[start + hop])
@@ -300,6 +310,9 @@ impl Network {
     /// How many links agent `agent`'s path to the broker has.
     #[inline]
     pub(crate) fn up_hops(&self, agent: u32) -> usize {
+        if self.star.is_some() {
+            return 1;
+        }
         let a = agent as usize;
         (self.up_at[a + 1] - self.up_at[a]) as usize
     }
@@ -307,6 +320,9 @@ impl Network {
     /// How many links the broker's path to agent `agent` has.
     #[inline]
     pub(crate) fn down_hops(&self, agent: u32) -> usize {
+        if self.star.is_some() {
+            return 1;
+        }
         let a = agent as usize;
         (self.down_at[a + 1] - self.down_at[a]) as usize
     }
@@ -314,6 +330,9 @@ impl Network {
     /// The `hop`-th link (from 0) on the broker's path to agent `agent`.
     #[inline]
     pub(crate) fn down_link(&self, agent: u32, hop: usize) -> Option<u32> {
+        if let Some(n) = self.star {
+            return (hop == 0).then_some(n + agent);
+        }
         let a = agent as usize;
         let (start, end) = (self.down_at[a] as usize, self.down_at[a + 1] as usize);
         (hop < end - start).then(|| self.down[start + hop])

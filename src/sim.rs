@@ -219,13 +219,13 @@ impl Simulation {
                     let mut ctx = Context::new(&mut self.core, agent);
                     self.agents[agent.index()].on_start(&mut ctx);
                 }
-                Call::Reset(agents) => {
-                    for agent in agents {
+                Call::Reset(fault) => {
+                    for agent in self.core.crash_agents(fault) {
                         self.agents[agent.index()].reset();
                     }
                 }
-                Call::Restart(agents) => {
-                    for agent in agents {
+                Call::Restart(fault) => {
+                    for agent in self.core.crash_agents(fault) {
                         let mut ctx = Context::new(&mut self.core, agent);
                         self.agents[agent.index()].on_start(&mut ctx);
                     }

@@ -268,8 +268,11 @@ pub(crate) struct Faults {
     /// Partitions that hold (fault indices), for end-to-end checks.
     partitions: Vec<u32>,
     broker_down: u16,
-    /// Whether any link fault holds now (the fast path checks only this).
+    /// How many link faults (down, cut or degraded) hold now.
     links_hit: u32,
+    /// How many faults of any kind hold now (the engine's fast path checks
+    /// only this).
+    active: u32,
     /// Streams of extra loss by degrade fault.
     degrade_rngs: Vec<Option<RngStream>>,
 }
@@ -471,6 +474,7 @@ impl Faults {
     /// Applies a transition at `now`; returns the next transition of a
     /// random process (a flap's repair or next failure), if any.
     pub(crate) fn apply(&mut self, t: Transition, now: SimTime) -> Option<(SimTime, Transition)> {
+        self.active = bump(self.active, t.start);
         let f = &self.faults[t.fault as usize];
         let step = |n: &mut u16| {
             if t.start { *n += 1 } else { *n -= 1 }
@@ -544,6 +548,12 @@ impl Faults {
             }
             _ => None,
         }
+    }
+
+    /// Whether any fault holds now.
+    #[inline(always)]
+    pub(crate) fn any_active(&self) -> bool {
+        self.active > 0
     }
 
     /// Whether some link fault (down, cut or degraded) holds now.

@@ -478,8 +478,19 @@ pub(crate) enum LatencySampler {
 }
 
 impl LatencySampler {
-    #[inline]
+    /// One draw. The cheap models are inlined into the link; the ones that
+    /// call `libm` or loop stay out of line so the hot path stays small.
+    #[inline(always)]
     pub(crate) fn sample(&self, rng: &mut RngStream) -> SimDuration {
+        match *self {
+            LatencySampler::Constant(d) => d,
+            LatencySampler::Uniform { min_ns, span } => SimDuration(min_ns + rng.below(span)),
+            _ => self.sample_slow(rng),
+        }
+    }
+
+    #[inline(never)]
+    fn sample_slow(&self, rng: &mut RngStream) -> SimDuration {
         match *self {
             LatencySampler::Constant(d) => d,
             LatencySampler::Uniform { min_ns, span } => SimDuration(min_ns + rng.below(span)),

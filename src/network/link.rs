@@ -362,19 +362,32 @@ impl Link {
     /// the module docs). `factor` scales the delay draw (1 unless a
     /// degradation fault holds). A duplicate, if one is made, is taken with
     /// [`Link::take_duplicate`].
-    #[inline]
+    #[inline(always)]
     pub fn transmit(&mut self, now: SimTime, payload_bytes: u64, factor: f64) -> Transit {
         if self.loss.lose(&mut self.loss_rng) {
             return Transit::Dropped(Reason::Loss);
         }
+        if self.extras.is_some() || factor != 1.0 {
+            return self.transmit_extras(now, payload_bytes, factor);
+        }
+        let mut at = now + self.sampler.sample(&mut self.latency_rng);
+        if self.fifo && at < self.last_arrival {
+            // Equal arrival times keep send order through the queue's FIFO tie-break.
+            at = self.last_arrival;
+        }
+        if at > self.last_arrival {
+            self.last_arrival = at;
+        }
+        Transit::Arrive(at)
+    }
+
+    /// Steps 2–8 of the chain, for a link with extras or a degraded delay.
+    #[inline(never)]
+    fn transmit_extras(&mut self, now: SimTime, payload_bytes: u64, factor: f64) -> Transit {
         let Some(x) = self.extras.as_deref_mut() else {
-            let mut d = self.sampler.sample(&mut self.latency_rng);
-            if factor != 1.0 {
-                d = scale(d, factor);
-            }
+            let d = scale(self.sampler.sample(&mut self.latency_rng), factor);
             let mut at = now + d;
             if self.fifo && at < self.last_arrival {
-                // Equal arrival times keep send order through the queue's FIFO tie-break.
                 at = self.last_arrival;
             }
             if at > self.last_arrival {

@@ -465,8 +465,17 @@ pub(crate) enum LossState {
 impl LossState {
     /// Whether the next message is lost. A Bernoulli probability of 0 draws
     /// nothing (and a model that never loses compiles to that).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn lose(&mut self, rng: &mut RngStream) -> bool {
+        match self {
+            LossState::Bernoulli { p } => *p > 0.0 && rng.bernoulli(*p),
+            _ => self.lose_bursty(rng),
+        }
+    }
+
+    /// The models with a state, out of line.
+    #[inline(never)]
+    fn lose_bursty(&mut self, rng: &mut RngStream) -> bool {
         match self {
             LossState::Bernoulli { p } => *p > 0.0 && rng.bernoulli(*p),
             LossState::GilbertElliott {

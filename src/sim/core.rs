@@ -70,6 +70,11 @@ struct Leg {
     pull: bool,
 }
 
+#[test]
+fn events_stay_sixteen_bytes() {
+    assert_eq!(std::mem::size_of::<Event>(), 16);
+}
+
 /// What the loop must call on an agent after the core carried out an event.
 pub(super) enum Call {
     /// `on_start`.
@@ -78,10 +83,11 @@ pub(super) enum Call {
     Message(AgentId, Message),
     /// `on_timer` with the timer's tag.
     Timer(AgentId, u64),
-    /// These agents crashed and lose their state: `reset` each.
-    Reset(Vec<AgentId>),
-    /// These agents restart after a crash: `on_start` each.
-    Restart(Vec<AgentId>),
+    /// The agents of crash fault `fault` crashed and lose their state:
+    /// `reset` each ([`Core::crash_agents`]).
+    Reset(u32),
+    /// The agents of crash fault `fault` restart: `on_start` each.
+    Restart(u32),
 }
 
 /// Everything the core keeps per agent.
@@ -172,6 +178,11 @@ pub(super) struct Core {
     buffered: u64,
     /// An error raised inside a handler, reported when the handler returns.
     fault: Option<SimError>,
+    /// Whether any agent has its own clock (else agents read `now`).
+    clocks: bool,
+    /// Whether any agent has crashed yet (else no timer can be stale and
+    /// every incarnation is 0).
+    crash_seen: bool,
 }
 
 /// The parts a [`Core`] is built from (see `builder.rs`).
@@ -215,7 +226,10 @@ impl Core {
             in_flight: 0,
             buffered: 0,
             fault: None,
+            clocks: false,
+            crash_seen: false,
         };
+        core.clocks = core.agents.iter().any(|a| a.clock.is_some());
         for i in 0..n {
             core.push(SimTime::ZERO, Event::Start { agent: i as u32 });
         }
@@ -242,6 +256,9 @@ impl Core {
     /// The time `agent`'s clock shows at true time `t`.
     #[inline]
     pub(super) fn local_time(&self, agent: AgentId, t: SimTime) -> SimTime {
+        if !self.clocks {
+            return t;
+        }
         match &self.agents[agent.index()].clock {
             None => t,
             Some(c) => c.local(t),
@@ -250,6 +267,9 @@ impl Core {
     /// The true time (not before now) at which `agent`'s clock shows `local`.
     #[inline]
     pub(super) fn true_time(&self, agent: AgentId, local: SimTime) -> SimTime {
+        if !self.clocks {
+            return local;
+        }
         match &self.agents[agent.index()].clock {
             None => local,
             Some(c) => c.true_time(local, self.now),
@@ -278,6 +298,13 @@ impl Core {
     }
     pub(super) fn agent_id(&self, name: &str) -> Option<AgentId> {
         self.agent_ids.get(name).copied()
+    }
+    /// The agents crash fault `fault` concerns.
+    pub(super) fn crash_agents(&self, fault: u32) -> Vec<AgentId> {
+        self.faults
+            .crash_targets(fault)
+            .map(|(agents, _)| agents.iter().map(|&a| AgentId(a)).collect())
+            .unwrap_or_default()
     }
     pub(super) fn router_names(&self) -> &[String] {
         self.net.router_names()
@@ -346,7 +373,12 @@ impl Core {
     }
 
     pub(super) fn set_timer(&mut self, agent: AgentId, at: SimTime, tag: u64) -> TimerId {
-        let id = self.timers.add(tag, self.agents[agent.index()].incarnation);
+        let incarnation = if self.crash_seen {
+            self.agents[agent.index()].incarnation
+        } else {
+            0
+        };
+        let id = self.timers.add(tag, incarnation);
         self.push(
             at.max(self.now),
             Event::Timer {
@@ -436,7 +468,7 @@ impl Core {
     /// when some link fault holds).
     #[inline(always)]
     fn send_link(&mut self, link: u32, at: SimTime, bytes: u64) -> Transit {
-        if self.faults.links_hit() {
+        if self.faults.any_active() && self.faults.links_hit() {
             return self.send_link_faulty(link, at, bytes);
         }
         self.net.send(link, at, bytes, 1.0)
@@ -461,6 +493,47 @@ impl Core {
             return None;
         }
         self.faults.blocked(link?)
+    }
+
+    /// Why a copy arriving at `agent` now is dropped by a fault that holds:
+    /// its last link went down, a partition separates it from its sender
+    /// (routed before the partition began, it does not cross now), or the
+    /// agent has crashed.
+    #[cold]
+    fn fault_at_agent(&self, h: MsgHead, agent: u32) -> Option<Reason> {
+        let last = self.net.down_hops(agent) - 1;
+        if let Some(r) = self.arrival_blocked(self.net.down_link(agent, last)) {
+            Some(r)
+        } else if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
+            Some(Reason::Partition)
+        } else if self.agents[agent as usize].crashed {
+            Some(Reason::Crashed)
+        } else {
+            None
+        }
+    }
+
+    /// Drops a message arriving at the broker if a fault that holds refuses
+    /// it (its last link went down, or the broker is down) or it arrived
+    /// corrupted; true if it did.
+    #[cold]
+    fn refused_at_broker(&mut self, slot: u32, corrupt: bool) -> bool {
+        let h = MsgHead::of(self.msgs.get(slot));
+        let last = self.net.up_hops(h.sender) - 1;
+        let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(h.sender, last)) {
+            Some(r)
+        } else if self.faults.broker_down() {
+            Some(Reason::BrokerDown)
+        } else {
+            corrupt.then_some(Reason::Corrupt)
+        };
+        let Some(reason) = reason else {
+            return false;
+        };
+        self.metrics.dropped_uplink += 1;
+        self.drop_copy(h, NODE_BROKER, reason);
+        self.msgs.release(slot);
+        true
     }
 
     /// Puts a message in the store (one reference), checking the bound on
@@ -622,17 +695,9 @@ impl Core {
                 self.in_flight -= 1;
                 let msg = self.msgs.take(slot);
                 let h = MsgHead::of(&msg);
-                let last = self.net.down_hops(agent) - 1;
-                let blocked = self.arrival_blocked(self.net.down_link(agent, last));
-                let reason = if let Some(r) = blocked {
-                    Some(r)
-                } else if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
-                    // Routed before the partition began: it does not cross now.
-                    Some(Reason::Partition)
-                } else if self.agents[agent as usize].crashed {
-                    Some(Reason::Crashed)
-                } else if corrupt {
-                    Some(Reason::Corrupt)
+                let reason = if corrupt || self.faults.any_active() {
+                    self.fault_at_agent(h, agent)
+                        .or(corrupt.then_some(Reason::Corrupt))
                 } else {
                     None
                 };
@@ -659,26 +724,10 @@ impl Core {
             }
             Event::AtBroker { slot, corrupt } => {
                 self.in_flight -= 1;
-                let h = MsgHead::of(self.msgs.get(slot));
-                let last = self.net.up_hops(h.sender) - 1;
-                let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(h.sender, last))
-                {
-                    Some(r)
-                } else if self.faults.broker_down() {
-                    Some(Reason::BrokerDown)
-                } else if corrupt {
-                    Some(Reason::Corrupt)
-                } else {
-                    None
-                };
-                match reason {
-                    Some(reason) => {
-                        self.metrics.dropped_uplink += 1;
-                        self.drop_copy(h, NODE_BROKER, reason);
-                        self.msgs.release(slot);
-                    }
-                    None => self.route(slot),
+                if (corrupt || self.faults.any_active()) && self.refused_at_broker(slot, corrupt) {
+                    return None;
                 }
+                self.route(slot);
                 None
             }
             Event::AtRouter {
@@ -690,16 +739,13 @@ impl Core {
                 corrupt,
             } => {
                 self.in_flight -= 1;
-                self.forward(
-                    slot,
-                    Leg {
-                        agent,
-                        hop,
-                        up,
-                        pull,
-                    },
-                    corrupt,
-                );
+                let leg = Leg {
+                    agent,
+                    hop,
+                    up,
+                    pull,
+                };
+                self.forward(slot, leg, corrupt);
                 None
             }
             Event::Timer {
@@ -708,10 +754,12 @@ impl Core {
                 generation,
             } => {
                 let (tag, incarnation) = self.timers.fire(slot, generation)?;
-                let owner = &self.agents[agent as usize];
-                if owner.crashed || owner.incarnation != incarnation {
-                    // Set before a crash: the crashed process lost it.
-                    return None;
+                if self.crash_seen {
+                    let owner = &self.agents[agent as usize];
+                    if owner.crashed || owner.incarnation != incarnation {
+                        // Set before a crash: the crashed process lost it.
+                        return None;
+                    }
                 }
                 self.metrics.timers += 1;
                 let h = MsgHead {
@@ -759,12 +807,13 @@ impl Core {
                 slot.crashed = tr.start;
                 if tr.start {
                     slot.incarnation += 1;
+                    self.crash_seen = true;
                 }
             }
             return if !tr.start {
-                Some(Call::Restart(agents))
+                Some(Call::Restart(tr.fault))
             } else if state == crate::network::CrashState::Lost {
-                Some(Call::Reset(agents))
+                Some(Call::Reset(tr.fault))
             } else {
                 None
             };
@@ -907,7 +956,10 @@ impl Core {
         d: Delivery,
     ) {
         self.metrics.copies += 1;
-        if self.faults.any_partition() && self.faults.separates(h.sender, agent) {
+        if self.faults.any_active()
+            && self.faults.any_partition()
+            && self.faults.separates(h.sender, agent)
+        {
             return self.drop_copy(h, agent, Reason::Partition);
         }
         let leg = Leg {
@@ -916,6 +968,29 @@ impl Core {
             up: false,
             pull: d == Delivery::Pull,
         };
-        self.cross(h, slot, leg, depart, bytes);
+        let link = self.leg_link(leg);
+        let first = self.send_link(link, depart, bytes);
+        match (first, self.net.duplicate(link)) {
+            // The common case, kept short: one copy straight to the agent.
+            (Transit::Arrive(at), None) if self.net.down_hops(agent) == 1 => {
+                self.msgs.add_ref(slot);
+                self.schedule_copy(
+                    at,
+                    Event::AtAgent {
+                        slot,
+                        agent,
+                        pull: leg.pull,
+                        corrupt: false,
+                    },
+                );
+            }
+            (first, dup) => {
+                self.arrive_later(h, slot, leg, first);
+                if let Some(dup) = dup {
+                    self.duplicated(h, leg, link);
+                    self.arrive_later(h, slot, leg, dup);
+                }
+            }
+        }
     }
 }
