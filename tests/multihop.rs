@@ -147,3 +147,51 @@ fn the_trace_file_names_the_router() {
     let row = csv.lines().find(|l| l.contains(",forward,")).unwrap();
     assert!(row.contains(",sensor,gw,"), "{row}");
 }
+
+#[test]
+fn the_feeder_scenario_replays_with_every_network_feature() {
+    let bin = env!("CARGO_BIN_EXE_busbar");
+    let dir = tempfile::TempDir::new().unwrap();
+    let trace = dir.path().join("f.bbt");
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/feeder_lte_plc.toml");
+    let run = std::process::Command::new(bin)
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let replay = std::process::Command::new(bin)
+        .args(["replay", trace.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stdout)
+    );
+    let csv = std::process::Command::new(bin)
+        .args(["export", trace.to_str().unwrap(), "--format", "csv"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    for needle in [
+        ",forward,",
+        ",duplicate,",
+        "partition start",
+        "flap start",
+        "broker_down end",
+        "crash start",
+        ",corrupt",
+        ",link_down",
+    ] {
+        assert!(csv.contains(needle), "no {needle:?} in the export");
+    }
+}

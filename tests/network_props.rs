@@ -431,3 +431,67 @@ proptest! {
         prop_assert!(ra == rb);
     }
 }
+
+/// Common random numbers: changing one link's model (here every network
+/// feature on `p0`'s uplink) leaves the draws of every other link as they
+/// were, so `p1`'s messages reach the broker at exactly the same times.
+#[test]
+fn changing_one_link_leaves_other_links_draws_alone() {
+    let base = r#"
+[simulation]
+name = "crn"
+duration = "2s"
+
+[network.default]
+latency = { dist = "lognormal", median = "3ms", sigma = 0.8 }
+loss = 0.05
+ordering = "unordered"
+
+[[agent]]
+type = "periodic"
+name = "p0"
+channel = "c"
+period = "7ms"
+
+[[agent]]
+type = "periodic"
+name = "p1"
+channel = "c"
+period = "5ms"
+
+[[agent]]
+type = "sink"
+name = "s0"
+channels = ["c"]
+"#;
+    let changed = format!(
+        "{base}\n[[network.link]]\nfrom = \"p0\"\nto = \"broker\"\n\
+         loss = {{ model = \"gilbert_elliott\", p = 0.1, r = 0.3 }}\n\
+         latency = {{ dist = \"pareto\", scale = \"1ms\", shape = 1.5 }}\n\
+         duplicate = 0.2\ncorrupt = 0.1\nreorder = 0.1\ncorrelation = 0.5\nrate_bps = 100000\n"
+    );
+    let p1_routes = |text: &str| {
+        let s = Scenario::parse(text, "crn.toml", Path::new(".")).unwrap();
+        let mut sim = s.builder(5, 0).trace_in_memory().build().unwrap();
+        sim.run_until(SimTime::ZERO + s.spec().simulation.duration)
+            .unwrap();
+        let p1 = sim.agent_id("p1").unwrap().0;
+        let all: Vec<Record> = sim.records();
+        let routes: Vec<(u64, u64)> = all
+            .iter()
+            .filter(|r| r.sender == p1 && matches!(r.event, EventKind::Route | EventKind::Drop))
+            .filter(|r| r.node == busbar::trace::NODE_BROKER)
+            .map(|r| (r.sent_ns, r.time_ns))
+            .collect();
+        let p0_routes = all
+            .iter()
+            .filter(|r| r.sender != p1 && r.event == EventKind::Route)
+            .count();
+        (routes, p0_routes)
+    };
+    let (a, a0) = p1_routes(base);
+    let (b, b0) = p1_routes(&changed);
+    assert!(a.len() > 300);
+    assert_eq!(a, b, "p1's uplink draws changed");
+    assert_ne!(a0, b0, "p0's link did change");
+}

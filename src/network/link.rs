@@ -725,4 +725,66 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever is sent when, a link with a rate never finishes a
+        /// message sooner than its serialisation time after the one before
+        /// (nor before it was sent): it never exceeds its rate.
+        #[test]
+        fn a_link_never_exceeds_its_rate(
+            rate_bps in 1_000u64..100_000_000,
+            sends in proptest::collection::vec((0u64..2_000_000, 0u64..1_500), 1..200),
+        ) {
+            let mut l = link(LinkModel {
+                latency: Latency::Constant { value: SimDuration::ZERO },
+                ordering: Ordering::Unordered,
+                rate_bps,
+                ..LinkModel::default()
+            });
+            let (mut now, mut last_done) = (0u64, 0u64);
+            for (gap, payload) in sends {
+                now += gap;
+                let done = at(l.transmit(SimTime(now), payload, 1.0)).0;
+                let bits = u128::from(payload + DEFAULT_HEADER_BYTES) * 8 * 1_000_000_000;
+                let ser = bits.div_ceil(u128::from(rate_bps)) as u64;
+                proptest::prop_assert_eq!(done, now.max(last_done) + ser);
+                last_done = done;
+            }
+        }
+
+        /// A FIFO link never reorders, whatever its jitter, correlation,
+        /// duplication or rate.
+        #[test]
+        fn a_fifo_link_never_reorders(
+            max_us in 0u64..10_000,
+            correlation in 0.0..0.99f64,
+            duplicate in 0.0..0.5f64,
+            rate in proptest::prop_oneof![proptest::strategy::Just(0u64), 10_000u64..10_000_000],
+            gaps in proptest::collection::vec(0u64..1_000_000, 1..300),
+        ) {
+            let mut l = link(LinkModel {
+                latency: Latency::Uniform {
+                    min: SimDuration::ZERO,
+                    max: SimDuration::from_micros(max_us),
+                },
+                correlation,
+                duplicate,
+                rate_bps: rate,
+                ..LinkModel::default()
+            });
+            let (mut now, mut last) = (0u64, SimTime::ZERO);
+            for gap in gaps {
+                now += gap;
+                let first = at(l.transmit(SimTime(now), 32, 1.0));
+                proptest::prop_assert!(first >= last);
+                last = first;
+                if let Some(d) = l.take_duplicate() {
+                    proptest::prop_assert!(at(d) >= last);
+                    last = at(d);
+                }
+            }
+        }
+    }
 }
