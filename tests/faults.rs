@@ -28,8 +28,11 @@ channels = ["t"]
 "#;
 
 fn run(faults: &str) -> Vec<Record> {
-    let text = format!("{BASE}\n{faults}");
-    let sc = Scenario::parse(&text, "f.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    run_text(&format!("{BASE}\n{faults}"))
+}
+
+fn run_text(text: &str) -> Vec<Record> {
+    let sc = Scenario::parse(text, "f.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
     let mut sim = sc.builder(3, 0).trace_in_memory().build().unwrap();
     sim.run_until(SimTime::ZERO + sc.spec().simulation.duration)
         .unwrap();
@@ -280,4 +283,24 @@ mttr = "1s"
     ] {
         assert!(msg.contains(key), "{key} missing from: {msg}");
     }
+}
+
+#[test]
+fn a_crash_that_loses_state_resets_the_agent_and_one_that_keeps_it_does_not() {
+    // The sensor publishes 5 readings at most; it crashes after 3.
+    let published = |state: &str| {
+        let text = format!(
+            "{}\n[[fault]]\nkind = \"crash\"\nagent = \"sensor\"\nat = \"25ms\"\n\
+             restart = \"100ms\"\nstate = \"{state}\"\n",
+            BASE.replace("period = \"10ms\"", "period = \"10ms\"\ncount = 5")
+        );
+        run_text(&text)
+            .iter()
+            .filter(|r| r.event == EventKind::Publish)
+            .count()
+    };
+    // Lost: it forgot its count and sends 5 more after the restart.
+    assert_eq!(published("lost"), 3 + 5);
+    // Kept: it remembers having sent 3 and sends the last 2.
+    assert_eq!(published("kept"), 5);
 }

@@ -75,6 +75,12 @@ impl Periodic {
 }
 
 impl Agent for Periodic {
+    /// A crash with `state = "lost"`: the publisher forgets how many it
+    /// sent, so its numbering (and its `count` limit) starts again.
+    fn reset(&mut self) {
+        self.sent = 0;
+    }
+
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         self.channel = Some(ctx.channel(&self.channel_name));
         if let Some(name) = &self.recipient_name {

@@ -552,6 +552,23 @@ impl GridAgent {
 }
 
 impl Agent for GridAgent {
+    /// A crash with `state = "lost"`: the controller forgets the network
+    /// state it last saw and every externally supplied setpoint and
+    /// received value; its configuration (devices, policy) stays.
+    fn reset(&mut self) {
+        self.v_min_pu = None;
+        self.v_max_pu = None;
+        self.net_load_mw = 0.0;
+        if let Some(ext) = self.external.as_deref_mut() {
+            ext.supplied.fill(None);
+            let devices = ext.received.devices.len();
+            ext.received = Received {
+                devices: vec![None; devices],
+                ..Received::default()
+            };
+        }
+    }
+
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let env = ctx.env_prefix().to_string();
         let me = ctx.name().to_string();
