@@ -14,8 +14,9 @@
 
 use std::hint::black_box;
 
+use busbar::agent::builtin::{Periodic, Sink};
 use busbar::network::{Latency, Link, LinkModel, Loss, Ordering};
-use busbar::{SimDuration, SimTime};
+use busbar::{Delivery, SimBuilder, SimDuration, SimTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn ms(n: u64) -> SimDuration {
@@ -109,5 +110,40 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The same models in a whole simulation: 10 publishers every 100 µs to one
+/// sink through the broker (two hops per message, each on the model under
+/// test), 200 simulated ms, digest on; per message published (20 000).
+fn engine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("engine_hop");
+    g.sample_size(10);
+    for (name, model) in models() {
+        if !matches!(
+            name,
+            "constant" | "full_chain_constant" | "lognormal" | "full_chain"
+        ) {
+            continue;
+        }
+        let run = || {
+            let mut b = SimBuilder::new(3).default_link(model.clone());
+            for i in 0..10 {
+                b = b.agent(
+                    &format!("p{i}"),
+                    Periodic::new("c", SimDuration::from_micros(100)),
+                );
+            }
+            let mut sim = b
+                .agent("s", Sink::new(&["c".to_string()], Delivery::Push, None))
+                .build()
+                .expect("valid");
+            sim.run_until(SimTime::ZERO + SimDuration::from_millis(200))
+                .expect("within limits");
+            sim.finish().expect("finished").published
+        };
+        g.throughput(Throughput::Elements(run()));
+        g.bench_function(name, |b| b.iter(|| black_box(run())));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, engine);
 criterion_main!(benches);
