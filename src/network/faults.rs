@@ -373,7 +373,7 @@ impl Faults {
                             .filter(|&l| {
                                 let (x, y) = topo.links[l as usize];
                                 let (sx, sy) = (side_of(x), side_of(y));
-                                (sx == 1 && sy == 2) || (!*one_way && sx == 2 && sy == 1)
+                                crosses(sx, sy, *one_way)
                             })
                             .collect();
                         Resolved {
@@ -534,16 +534,16 @@ impl Faults {
         }
     }
 
-    /// The links a fault concerns (for the trace record of a flap: the one
-    /// link `target`).
+    /// The kind of fault `fault`.
     pub(crate) fn kind(&self, fault: u32) -> FaultKind {
         self.faults[fault as usize].kind
     }
 
     /// The link a flap transition concerns.
     pub(crate) fn flap_link(&self, t: Transition) -> Option<u32> {
-        match (&self.faults[t.fault as usize].target, t.fault) {
-            (Target::Links(links), _) if self.faults[t.fault as usize].kind == FaultKind::Flap => {
+        let f = &self.faults[t.fault as usize];
+        match &f.target {
+            Target::Links(links) if f.kind == FaultKind::Flap => {
                 links.get(t.target as usize).copied()
             }
             _ => None,
@@ -607,8 +607,7 @@ impl Faults {
             .iter()
             .any(|&f| match &self.faults[f as usize].target {
                 Target::Cut { side, one_way, .. } => {
-                    let (s, r) = (side[sender as usize], side[recipient as usize]);
-                    (s == 1 && r == 2) || (!*one_way && s == 2 && r == 1)
+                    crosses(side[sender as usize], side[recipient as usize], *one_way)
                 }
                 _ => false,
             })
@@ -619,6 +618,12 @@ impl Faults {
     pub(crate) fn any_partition(&self) -> bool {
         !self.partitions.is_empty()
     }
+}
+
+/// Whether going from a node on side `from` to one on side `to` (0 neither,
+/// 1 `a`, 2 `b`) crosses a partition: `a` to `b`, and back unless one-way.
+fn crosses(from: u8, to: u8, one_way: bool) -> bool {
+    (from == 1 && to == 2) || (!one_way && from == 2 && to == 1)
 }
 
 fn bump(n: u32, start: bool) -> u32 {
