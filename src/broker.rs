@@ -9,11 +9,16 @@
 //! numbered in interning order, so routing order is a pure function of what
 //! agents did, never of a hash.
 
+mod policy;
+pub mod topic;
+
+pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
+
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::{AgentId, ChannelId, Message};
+use crate::message::{AgentId, ChannelId, Message, env_prefix};
 use crate::time::SimDuration;
 use crate::validate::Validator;
 
@@ -31,6 +36,10 @@ pub struct BrokerConfig {
     /// together are bounded by `limits.max_buffered`.
     #[serde(default = "default_buffer_capacity")]
     pub buffer_capacity: usize,
+    /// `[[broker.channel]]`: delivery guarantees, TTL and retention of the
+    /// channels each entry's topic filter selects, applied in order.
+    #[serde(default, rename = "channel", skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelSpec>,
 }
 
 /// The largest `buffer_capacity` accepted (16 777 216).
@@ -45,6 +54,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             processing: SimDuration::ZERO,
             buffer_capacity: default_buffer_capacity(),
+            channels: Vec::new(),
         }
     }
 }
@@ -59,6 +69,11 @@ impl BrokerConfig {
                 || format!("buffer_capacity must be at most {MAX_BUFFER_CAPACITY}"),
             );
         }
+        v.at("channel", |v| {
+            for (i, c) in self.channels.iter().enumerate() {
+                v.index(i, |v| c.validate(v));
+            }
+        });
     }
 }
 
@@ -91,21 +106,28 @@ struct Subscribers {
     by_agent: Vec<(AgentId, Delivery)>,
 }
 
-/// Channel names and subscriptions.
+/// Channel names, their policies, and subscriptions.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Broker {
     config: BrokerConfig,
+    /// The environment's channel prefix (`env0`), for `{env}` in filters.
+    prefix: String,
     names: Vec<String>,
     // Looked up by name only, never iterated in a way that affects a run.
     ids: BTreeMap<String, ChannelId>,
     subs: Vec<Subscribers>,
+    /// Each channel's policy, resolved when it was interned.
+    policies: Vec<ChannelPolicy>,
+    /// Whether some channel's policy is not plain (acks, TTL, retention).
+    guarantees: bool,
 }
 
 impl Broker {
-    /// A broker with no channels.
-    pub(crate) fn new(config: BrokerConfig) -> Broker {
+    /// A broker with no channels, for environment `env`.
+    pub(crate) fn new(config: BrokerConfig, env: u32) -> Broker {
         Broker {
             config,
+            prefix: env_prefix(env),
             ..Broker::default()
         }
     }
@@ -124,7 +146,25 @@ impl Broker {
         self.names.push(name.to_string());
         self.ids.insert(name.to_string(), id);
         self.subs.push(Subscribers::default());
+        let policy = ChannelPolicy::resolve(&self.config.channels, &self.prefix, name);
+        self.guarantees |= !policy.is_plain();
+        self.policies.push(policy);
         id
+    }
+
+    /// The policy of a channel.
+    #[allow(dead_code)] // the QoS engine's (next commit)
+    #[inline]
+    pub(crate) fn policy(&self, id: ChannelId) -> &ChannelPolicy {
+        &self.policies[id.index()]
+    }
+
+    /// Whether any channel so far has a policy beyond plain at-most-once
+    /// routing (if not, the engine skips every guarantee check).
+    #[allow(dead_code)] // the QoS engine's (next commit)
+    #[inline]
+    pub(crate) fn guarantees(&self) -> bool {
+        self.guarantees
     }
 
     /// The id of an existing channel.
@@ -259,7 +299,7 @@ mod tests {
 
     #[test]
     fn interning_is_stable_and_dense() {
-        let mut b = Broker::new(BrokerConfig::default());
+        let mut b = Broker::new(BrokerConfig::default(), 0);
         let a = b.channel("env0/actions");
         let s = b.channel("env0/state_updates");
         assert_eq!((a, s), (ChannelId(0), ChannelId(1)));
@@ -270,7 +310,7 @@ mod tests {
 
     #[test]
     fn subscriptions_keep_order_and_are_idempotent() {
-        let mut b = Broker::new(BrokerConfig::default());
+        let mut b = Broker::new(BrokerConfig::default(), 0);
         let c = b.channel("c");
         b.subscribe(c, AgentId(2), Delivery::Push);
         b.subscribe(c, AgentId(0), Delivery::Push);

@@ -276,7 +276,7 @@ impl SimBuilder {
             net,
             faults: resolved,
             fault_starts,
-            broker: Broker::new(broker),
+            broker: Broker::new(broker, env),
             agents: slots,
             agent_ids,
             kinds,
