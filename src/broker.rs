@@ -9,9 +9,12 @@
 //! numbered in interning order, so routing order is a pure function of what
 //! agents did, never of a hash.
 
+mod dlq;
 mod policy;
 pub mod topic;
 
+pub use dlq::DeadLetter;
+pub(crate) use dlq::DeadLetters;
 pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
 
 use std::collections::{BTreeMap, VecDeque};
@@ -40,6 +43,10 @@ pub struct BrokerConfig {
     /// channels each entry's topic filter selects, applied in order.
     #[serde(default, rename = "channel", skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<ChannelSpec>,
+    /// Dead letters kept per channel; a full queue drops its oldest.
+    /// Default 10 000, at most [`MAX_BUFFER_CAPACITY`].
+    #[serde(default = "default_buffer_capacity")]
+    pub dead_letter_capacity: usize,
 }
 
 /// The largest `buffer_capacity` accepted (16 777 216).
@@ -55,6 +62,7 @@ impl Default for BrokerConfig {
             processing: SimDuration::ZERO,
             buffer_capacity: default_buffer_capacity(),
             channels: Vec::new(),
+            dead_letter_capacity: default_buffer_capacity(),
         }
     }
 }
@@ -67,6 +75,13 @@ impl BrokerConfig {
                 self.buffer_capacity <= MAX_BUFFER_CAPACITY,
                 "buffer_capacity",
                 || format!("buffer_capacity must be at most {MAX_BUFFER_CAPACITY}"),
+            );
+        }
+        if v.at_least_one("dead_letter_capacity", self.dead_letter_capacity as u64) {
+            v.check(
+                self.dead_letter_capacity <= MAX_BUFFER_CAPACITY,
+                "dead_letter_capacity",
+                || format!("dead_letter_capacity must be at most {MAX_BUFFER_CAPACITY}"),
             );
         }
         v.at("channel", |v| {
@@ -153,7 +168,6 @@ impl Broker {
     }
 
     /// The policy of a channel.
-    #[allow(dead_code)] // the QoS engine's (next commit)
     #[inline]
     pub(crate) fn policy(&self, id: ChannelId) -> &ChannelPolicy {
         &self.policies[id.index()]
@@ -161,7 +175,6 @@ impl Broker {
 
     /// Whether any channel so far has a policy beyond plain at-most-once
     /// routing (if not, the engine skips every guarantee check).
-    #[allow(dead_code)] // the QoS engine's (next commit)
     #[inline]
     pub(crate) fn guarantees(&self) -> bool {
         self.guarantees

@@ -481,6 +481,35 @@ fn print_summary(
         s.in_flight_uplink,
         s.in_flight_downlink
     )?;
+    let q = &s.qos.counts;
+    if *q != busbar::QosMetrics::default() {
+        writeln!(
+            out,
+            "guarantees: retransmitted {} up, {} down; acks sent {}, lost {}; \
+             deliveries tracked {} (acked {}, expired {}, dead-lettered {}, open {}); \
+             publishes tracked {} (acked {}, expired {}, dead-lettered {}, open {})",
+            q.retransmitted_uplink,
+            q.retransmitted_downlink,
+            q.acks_sent,
+            q.acks_dropped,
+            q.tracked_deliveries,
+            q.acked_deliveries,
+            q.expired_deliveries,
+            q.dead_lettered_deliveries,
+            s.qos.unacked_deliveries,
+            q.tracked_publishes,
+            q.acked_publishes,
+            q.expired_publishes,
+            q.dead_lettered_publishes,
+            s.qos.unacked_publishes
+        )?;
+        writeln!(
+            out,
+            "duplicates: seen by handlers {}, suppressed {}; expired at the broker {}; \
+             dead letters {}",
+            q.duplicates_seen, q.duplicates_suppressed, q.expired_uplink, q.dead_lettered
+        )?;
+    }
     let l = &s.latency;
     writeln!(
         out,

@@ -51,6 +51,61 @@ pub struct Metrics {
     pub latency: Histogram<u64>,
     /// Age of information at the moment of use, ns (reported by agents).
     pub age: Histogram<u64>,
+    /// Acknowledgements, retransmissions, expiry and dead letters.
+    pub qos: QosMetrics,
+}
+
+/// What delivery guarantees did in a run (all zero when every channel is
+/// `at_most_once` without TTL). `docs/summary.md` gives the identities
+/// they satisfy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QosMetrics {
+    /// Publishes sent again because the broker's ack did not come in time.
+    pub retransmitted_uplink: u64,
+    /// Copies the broker sent again because the subscriber's ack did not
+    /// come in time.
+    pub retransmitted_downlink: u64,
+    /// Messages that reached the broker older than their channel's TTL
+    /// (not routed).
+    pub expired_uplink: u64,
+    /// Acks sent: by subscribers for each intact copy of an acknowledged
+    /// channel, and by the broker for each publish of an acknowledged
+    /// publish.
+    pub acks_sent: u64,
+    /// Extra acks made by links that duplicate.
+    pub acks_duplicated: u64,
+    /// Acks that reached the broker or the publisher.
+    pub acks_received: u64,
+    /// Acks lost on the way (any reason).
+    pub acks_dropped: u64,
+    /// Deliveries the broker tracked (one per subscriber and message on an
+    /// acknowledged channel).
+    pub tracked_deliveries: u64,
+    /// Of those, acknowledged.
+    pub acked_deliveries: u64,
+    /// Expired before acknowledged.
+    pub expired_deliveries: u64,
+    /// Given up on after `max_retries` (dead-lettered).
+    pub dead_lettered_deliveries: u64,
+    /// Publishes tracked by their publishers (publish QoS ≥ 1).
+    pub tracked_publishes: u64,
+    /// Of those, acknowledged by the broker.
+    pub acked_publishes: u64,
+    /// Expired before acknowledged.
+    pub expired_publishes: u64,
+    /// Given up on after `max_retries` (dead-lettered).
+    pub dead_lettered_publishes: u64,
+    /// Intact copies a receiver had already received (at-least-once: the
+    /// handler saw the message again).
+    pub duplicates_seen: u64,
+    /// Intact copies a receiver had already received and discarded
+    /// (exactly-once: the handler never saw them).
+    pub duplicates_suppressed: u64,
+    /// Messages put in a dead-letter queue (retries exhausted, or expired
+    /// on a channel with `dead_letter_expired`).
+    pub dead_lettered: u64,
+    /// Dead letters pushed out of a full queue (`dead_letter_capacity`).
+    pub dead_letters_discarded: u64,
 }
 
 impl Default for Metrics {
@@ -69,6 +124,7 @@ impl Default for Metrics {
             events: 0,
             latency: histogram(),
             age: histogram(),
+            qos: QosMetrics::default(),
         }
     }
 }
@@ -269,6 +325,23 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// What the agents measured ([`crate::Agent::outcomes`]).
     pub outcomes: Outcomes,
+    /// Delivery guarantees: acks, retransmissions, expiry, dead letters.
+    pub qos: QosSummary,
+}
+
+/// The delivery-guarantee part of a [`Summary`]: the run's [`QosMetrics`]
+/// and what was still open when it ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct QosSummary {
+    /// The counters.
+    #[serde(flatten)]
+    pub counts: QosMetrics,
+    /// Acks still on the network.
+    pub acks_in_flight: u64,
+    /// Tracked deliveries still waiting for their ack.
+    pub unacked_deliveries: u64,
+    /// Tracked publishes still waiting for the broker's ack.
+    pub unacked_publishes: u64,
 }
 
 impl Summary {
@@ -285,11 +358,12 @@ impl Summary {
         digest: Digest,
         stopped: Option<String>,
     ) -> Summary {
+        let q = &m.qos;
         // Every message published (and every extra copy an uplink made) is
         // routed, dropped on its way to the broker or still on it; every copy
         // made is delivered, dropped or still on its downlink.
-        let in_flight_uplink =
-            (m.published + m.duplicated_uplink).saturating_sub(m.routed + m.dropped_uplink);
+        let in_flight_uplink = (m.published + m.duplicated_uplink + q.retransmitted_uplink)
+            .saturating_sub(m.routed + m.dropped_uplink + q.expired_uplink);
         let no_subscriber = m.dropped[Reason::NoSubscriber as usize];
         Summary {
             name: name.to_string(),
@@ -320,6 +394,10 @@ impl Summary {
             digest: digest.to_string(),
             stopped,
             outcomes: Outcomes::default(),
+            qos: QosSummary {
+                counts: q.clone(),
+                ..QosSummary::default()
+            },
         }
     }
 }

@@ -97,6 +97,15 @@ impl Simulation {
         self.core.in_flight()
     }
 
+    /// The dead-letter queue of the channel called `name` (empty if no
+    /// such channel), oldest first.
+    pub fn dead_letters(&self, name: &str) -> Vec<&crate::broker::DeadLetter> {
+        match self.core.lookup_channel(name) {
+            Some(ch) => self.core.dead_letters(ch).collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Agent names, by id.
     pub fn agent_names(&self) -> Vec<String> {
         self.core.agent_names().map(str::to_string).collect()
@@ -310,6 +319,7 @@ impl Simulation {
             stopped,
         );
         summary.outcomes = self.outcomes();
+        self.core.open_obligations(&mut summary.qos);
         Ok(summary)
     }
 }

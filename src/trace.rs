@@ -177,5 +177,6 @@ pub use file::{
     TraceReader, TraceWriter,
 };
 pub use record::{
-    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record,
+    DETAIL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_UNACKED, EventKind,
+    FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record,
 };

@@ -9,7 +9,7 @@
 
 use std::any::Any;
 
-use crate::broker::Delivery;
+use crate::broker::{DeadLetter, Delivery};
 use crate::message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
 use crate::metrics::Outcomes;
 use crate::rng::RngStream;
@@ -198,6 +198,28 @@ impl<'a> Context<'a> {
     /// This agent's own random stream (`agent/{name}`).
     pub fn rng(&mut self) -> &mut RngStream {
         self.core.rng(self.me)
+    }
+
+    /// The dead-letter queue of `channel`: messages given up on (out of
+    /// retries, or expired with `dead_letter_expired`), oldest first.
+    pub fn dead_letters(&self, channel: ChannelId) -> impl ExactSizeIterator<Item = &DeadLetter> {
+        self.core.dead_letters(channel)
+    }
+
+    /// Takes every letter of `channel`'s dead-letter queue, emptying it.
+    pub fn take_dead_letters(&mut self, channel: ChannelId) -> Vec<DeadLetter> {
+        self.core.take_dead_letters(channel)
+    }
+
+    /// Publishes a dead letter again, as a new message from this agent (a
+    /// new id, sent now): on its channel, with its kind and payload (shared,
+    /// not copied), to the subscriber it failed to reach, or as originally
+    /// addressed when the publish itself failed.
+    pub fn republish(&mut self, letter: &DeadLetter) -> MsgId {
+        let m = &letter.message;
+        let to = letter.recipient.map_or(m.recipient, Recipient::Agent);
+        self.core
+            .publish(self.me, m.channel, to, m.kind, m.payload.clone())
     }
 
     /// Reports that `msg` arrived too late for this agent's deadline: counted

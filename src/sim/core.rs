@@ -23,20 +23,29 @@ use super::msg_store::MsgStore;
 use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
+mod qos;
+pub use qos::ACK_BYTES;
+use qos::ack_detail;
+
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Event {
     /// Run agent `agent`'s `on_start`.
     Start { agent: u32 },
-    /// The message in `slot` reached the broker (corrupted: the broker
-    /// discards it).
-    AtBroker { slot: u32, corrupt: bool },
-    /// A copy of the message in `slot` reached `agent` (corrupted: the
-    /// agent discards it).
+    /// The message in `slot` (or, by `cargo`, an ack of it) reached the
+    /// broker over `agent`'s uplink (corrupted: the broker discards it).
+    AtBroker {
+        slot: u32,
+        agent: u32,
+        cargo: Cargo,
+        corrupt: bool,
+    },
+    /// A copy of the message in `slot` (or, by `cargo`, the broker's ack of
+    /// it) reached `agent` (corrupted: the agent discards it).
     AtAgent {
         slot: u32,
         agent: u32,
-        pull: bool,
+        cargo: Cargo,
         corrupt: bool,
     },
     /// A copy of the message in `slot` crossed link `hop` of `agent`'s path
@@ -47,7 +56,7 @@ pub(super) enum Event {
         agent: u32,
         hop: u16,
         up: bool,
-        pull: bool,
+        cargo: Cargo,
         corrupt: bool,
     },
     /// A timer of `agent` is due (if its generation still matches).
@@ -58,6 +67,38 @@ pub(super) enum Event {
     },
     /// A fault starts or ends.
     Fault(Transition),
+    /// The ack timeout of attempt `attempt` of the acknowledged delivery of
+    /// the message in `slot` to `agent` (or, if `publish`, of its publish
+    /// by `agent`) ran out: retransmit, unless it was acknowledged.
+    Retry {
+        slot: u32,
+        agent: u32,
+        attempt: u16,
+        publish: bool,
+    },
+}
+
+/// What travels on a leg: a message copy (pushed to the handler, or put in
+/// a pull buffer; on the way to the broker always `Push`), or an ack of one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(super) enum Cargo {
+    /// A message copy for the handler.
+    Push,
+    /// A message copy for the pull buffer.
+    Pull,
+    /// A subscriber's ack of a copy, on its way to the broker.
+    Ack,
+    /// The broker's ack of a publish, on its way to the publisher.
+    PubAck,
+}
+
+impl Cargo {
+    /// Whether this is an ack rather than a message copy.
+    #[inline(always)]
+    pub(super) fn is_ack(self) -> bool {
+        self >= Cargo::Ack
+    }
 }
 
 /// One link of a copy's path: link `hop` of `agent`'s path to the broker
@@ -67,7 +108,7 @@ struct Leg {
     agent: u32,
     hop: u16,
     up: bool,
-    pull: bool,
+    cargo: Cargo,
 }
 
 #[test]
@@ -174,6 +215,12 @@ pub(super) struct Core {
     metrics: Metrics,
     limits: Limits,
     in_flight: u64,
+    /// Acks on the network (not counted in `in_flight`, which counts
+    /// message copies).
+    acks_in_flight: u64,
+    /// The state of acknowledged deliveries: dead-letter queues, retry
+    /// streams.
+    qos: qos::QosState,
     /// Copies waiting in all pull buffers together.
     buffered: u64,
     /// An error raised inside a handler, reported when the handler returns.
@@ -224,6 +271,8 @@ impl Core {
             metrics: Metrics::default(),
             limits: p.limits,
             in_flight: 0,
+            acks_in_flight: 0,
+            qos: qos::QosState::default(),
             buffered: 0,
             fault: None,
             clocks: false,
@@ -425,11 +474,15 @@ impl Core {
         self.metrics.published += 1;
         self.record(EventKind::Publish, h, recipient_node(recipient), 0);
         let bytes = msg.payload.wire_bytes();
+        if self.broker.guarantees() && self.broker.policy(channel).publish_qos.acked() {
+            self.publish_tracked(msg, h, bytes);
+            return id;
+        }
         let leg = Leg {
             agent: sender.0,
             hop: 0,
             up: true,
-            pull: false,
+            cargo: Cargo::Push,
         };
         let link = self.leg_link(leg);
         let first = self.send_link(link, self.now, bytes);
@@ -442,6 +495,8 @@ impl Core {
                     at,
                     Event::AtBroker {
                         slot,
+                        agent: sender.0,
+                        cargo: Cargo::Push,
                         corrupt: false,
                     },
                 );
@@ -517,10 +572,10 @@ impl Core {
     /// it (its last link went down, or the broker is down) or it arrived
     /// corrupted; true if it did.
     #[cold]
-    fn refused_at_broker(&mut self, slot: u32, corrupt: bool) -> bool {
+    fn refused_at_broker(&mut self, slot: u32, agent: u32, cargo: Cargo, corrupt: bool) -> bool {
         let h = MsgHead::of(self.msgs.get(slot));
-        let last = self.net.up_hops(h.sender) - 1;
-        let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(h.sender, last)) {
+        let last = self.net.up_hops(agent) - 1;
+        let reason = if let Some(r) = self.arrival_blocked(self.net.up_link(agent, last)) {
             Some(r)
         } else if self.faults.broker_down() {
             Some(Reason::BrokerDown)
@@ -530,8 +585,13 @@ impl Core {
         let Some(reason) = reason else {
             return false;
         };
-        self.metrics.dropped_uplink += 1;
-        self.drop_copy(h, NODE_BROKER, reason);
+        let leg = Leg {
+            agent,
+            hop: 0,
+            up: true,
+            cargo,
+        };
+        self.lost_on_way(h, leg, NODE_BROKER, reason);
         self.msgs.release(slot);
         true
     }
@@ -572,12 +632,28 @@ impl Core {
 
     /// Counts and traces the duplicate a leg's link just made.
     fn duplicated(&mut self, h: MsgHead, leg: Leg, link: u32) {
-        self.metrics.duplicated += 1;
-        if leg.up {
-            self.metrics.duplicated_uplink += 1;
+        if leg.cargo.is_ack() {
+            self.metrics.qos.acks_duplicated += 1;
+        } else {
+            self.metrics.duplicated += 1;
+            if leg.up {
+                self.metrics.duplicated_uplink += 1;
+            }
         }
         let node = self.net.link_end(link);
-        self.record(EventKind::Duplicate, h, node, 0);
+        self.record(EventKind::Duplicate, h, node, ack_detail(leg.cargo));
+    }
+
+    /// A copy (or ack) on `leg` was dropped at `node` before reaching the
+    /// end of its path.
+    fn lost_on_way(&mut self, h: MsgHead, leg: Leg, node: u32, reason: Reason) {
+        if leg.cargo.is_ack() {
+            return self.drop_ack(h, leg.cargo, node, reason);
+        }
+        if leg.up {
+            self.metrics.dropped_uplink += 1;
+        }
+        self.drop_copy(h, node, reason);
     }
 
     /// Sends one copy of the message in `slot` over `leg` at `at`, and its
@@ -598,11 +674,8 @@ impl Core {
     fn arrive_later(&mut self, h: MsgHead, slot: u32, leg: Leg, t: Transit) {
         let (at, corrupt) = match t {
             Transit::Dropped(reason) => {
-                if leg.up {
-                    self.metrics.dropped_uplink += 1;
-                }
                 let node = self.net.link_end(self.leg_link(leg));
-                return self.drop_copy(h, node, reason);
+                return self.lost_on_way(h, leg, node, reason);
             }
             Transit::Arrive(at) => (at, false),
             Transit::Corrupt(at) => (at, true),
@@ -614,20 +687,29 @@ impl Core {
                 agent: leg.agent,
                 hop: leg.hop,
                 up: leg.up,
-                pull: leg.pull,
+                cargo: leg.cargo,
                 corrupt,
             }
         } else if leg.up {
-            Event::AtBroker { slot, corrupt }
+            Event::AtBroker {
+                slot,
+                agent: leg.agent,
+                cargo: leg.cargo,
+                corrupt,
+            }
         } else {
             Event::AtAgent {
                 slot,
                 agent: leg.agent,
-                pull: leg.pull,
+                cargo: leg.cargo,
                 corrupt,
             }
         };
-        self.schedule_copy(at, ev);
+        if leg.cargo.is_ack() {
+            self.schedule_ack(at, ev);
+        } else {
+            self.schedule_copy(at, ev);
+        }
     }
 
     /// A copy reached the router at the end of `leg`: dropped if its link
@@ -635,7 +717,12 @@ impl Core {
     fn forward(&mut self, slot: u32, leg: Leg, corrupt: bool) {
         let (h, bytes) = {
             let m = self.msgs.get(slot);
-            (MsgHead::of(m), m.payload.wire_bytes())
+            let bytes = if leg.cargo.is_ack() {
+                ACK_BYTES
+            } else {
+                m.payload.wire_bytes()
+            };
+            (MsgHead::of(m), bytes)
         };
         let link = self.leg_link(leg);
         let router = self.net.link_end(link);
@@ -644,14 +731,9 @@ impl Core {
             None => corrupt.then_some(Reason::Corrupt),
         };
         match reason {
-            Some(reason) => {
-                if leg.up {
-                    self.metrics.dropped_uplink += 1;
-                }
-                self.drop_copy(h, router, reason);
-            }
+            Some(reason) => self.lost_on_way(h, leg, router, reason),
             None => {
-                self.record(EventKind::Forward, h, router, 0);
+                self.record(EventKind::Forward, h, router, ack_detail(leg.cargo));
                 let next = Leg {
                     hop: leg.hop + 1,
                     ..leg
@@ -689,10 +771,20 @@ impl Core {
             Event::AtAgent {
                 slot,
                 agent,
-                pull,
+                cargo,
                 corrupt,
             } => {
+                if cargo.is_ack() {
+                    self.acks_in_flight -= 1;
+                    return self.puback_at_agent(slot, agent, corrupt);
+                }
                 self.in_flight -= 1;
+                if self.broker.guarantees() {
+                    let ch = self.msgs.get(slot).channel;
+                    if self.broker.policy(ch).qos.acked() {
+                        return self.acked_at_agent(slot, agent, cargo, corrupt);
+                    }
+                }
                 let msg = self.msgs.take(slot);
                 let h = MsgHead::of(&msg);
                 let reason = if corrupt || self.faults.any_active() {
@@ -704,27 +796,30 @@ impl Core {
                 if let Some(reason) = reason {
                     self.drop_copy(h, agent, reason);
                     None
-                } else if pull {
-                    let cap = self.broker.config().buffer_capacity;
-                    match self.agents[agent as usize].mailbox.push(msg, cap) {
-                        Err(_) => self.drop_copy(h, agent, Reason::Overflow),
-                        Ok(()) => {
-                            self.buffered += 1;
-                            if self.buffered > self.limits.max_buffered {
-                                self.limit("max_buffered", self.limits.max_buffered);
-                            }
-                            self.deliver(h, agent)
-                        }
-                    }
-                    None
                 } else {
-                    self.deliver(h, agent);
-                    Some(Call::Message(AgentId(agent), msg))
+                    self.hand_over(h, msg, agent, cargo)
                 }
             }
-            Event::AtBroker { slot, corrupt } => {
+            Event::AtBroker {
+                slot,
+                agent,
+                cargo,
+                corrupt,
+            } => {
+                if cargo.is_ack() {
+                    self.acks_in_flight -= 1;
+                    if (corrupt || self.faults.any_active())
+                        && self.refused_at_broker(slot, agent, cargo, corrupt)
+                    {
+                        return None;
+                    }
+                    self.ack_at_broker(slot, agent);
+                    return None;
+                }
                 self.in_flight -= 1;
-                if (corrupt || self.faults.any_active()) && self.refused_at_broker(slot, corrupt) {
+                if (corrupt || self.faults.any_active())
+                    && self.refused_at_broker(slot, agent, cargo, corrupt)
+                {
                     return None;
                 }
                 self.route(slot);
@@ -735,15 +830,19 @@ impl Core {
                 agent,
                 hop,
                 up,
-                pull,
+                cargo,
                 corrupt,
             } => {
-                self.in_flight -= 1;
+                if cargo.is_ack() {
+                    self.acks_in_flight -= 1;
+                } else {
+                    self.in_flight -= 1;
+                }
                 let leg = Leg {
                     agent,
                     hop,
                     up,
-                    pull,
+                    cargo,
                 };
                 self.forward(slot, leg, corrupt);
                 None
@@ -774,6 +873,38 @@ impl Core {
             }
             Event::Start { agent } => Some(Call::Start(AgentId(agent))),
             Event::Fault(tr) => self.fault_transition(tr),
+            Event::Retry {
+                slot,
+                agent,
+                attempt,
+                publish,
+            } => {
+                self.retry(slot, agent, attempt, publish);
+                None
+            }
+        }
+    }
+
+    /// Gives a copy that arrived intact to `agent`: into its pull buffer
+    /// (`Pull`), or to its handler (`Push`).
+    #[inline]
+    fn hand_over(&mut self, h: MsgHead, msg: Message, agent: u32, cargo: Cargo) -> Option<Call> {
+        if cargo == Cargo::Pull {
+            let cap = self.broker.config().buffer_capacity;
+            match self.agents[agent as usize].mailbox.push(msg, cap) {
+                Err(_) => self.drop_copy(h, agent, Reason::Overflow),
+                Ok(()) => {
+                    self.buffered += 1;
+                    if self.buffered > self.limits.max_buffered {
+                        self.limit("max_buffered", self.limits.max_buffered);
+                    }
+                    self.deliver(h, agent)
+                }
+            }
+            None
+        } else {
+            self.deliver(h, agent);
+            Some(Call::Message(AgentId(agent), msg))
         }
     }
 
@@ -896,6 +1027,16 @@ impl Core {
         self.push(at, ev);
     }
 
+    /// Queues the arrival of an ack (bounded by `max_in_flight` with the
+    /// copies).
+    fn schedule_ack(&mut self, at: SimTime, ev: Event) {
+        self.acks_in_flight += 1;
+        if self.in_flight + self.acks_in_flight > self.limits.max_in_flight {
+            self.limit("max_in_flight", self.limits.max_in_flight);
+        }
+        self.push(at, ev);
+    }
+
     /// Queues an event; a full queue stops the run (a terminal error, so
     /// the half-done bookkeeping of the failed event never matters).
     #[inline(always)]
@@ -923,12 +1064,18 @@ impl Core {
                 m.payload.wire_bytes(),
             )
         };
+        let tracked = self.broker.guarantees() && !self.broker.policy(channel).is_plain();
+        if tracked && !self.accept_at_broker(h, slot) {
+            self.msgs.release(slot);
+            return;
+        }
+        let acked = tracked && self.broker.policy(channel).qos.acked();
         self.metrics.routed += 1;
         self.record(EventKind::Route, h, NODE_BROKER, 0);
         let depart = self.now + self.broker.config().processing;
         match recipient {
             Recipient::Agent(a) => match self.broker.subscription(channel, a) {
-                Some(d) => self.send_copy(h, slot, depart, bytes, a.0, d),
+                Some(d) => self.send_copy(h, slot, depart, bytes, a.0, d, acked),
                 None => self.drop_copy(h, a.0, Reason::NoSubscriber),
             },
             Recipient::Broadcast => {
@@ -938,14 +1085,17 @@ impl Core {
                 }
                 for i in 0..n {
                     let sub = self.broker.subscribers(channel)[i];
-                    self.send_copy(h, slot, depart, bytes, sub.agent.0, sub.delivery);
+                    self.send_copy(h, slot, depart, bytes, sub.agent.0, sub.delivery, acked);
                 }
             }
         }
         self.msgs.release(slot);
     }
 
+    /// The broker makes a copy for `agent` and sends it (and, on an
+    /// acknowledged channel, starts tracking its delivery).
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn send_copy(
         &mut self,
         h: MsgHead,
@@ -954,8 +1104,32 @@ impl Core {
         bytes: u64,
         agent: u32,
         d: Delivery,
+        acked: bool,
     ) {
         self.metrics.copies += 1;
+        let cargo = if d == Delivery::Pull {
+            Cargo::Pull
+        } else {
+            Cargo::Push
+        };
+        if acked {
+            self.track_delivery(slot, agent, cargo, depart);
+        }
+        self.send_down(h, slot, depart, bytes, agent, cargo);
+    }
+
+    /// Sends a copy from the broker down `agent`'s path, unless a partition
+    /// separates it from the sender.
+    #[inline]
+    fn send_down(
+        &mut self,
+        h: MsgHead,
+        slot: u32,
+        depart: SimTime,
+        bytes: u64,
+        agent: u32,
+        cargo: Cargo,
+    ) {
         if self.faults.any_active()
             && self.faults.any_partition()
             && self.faults.separates(h.sender, agent)
@@ -966,7 +1140,7 @@ impl Core {
             agent,
             hop: 0,
             up: false,
-            pull: d == Delivery::Pull,
+            cargo,
         };
         let link = self.leg_link(leg);
         let first = self.send_link(link, depart, bytes);
@@ -979,7 +1153,7 @@ impl Core {
                     Event::AtAgent {
                         slot,
                         agent,
-                        pull: leg.pull,
+                        cargo: leg.cargo,
                         corrupt: false,
                     },
                 );

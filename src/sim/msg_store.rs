@@ -2,7 +2,63 @@
 //! in flight, with a reference count: a fan-out to N subscribers stores one
 //! message, and a slot is reused once its last copy is delivered or dropped.
 
+//!
+//! A message on a channel with delivery guarantees also has a [`SlotMeta`]
+//! (who still owes an ack, who has seen it), which lives exactly as long as
+//! the slot: every open obligation holds a reference.
+
 use crate::message::Message;
+
+use super::core::Cargo;
+
+/// Where an acknowledged delivery (or publish) stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PendingState {
+    /// Waiting for its ack (holds a reference to the slot).
+    Open,
+    /// Acknowledged.
+    Acked,
+    /// Its message expired before it was acknowledged.
+    Expired,
+    /// Out of retries: in the dead-letter queue.
+    DeadLettered,
+}
+
+/// One acknowledged delivery of a message to `agent` (or its publish by
+/// `agent`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Pending {
+    pub(super) agent: u32,
+    /// Retransmissions so far (0: only the first transmission).
+    pub(super) attempt: u16,
+    pub(super) state: PendingState,
+    /// How the copy is delivered (push or pull).
+    pub(super) cargo: Cargo,
+}
+
+/// What the engine keeps about a message on a channel with guarantees.
+#[derive(Debug, Default)]
+pub(super) struct SlotMeta {
+    /// The publisher's obligation (publish QoS ≥ 1).
+    pub(super) publish: Option<Pending>,
+    /// The broker's obligations, sorted by agent.
+    pub(super) deliveries: Vec<Pending>,
+    /// Agents that have received an intact copy, sorted.
+    pub(super) seen: Vec<u32>,
+    /// Whether the broker has routed it (exactly-once publish).
+    pub(super) routed: bool,
+}
+
+impl SlotMeta {
+    /// The broker's obligation towards `agent`, if any.
+    pub(super) fn delivery(&mut self, agent: u32) -> Option<&mut Pending> {
+        let i = self
+            .deliveries
+            .binary_search_by_key(&agent, |p| p.agent)
+            .ok()?;
+        Some(&mut self.deliveries[i])
+    }
+}
 
 /// A slab of published messages with a reference count per slot.
 #[derive(Default)]
@@ -11,6 +67,9 @@ pub(super) struct MsgStore {
     free: Vec<u32>,
     /// Payload bytes of the messages held.
     bytes: u64,
+    /// Guarantee state by slot (empty until a guaranteed message is
+    /// stored).
+    meta: Vec<Option<Box<SlotMeta>>>,
 }
 
 impl MsgStore {
@@ -62,7 +121,30 @@ impl MsgStore {
                 self.bytes -= m.payload.heap_bytes();
             }
             self.free.push(slot);
+            self.forget(slot);
         }
+    }
+
+    /// Drops the guarantee state of a freed slot.
+    #[inline(always)]
+    fn forget(&mut self, slot: u32) {
+        if let Some(m) = self.meta.get_mut(slot as usize) {
+            *m = None;
+        }
+    }
+
+    /// The guarantee state of a live slot, created empty on first use.
+    pub(super) fn meta_mut(&mut self, slot: u32) -> &mut SlotMeta {
+        let i = slot as usize;
+        if self.meta.len() <= i {
+            self.meta.resize_with(i + 1, || None);
+        }
+        self.meta[i].get_or_insert_with(Box::default)
+    }
+
+    /// Every live slot's guarantee state.
+    pub(super) fn metas(&self) -> impl Iterator<Item = &SlotMeta> {
+        self.meta.iter().flatten().map(|m| &**m)
     }
 
     /// Drops one reference and returns the message: moved out if this was
@@ -75,6 +157,7 @@ impl MsgStore {
             self.free.push(slot);
             let m = s.0.take().expect("live slot holds a message");
             self.bytes -= m.payload.heap_bytes();
+            self.forget(slot);
             m
         } else {
             s.0.as_ref().expect("live slot holds a message").clone()

@@ -17,8 +17,9 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record,
-    TraceError, TraceReader,
+    DETAIL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_UNACKED, EventKind,
+    FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, TraceError,
+    TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
@@ -74,8 +75,47 @@ pub struct Row<'a> {
     pub kind: Cow<'a, str>,
     /// Send time, ns.
     pub sent_ns: u64,
-    /// Drop reason, fault kind and `start`/`end`, or empty.
-    pub detail: &'static str,
+    /// Event-specific text: a drop's reason (`loss`; `loss (ack)` for a
+    /// lost ack), a fault's kind and `start`/`end`, `ack`/`puback` for acks
+    /// (and their duplicates and forwards), `attempt N` for a
+    /// retransmission, a dead letter's cause, an expiry's `on_arrival` or
+    /// `unacked`; else empty.
+    pub detail: Cow<'static, str>,
+}
+
+/// The detail text of a record (see [`Row::detail`]).
+pub fn detail(r: &Record) -> Cow<'static, str> {
+    let ack = |d: u16| match d & 0xff00 {
+        DETAIL_ACK => Some("ack"),
+        DETAIL_PUBACK => Some("puback"),
+        _ => None,
+    };
+    match r.event {
+        EventKind::Drop => {
+            let reason = Reason::from_code(r.detail & 0xff).map_or("?", Reason::name);
+            match ack(r.detail) {
+                Some(a) => Cow::Owned(format!("{reason} ({a})")),
+                None if r.detail > 0xff => Cow::Borrowed("?"),
+                None => Cow::Borrowed(reason),
+            }
+        }
+        EventKind::Fault => {
+            Cow::Borrowed(FaultKind::from_detail(r.detail).map_or("?", |(k, start)| k.label(start)))
+        }
+        EventKind::Duplicate | EventKind::Forward | EventKind::Ack => {
+            Cow::Borrowed(ack(r.detail).unwrap_or(""))
+        }
+        EventKind::Retransmit => Cow::Owned(format!("attempt {}", r.detail)),
+        EventKind::DeadLetter => {
+            Cow::Borrowed(DeadCause::from_code(r.detail).map_or("?", DeadCause::name))
+        }
+        EventKind::Expire => Cow::Borrowed(match r.detail {
+            EXPIRED_ON_ARRIVAL => "on_arrival",
+            EXPIRED_UNACKED => "unacked",
+            _ => "?",
+        }),
+        _ => Cow::Borrowed(""),
+    }
 }
 
 fn name(table: &[String], id: u32) -> &str {
@@ -133,13 +173,7 @@ impl Names<'_> {
                 self.kind(r.kind)
             },
             sent_ns: r.sent_ns,
-            detail: match r.event {
-                EventKind::Drop => Reason::from_code(r.detail).map_or("?", Reason::name),
-                EventKind::Fault => {
-                    FaultKind::from_detail(r.detail).map_or("?", |(k, start)| k.label(start))
-                }
-                _ => "",
-            },
+            detail: detail(r),
         }
     }
 }

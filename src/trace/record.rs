@@ -35,6 +35,24 @@ pub enum EventKind {
     /// A link sent a message twice (its `duplicate` setting); the second
     /// copy travels on its own (node: the link's far end).
     Duplicate = 4,
+    /// A message outlived its channel's `ttl` (node: where: the broker when
+    /// it arrived there too old, or the destination of an unacknowledged
+    /// delivery or publish; detail: [`EXPIRED_ON_ARRIVAL`] or
+    /// [`EXPIRED_UNACKED`]).
+    Expire = 5,
+    /// An ack arrived (node: the subscriber whose copy the broker's
+    /// delivery is acknowledged by, or the publisher that received the
+    /// broker's ack of its publish; detail: [`DETAIL_ACK`] or
+    /// [`DETAIL_PUBACK`]).
+    Ack = 6,
+    /// The sender of an unacknowledged message sent it again (node: the
+    /// destination: the subscriber, or the broker for a publish; detail:
+    /// the attempt, 1 for the first retransmission).
+    Retransmit = 7,
+    /// A message was given up on and put in its channel's dead-letter queue
+    /// (node: the destination, as for `retransmit`; detail: a
+    /// [`DeadCause`] code).
+    DeadLetter = 8,
     /// A timer fired (msg: the timer's tag; node: the agent).
     Timer = 9,
     /// A fault started or ended (msg: the fault's index in the scenario's
@@ -50,12 +68,16 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
         EventKind::Drop,
         EventKind::Duplicate,
+        EventKind::Expire,
+        EventKind::Ack,
+        EventKind::Retransmit,
+        EventKind::DeadLetter,
         EventKind::Timer,
         EventKind::Fault,
         EventKind::Late,
@@ -70,6 +92,10 @@ impl EventKind {
             EventKind::Deliver => "deliver",
             EventKind::Drop => "drop",
             EventKind::Duplicate => "duplicate",
+            EventKind::Expire => "expire",
+            EventKind::Ack => "ack",
+            EventKind::Retransmit => "retransmit",
+            EventKind::DeadLetter => "dead_letter",
             EventKind::Timer => "timer",
             EventKind::Fault => "fault",
             EventKind::Late => "late",
@@ -85,6 +111,10 @@ impl EventKind {
             2 => EventKind::Deliver,
             3 => EventKind::Drop,
             4 => EventKind::Duplicate,
+            5 => EventKind::Expire,
+            6 => EventKind::Ack,
+            7 => EventKind::Retransmit,
+            8 => EventKind::DeadLetter,
             9 => EventKind::Timer,
             10 => EventKind::Fault,
             11 => EventKind::Late,
@@ -123,11 +153,15 @@ pub enum Reason {
     Crashed = 9,
     /// The broker was down.
     BrokerDown = 10,
+    /// A second copy of a message on an `exactly_once` channel: the
+    /// receiver (or, for a publish, the broker) had it already and
+    /// discarded this one (after acknowledging it).
+    Duplicate = 11,
 }
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Loss,
         Reason::Partition,
         Reason::Overflow,
@@ -136,6 +170,7 @@ impl Reason {
         Reason::LinkDown,
         Reason::Crashed,
         Reason::BrokerDown,
+        Reason::Duplicate,
     ];
 
     /// The CSV name.
@@ -149,6 +184,7 @@ impl Reason {
             Reason::LinkDown => "link_down",
             Reason::Crashed => "crashed",
             Reason::BrokerDown => "broker_down",
+            Reason::Duplicate => "duplicate",
         }
     }
 
@@ -163,8 +199,54 @@ impl Reason {
             8 => Reason::LinkDown,
             9 => Reason::Crashed,
             10 => Reason::BrokerDown,
+            11 => Reason::Duplicate,
             _ => return None,
         })
+    }
+}
+
+/// `detail` flag of a `drop`, `duplicate` or `forward` of an ack rather
+/// than a message copy, and of an `ack` event: a subscriber's ack to the
+/// broker. (A drop's reason code is in the low byte.)
+pub const DETAIL_ACK: u16 = 1 << 8;
+/// The same for the broker's ack of a publish, to the publisher.
+pub const DETAIL_PUBACK: u16 = 2 << 8;
+/// `detail` of an `expire`: the message reached the broker older than its
+/// TTL and was not routed.
+pub const EXPIRED_ON_ARRIVAL: u16 = 0;
+/// `detail` of an `expire`: an unacknowledged delivery or publish expired
+/// before its next retransmission.
+pub const EXPIRED_UNACKED: u16 = 1;
+
+/// Why a message went to a dead-letter queue (the `detail` of a
+/// `dead_letter` event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u16)]
+#[non_exhaustive]
+pub enum DeadCause {
+    /// No ack after `max_retries` retransmissions.
+    Retries = 0,
+    /// It expired (`ttl`) on a channel with `dead_letter_expired`.
+    Expired = 1,
+}
+
+impl DeadCause {
+    /// The CSV name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeadCause::Retries => "retries",
+            DeadCause::Expired => "expired",
+        }
+    }
+
+    /// The cause for a code.
+    pub fn from_code(c: u16) -> Option<DeadCause> {
+        match c {
+            0 => Some(DeadCause::Retries),
+            1 => Some(DeadCause::Expired),
+            _ => None,
+        }
     }
 }
 
@@ -406,6 +488,10 @@ mod tests {
                 (2, "deliver"),
                 (3, "drop"),
                 (4, "duplicate"),
+                (5, "expire"),
+                (6, "ack"),
+                (7, "retransmit"),
+                (8, "dead_letter"),
                 (9, "timer"),
                 (10, "fault"),
                 (11, "late"),
@@ -430,7 +516,8 @@ mod tests {
                 (7, "corrupt"),
                 (8, "link_down"),
                 (9, "crashed"),
-                (10, "broker_down")
+                (10, "broker_down"),
+                (11, "duplicate")
             ]
         );
         for c in 0..=u16::MAX {
