@@ -29,6 +29,7 @@ mod core;
 mod limits;
 mod msg_store;
 mod sink;
+mod timeouts;
 mod timers;
 
 pub(crate) use crate::network::resolve_faults;

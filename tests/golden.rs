@@ -24,6 +24,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("large_100x5.toml", "fb87a3435b71368330dea8b1b528cd4f"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
     ("lossy_jitter.toml", "0df52377fc63ffbce9ce59dd10116425"),
+    // cargo run --release -- run scenarios/qos_levels.toml | grep digest
+    ("qos_levels.toml", "7ad31d9baee608ea5c5f20f9c6741274"),
     // cargo run --release -- run scenarios/seed_example.toml | grep digest
     ("seed_example.toml", "272562e5598dbaaa63b490864b97ba2a"),
     // cargo run --release -- run scenarios/two_agents.toml | grep digest

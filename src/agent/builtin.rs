@@ -124,6 +124,11 @@ pub struct Sink {
     /// Highest message id seen from each sender, by agent index (0: none;
     /// ids are stored plus one).
     last_seen: Vec<u64>,
+    /// Which message ids have arrived: bit `id` (ids are dense from 0, so a
+    /// bitset costs one bit per message of the run).
+    ids: Vec<u64>,
+    /// Distinct messages received.
+    unique: u64,
 }
 
 impl Sink {
@@ -137,6 +142,8 @@ impl Sink {
             late: 0,
             reordered: 0,
             last_seen: Vec::new(),
+            ids: Vec::new(),
+            unique: 0,
         }
     }
 
@@ -155,12 +162,21 @@ impl Sink {
     pub fn reordered(&self) -> u64 {
         self.reordered
     }
+
+    /// Distinct messages received (a message received twice counts once).
+    pub fn unique(&self) -> u64 {
+        self.unique
+    }
 }
 
 impl Agent for Sink {
-    /// `sink.received`, `sink.late`, `sink.reordered`, summed over sinks.
+    /// `sink.received`, `sink.unique` (distinct messages),
+    /// `sink.duplicates` (received − unique), `sink.late`, `sink.reordered`,
+    /// summed over sinks.
     fn outcomes(&self, out: &mut Outcomes) {
         out.add("sink.received", self.received as f64);
+        out.add("sink.unique", self.unique as f64);
+        out.add("sink.duplicates", (self.received - self.unique) as f64);
         out.add("sink.late", self.late as f64);
         out.add("sink.reordered", self.reordered as f64);
     }
@@ -174,6 +190,14 @@ impl Agent for Sink {
 
     fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
         self.received += 1;
+        let (word, bit) = ((msg.id.0 / 64) as usize, msg.id.0 % 64);
+        if self.ids.len() <= word {
+            self.ids.resize(word + 1, 0);
+        }
+        if self.ids[word] & (1 << bit) == 0 {
+            self.ids[word] |= 1 << bit;
+            self.unique += 1;
+        }
         let age = ctx.now().saturating_since(ctx.stamp(msg));
         ctx.record_age(age);
         if self.deadline.is_some_and(|d| age > d) {

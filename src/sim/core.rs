@@ -67,15 +67,8 @@ pub(super) enum Event {
     },
     /// A fault starts or ends.
     Fault(Transition),
-    /// The ack timeout of attempt `attempt` of the acknowledged delivery of
-    /// the message in `slot` to `agent` (or, if `publish`, of its publish
-    /// by `agent`) ran out: retransmit, unless it was acknowledged.
-    Retry {
-        slot: u32,
-        agent: u32,
-        attempt: u16,
-        publish: bool,
-    },
+    /// The earliest ack timeout may be due (see `sim/timeouts.rs`).
+    RetryDue,
 }
 
 /// What travels on a leg: a message copy (pushed to the handler, or put in
@@ -873,13 +866,8 @@ impl Core {
             }
             Event::Start { agent } => Some(Call::Start(AgentId(agent))),
             Event::Fault(tr) => self.fault_transition(tr),
-            Event::Retry {
-                slot,
-                agent,
-                attempt,
-                publish,
-            } => {
-                self.retry(slot, agent, attempt, publish);
+            Event::RetryDue => {
+                self.retries_due();
                 None
             }
         }

@@ -34,7 +34,12 @@ pub(super) struct Pending {
     pub(super) state: PendingState,
     /// How the copy is delivered (push or pull).
     pub(super) cargo: Cargo,
+    /// Its ack timeout's handle, or [`NO_TIMER`].
+    pub(super) timer: u32,
 }
+
+/// `Pending::timer` when no timeout is set.
+pub(super) const NO_TIMER: u32 = u32::MAX;
 
 /// What the engine keeps about a message on a channel with guarantees.
 #[derive(Debug, Default)]
@@ -70,6 +75,11 @@ pub(super) struct MsgStore {
     /// Guarantee state by slot (empty until a guaranteed message is
     /// stored).
     meta: Vec<Option<Box<SlotMeta>>>,
+    /// Cleared guarantee states, kept for reuse with their vectors'
+    /// capacity: no allocation per message once warm. (Boxed: a state
+    /// moves between `meta` and here as a pointer, its box reused.)
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<SlotMeta>>,
 }
 
 impl MsgStore {
@@ -125,21 +135,29 @@ impl MsgStore {
         }
     }
 
-    /// Drops the guarantee state of a freed slot.
+    /// Drops the guarantee state of a freed slot (kept for reuse).
     #[inline(always)]
     fn forget(&mut self, slot: u32) {
-        if let Some(m) = self.meta.get_mut(slot as usize) {
-            *m = None;
+        if let Some(m) = self.meta.get_mut(slot as usize)
+            && let Some(mut m) = m.take()
+        {
+            m.publish = None;
+            m.deliveries.clear();
+            m.seen.clear();
+            m.routed = false;
+            self.spare.push(m);
         }
     }
 
     /// The guarantee state of a live slot, created empty on first use.
+    #[inline]
     pub(super) fn meta_mut(&mut self, slot: u32) -> &mut SlotMeta {
         let i = slot as usize;
         if self.meta.len() <= i {
             self.meta.resize_with(i + 1, || None);
         }
-        self.meta[i].get_or_insert_with(Box::default)
+        let spare = &mut self.spare;
+        self.meta[i].get_or_insert_with(|| spare.pop().unwrap_or_default())
     }
 
     /// Every live slot's guarantee state.

@@ -8,10 +8,12 @@
 //! payload (a link charges its `header_bytes`).
 //!
 //! The obligations (who still owes an ack) live in the message's
-//! [`SlotMeta`](super::super::msg_store::SlotMeta); every open obligation,
-//! every retry timer and every ack in flight holds a reference to the
-//! slot, so the message (and what is known about it) lives exactly as long
-//! as something may still refer to it.
+//! [`SlotMeta`](super::super::msg_store::SlotMeta); every open obligation
+//! and every ack in flight holds a reference to the slot, so the message
+//! (and what is known about it) lives exactly as long as something may
+//! still refer to it. Each open obligation has one ack timeout in
+//! [`Timeouts`], removed when it closes; the event queue holds a single
+//! `RetryDue` event for the earliest of them.
 //!
 //! **Invariant:** with no such channel, none of this runs: the engine
 //! checks one flag (`Broker::guarantees`) on publish, routing and arrival.
@@ -26,7 +28,8 @@ use crate::trace::{
     NODE_BROKER, Reason,
 };
 
-use super::super::msg_store::{Pending, PendingState};
+use super::super::msg_store::{NO_TIMER, Pending, PendingState};
+use super::super::timeouts::{Due, Timeouts};
 use super::{Call, Cargo, Core, Event, Leg, MsgHead};
 
 /// Payload bytes of an ack: none (a link with `rate_bps` charges its
@@ -55,6 +58,10 @@ pub(in crate::sim) struct QosState {
     publish_rng: Vec<Option<RngStream>>,
     /// The dead-letter queues.
     pub(in crate::sim) dead: crate::broker::DeadLetters,
+    /// The ack timeouts of every open obligation.
+    timeouts: Timeouts,
+    /// The time of the earliest `RetryDue` event in the queue, if any.
+    due_event: Option<SimTime>,
 }
 
 impl Core {
@@ -72,6 +79,7 @@ impl Core {
             attempt: 0,
             state: PendingState::Open,
             cargo: Cargo::Push,
+            timer: NO_TIMER,
         });
         self.metrics.qos.tracked_publishes += 1;
         let leg = Leg {
@@ -144,6 +152,7 @@ impl Core {
                 attempt: 0,
                 state: PendingState::Open,
                 cargo,
+                timer: NO_TIMER,
             },
         );
         self.msgs.add_ref(slot);
@@ -151,10 +160,11 @@ impl Core {
         self.schedule_retry(slot, agent, 0, false, depart);
     }
 
-    /// Queues the ack timeout of attempt `attempt`, sent at `from`: the
-    /// wait [`ChannelPolicy::wait_ns`](crate::broker::ChannelPolicy::wait_ns)
-    /// of the next attempt, times a jitter factor drawn from the channel's
-    /// retry stream. The timer holds a reference to the slot.
+    /// Sets the ack timeout of attempt `attempt` of an open obligation,
+    /// sent at `from`: the wait
+    /// [`ChannelPolicy::wait_ns`](crate::broker::ChannelPolicy::wait_ns) of
+    /// the next attempt, times a jitter factor drawn from the channel's
+    /// retry stream.
     fn schedule_retry(
         &mut self,
         slot: u32,
@@ -168,54 +178,103 @@ impl Core {
         let wait = p.wait_ns(u32::from(attempt) + 1);
         let jitter = p.jitter;
         let factor = if jitter > 0.0 {
-            let i = ch.index();
-            let (streams, prefix) = if publish {
-                (&mut self.qos.publish_rng, "publish_retry")
-            } else {
-                (&mut self.qos.retry_rng, "retry")
-            };
-            if streams.len() <= i {
-                streams.resize_with(i + 1, || None);
-            }
-            let name = self.broker.channel_name(ch);
-            let (seed, env) = (self.seed, self.env);
-            let rng = streams[i].get_or_insert_with(|| {
-                RngStream::new(seed, u64::from(env), &format!("{prefix}/{name}"))
-            });
-            rng.uniform_range(1.0 - jitter, 1.0 + jitter)
+            self.retry_stream(ch, publish)
+                .uniform_range(1.0 - jitter, 1.0 + jitter)
         } else {
             1.0
         };
         let at = from + SimDuration::from_nanos_f64(wait * factor);
-        self.msgs.add_ref(slot);
-        self.push(
-            at,
-            Event::Retry {
-                slot,
-                agent,
-                attempt,
-                publish,
-            },
-        );
+        let due = Due {
+            slot,
+            agent,
+            publish,
+        };
+        let handle = self.qos.timeouts.insert(at.0, due);
+        self.obligation(slot, agent, publish)
+            .expect("an open obligation")
+            .timer = handle;
+        if self.qos.due_event.is_none_or(|t| at < t) {
+            self.qos.due_event = Some(at);
+            self.push(at, Event::RetryDue);
+        }
     }
 
-    /// An ack timeout ran out: unless the obligation was met (or is on a
-    /// later attempt), the message expires, is dead-lettered after
-    /// `max_retries`, waits (the broker is down, or the publisher has
-    /// crashed), or is sent again.
-    pub(super) fn retry(&mut self, slot: u32, agent: u32, attempt: u16, publish: bool) {
+    /// The obligation of `agent` on the message in `slot`.
+    fn obligation(&mut self, slot: u32, agent: u32, publish: bool) -> Option<&mut Pending> {
         let meta = self.msgs.meta_mut(slot);
-        let pending = if publish {
+        if publish {
             meta.publish.as_mut()
         } else {
             meta.delivery(agent)
-        };
-        let live = pending.is_some_and(|p| p.state == PendingState::Open && p.attempt == attempt);
-        if live {
-            self.retry_live(slot, agent, attempt, publish);
         }
-        // The timer's own reference.
-        self.msgs.release(slot);
+    }
+
+    /// The jitter stream of retransmissions on `ch` (by the broker, or by
+    /// publishers), created on first use.
+    #[inline]
+    fn retry_stream(&mut self, ch: crate::message::ChannelId, publish: bool) -> &mut RngStream {
+        let i = ch.index();
+        let made = {
+            let streams = if publish {
+                &self.qos.publish_rng
+            } else {
+                &self.qos.retry_rng
+            };
+            streams.get(i).is_some_and(Option::is_some)
+        };
+        if !made {
+            return self.new_retry_stream(ch, publish);
+        }
+        let streams = if publish {
+            &mut self.qos.publish_rng
+        } else {
+            &mut self.qos.retry_rng
+        };
+        streams[i].as_mut().expect("checked")
+    }
+
+    #[cold]
+    fn new_retry_stream(&mut self, ch: crate::message::ChannelId, publish: bool) -> &mut RngStream {
+        let i = ch.index();
+        let prefix = if publish { "publish_retry" } else { "retry" };
+        let name = format!("{prefix}/{}", self.broker.channel_name(ch));
+        let rng = RngStream::new(self.seed, u64::from(self.env), &name);
+        let streams = if publish {
+            &mut self.qos.publish_rng
+        } else {
+            &mut self.qos.retry_rng
+        };
+        if streams.len() <= i {
+            streams.resize_with(i + 1, || None);
+        }
+        streams[i].insert(rng)
+    }
+
+    /// The earliest ack timeout is due (if this event is not stale):
+    /// every obligation whose timeout has run out expires, is
+    /// dead-lettered after `max_retries`, waits (the broker is down, or the
+    /// publisher has crashed), or is sent again; then the next timeout's
+    /// event is queued.
+    pub(super) fn retries_due(&mut self) {
+        if self.qos.due_event == Some(self.now) {
+            self.qos.due_event = None;
+        }
+        while let Some(d) = self.qos.timeouts.pop_due(self.now.0) {
+            let p = self
+                .obligation(d.slot, d.agent, d.publish)
+                .expect("a timeout is removed when its obligation closes");
+            debug_assert_eq!(p.state, PendingState::Open);
+            p.timer = NO_TIMER;
+            let attempt = p.attempt;
+            self.retry_live(d.slot, d.agent, attempt, d.publish);
+        }
+        if let Some(next) = self.qos.timeouts.next() {
+            let next = SimTime(next);
+            if self.qos.due_event.is_none_or(|t| next < t) {
+                self.qos.due_event = Some(next);
+                self.push(next, Event::RetryDue);
+            }
+        }
     }
 
     fn retry_live(&mut self, slot: u32, agent: u32, attempt: u16, publish: bool) {
@@ -227,8 +286,9 @@ impl Core {
         let (ttl, dead_expired, max_retries) = (p.ttl, p.dead_letter_expired, p.max_retries);
         let dest = if publish { NODE_BROKER } else { agent };
         let recipient = (!publish).then_some(AgentId(agent));
+        // Closing releases the obligation's reference: the message is
+        // read (for its dead letter) before.
         if self.expired(h, ttl) {
-            self.close(slot, agent, publish, PendingState::Expired);
             self.record(EventKind::Expire, h, dest, EXPIRED_UNACKED);
             if publish {
                 self.metrics.qos.expired_publishes += 1;
@@ -238,7 +298,7 @@ impl Core {
             if dead_expired {
                 self.dead_letter(slot, recipient, DeadCause::Expired, u32::from(attempt));
             }
-            return;
+            return self.close(slot, agent, publish, PendingState::Expired);
         }
         let stalled = if publish {
             self.agents[agent as usize].crashed
@@ -251,7 +311,6 @@ impl Core {
             return self.schedule_retry(slot, agent, attempt, publish, self.now);
         }
         if u32::from(attempt) >= max_retries {
-            self.close(slot, agent, publish, PendingState::DeadLettered);
             self.record(EventKind::DeadLetter, h, dest, DeadCause::Retries as u16);
             if publish {
                 self.metrics.qos.dead_lettered_publishes += 1;
@@ -259,16 +318,12 @@ impl Core {
                 self.metrics.qos.dead_lettered_deliveries += 1;
             }
             self.dead_letter(slot, recipient, DeadCause::Retries, u32::from(attempt));
-            return;
+            return self.close(slot, agent, publish, PendingState::DeadLettered);
         }
         let next = attempt + 1;
-        let meta = self.msgs.meta_mut(slot);
-        let pending = if publish {
-            meta.publish.as_mut()
-        } else {
-            meta.delivery(agent)
-        }
-        .expect("checked live");
+        let pending = self
+            .obligation(slot, agent, publish)
+            .expect("an open obligation");
         pending.attempt = next;
         let cargo = pending.cargo;
         self.record(EventKind::Retransmit, h, dest, next);
@@ -288,18 +343,17 @@ impl Core {
         self.schedule_retry(slot, agent, next, publish, self.now);
     }
 
-    /// Ends an open obligation in `state`, releasing its reference.
+    /// Ends an open obligation in `state`, cancelling its timeout and
+    /// releasing its reference.
     fn close(&mut self, slot: u32, agent: u32, publish: bool, state: PendingState) {
-        let meta = self.msgs.meta_mut(slot);
-        let pending = if publish {
-            meta.publish.as_mut()
-        } else {
-            meta.delivery(agent)
-        };
-        if let Some(p) = pending
+        if let Some(p) = self.obligation(slot, agent, publish)
             && p.state == PendingState::Open
         {
             p.state = state;
+            let timer = std::mem::replace(&mut p.timer, NO_TIMER);
+            if timer != NO_TIMER {
+                self.qos.timeouts.remove(timer);
+            }
             self.msgs.release(slot);
         }
     }
