@@ -78,9 +78,12 @@ impl Timeouts {
         self.entries[h as usize].pos = FREE;
         self.free.push(h);
         if pos < self.heap.len() {
-            self.set(pos);
-            self.down(pos);
-            self.up(pos);
+            // The moved entry goes up or down, never both.
+            if pos > 0 && self.key(pos) < self.key((pos - 1) / 2) {
+                self.up(pos);
+            } else {
+                self.down(pos);
+            }
         }
     }
 
