@@ -285,6 +285,19 @@ impl Mailbox {
         self.queue(ch).and_then(|q| q.front())
     }
 
+    /// Discards every copy waiting on `ch` (or on every channel);
+    /// returns how many.
+    pub(crate) fn clear(&mut self, ch: Option<ChannelId>) -> u64 {
+        let mut n = 0;
+        for (c, q) in &mut self.queues {
+            if ch.is_none_or(|ch| ch == *c) {
+                n += q.len() as u64;
+                q.clear();
+            }
+        }
+        n
+    }
+
     /// How many copies wait on `ch`.
     pub(crate) fn pending(&self, ch: ChannelId) -> usize {
         self.queue(ch).map_or(0, VecDeque::len)

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub dropped_uplink: u64,
     /// Messages their receiver found late for its deadline.
     pub late: u64,
+    /// Copies discarded from pull buffers by `clear` / `clear_channels`
+    /// (after their delivery).
+    pub cleared: u64,
     /// Timers that fired.
     pub timers: u64,
     /// Events processed by the loop.
@@ -120,6 +123,7 @@ impl Default for Metrics {
             duplicated_uplink: 0,
             dropped_uplink: 0,
             late: 0,
+            cleared: 0,
             timers: 0,
             events: 0,
             latency: histogram(),

@@ -41,7 +41,7 @@ pub use limits::{Limits, MAX_AGENTS, MAX_EVENTS, SimError};
 pub use timers::TimerId;
 
 use crate::broker::Delivery;
-use crate::message::{AgentId, KindNames};
+use crate::message::{AgentId, KindNames, Message};
 use crate::metrics::{Metrics, Summary};
 use crate::time::SimTime;
 use crate::trace::{Digest, Record};
@@ -139,6 +139,43 @@ impl Simulation {
             .lookup_channel(channel)
             .map(|c| self.core.subscribers(c).collect())
             .unwrap_or_default()
+    }
+
+    /// The pull API from outside the loop, in the shape of an in-memory
+    /// broker's `consume(channel, recipient)`: takes the oldest copy
+    /// waiting in `recipient`'s pull buffer for `channel` (destructive).
+    /// `None` if either name is unknown or nothing waits.
+    pub fn consume(&mut self, channel: &str, recipient: AgentId) -> Option<Message> {
+        let ch = self.core.lookup_channel(channel)?;
+        if recipient.index() >= self.agents.len() {
+            return None;
+        }
+        self.core.consume(recipient, ch)
+    }
+
+    /// The oldest copy waiting for `recipient` on `channel`, left in place.
+    pub fn peek(&self, channel: &str, recipient: AgentId) -> Option<&Message> {
+        let ch = self.core.lookup_channel(channel)?;
+        if recipient.index() >= self.agents.len() {
+            return None;
+        }
+        self.core.peek(recipient, ch)
+    }
+
+    /// How many copies wait for `recipient` on `channel`.
+    pub fn pending(&self, channel: &str, recipient: AgentId) -> usize {
+        match self.core.lookup_channel(channel) {
+            Some(ch) if recipient.index() < self.agents.len() => self.core.pending(recipient, ch),
+            _ => 0,
+        }
+    }
+
+    /// Empties every pull buffer of this environment (every channel, every
+    /// agent), as an in-memory broker's "clear the environment's channels"
+    /// between episodes; returns how many copies were discarded (counted in
+    /// `Metrics::cleared`; they had been delivered).
+    pub fn clear_channels(&mut self) -> u64 {
+        self.core.clear_buffers(None)
     }
 
     /// A typed reference to agent `id`, if it is a `T`.

@@ -174,6 +174,12 @@ impl<'a> Context<'a> {
         self.core.pending(self.me, channel)
     }
 
+    /// Discards every copy waiting in this agent's buffer for `channel`;
+    /// returns how many (counted in `Metrics::cleared`).
+    pub fn clear(&mut self, channel: ChannelId) -> u64 {
+        self.core.clear_buffers(Some((self.me, channel)))
+    }
+
     /// Fires [`Agent::on_timer`] with `tag` after `after` (measured on
     /// this agent's clock).
     #[inline]

@@ -398,6 +398,17 @@ impl Core {
         self.buffered -= u64::from(m.is_some());
         m
     }
+    /// Empties the pull buffers of one agent (`Some`) or of all; returns
+    /// how many copies were discarded.
+    pub(super) fn clear_buffers(&mut self, agent: Option<(AgentId, ChannelId)>) -> u64 {
+        let n = match agent {
+            Some((a, ch)) => self.agents[a.index()].mailbox.clear(Some(ch)),
+            None => self.agents.iter_mut().map(|a| a.mailbox.clear(None)).sum(),
+        };
+        self.buffered -= n;
+        self.metrics.cleared += n;
+        n
+    }
     pub(super) fn peek(&self, agent: AgentId, ch: ChannelId) -> Option<&Message> {
         self.agents[agent.index()].mailbox.peek(ch)
     }
