@@ -320,6 +320,7 @@ mod tests {
             kind: MessageKind::INFO,
             sent: SimTime::ZERO,
             payload: Payload::Empty,
+            correlation: None,
         }
     }
 

@@ -284,6 +284,9 @@ pub struct Message {
     pub sent: SimTime,
     /// The body; shared, never deep-copied on fan-out.
     pub payload: Payload,
+    /// The request this message answers, if it is a reply
+    /// ([`Context::reply`](crate::Context::reply)).
+    pub correlation: Option<MsgId>,
 }
 
 #[cfg(test)]

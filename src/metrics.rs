@@ -54,6 +54,8 @@ pub struct Metrics {
     pub latency: Histogram<u64>,
     /// Age of information at the moment of use, ns (reported by agents).
     pub age: Histogram<u64>,
+    /// Request round trips (request sent → reply delivered in time), ns.
+    pub request_rtt: Histogram<u64>,
     /// Acknowledgements, retransmissions, expiry and dead letters.
     pub qos: QosMetrics,
 }
@@ -109,6 +111,17 @@ pub struct QosMetrics {
     pub dead_lettered: u64,
     /// Dead letters pushed out of a full queue (`dead_letter_capacity`).
     pub dead_letters_discarded: u64,
+    /// Requests sent (`Context::request`).
+    pub requests: u64,
+    /// Requests whose reply reached the requester before the timeout.
+    pub requests_answered: u64,
+    /// Requests that timed out (the `timeout` trace events).
+    pub requests_timed_out: u64,
+    /// Replies that reached their requester after its request timed out.
+    pub replies_late: u64,
+    /// Replies delivered to an agent that was not waiting for them (not
+    /// its request, or answered already: a duplicate reply).
+    pub replies_unmatched: u64,
 }
 
 impl Default for Metrics {
@@ -128,6 +141,7 @@ impl Default for Metrics {
             events: 0,
             latency: histogram(),
             age: histogram(),
+            request_rtt: histogram(),
             qos: QosMetrics::default(),
         }
     }
@@ -335,7 +349,7 @@ pub struct Summary {
 
 /// The delivery-guarantee part of a [`Summary`]: the run's [`QosMetrics`]
 /// and what was still open when it ended.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct QosSummary {
     /// The counters.
     #[serde(flatten)]
@@ -346,6 +360,10 @@ pub struct QosSummary {
     pub unacked_deliveries: u64,
     /// Tracked publishes still waiting for the broker's ack.
     pub unacked_publishes: u64,
+    /// Requests still waiting for their reply.
+    pub requests_waiting: u64,
+    /// Request round trips (sent → reply delivered in time).
+    pub request_rtt: Percentiles,
 }
 
 impl Summary {
@@ -400,6 +418,7 @@ impl Summary {
             outcomes: Outcomes::default(),
             qos: QosSummary {
                 counts: q.clone(),
+                request_rtt: Percentiles::of(&m.request_rtt),
                 ..QosSummary::default()
             },
         }

@@ -258,6 +258,10 @@ impl Simulation {
                     let mut ctx = Context::new(&mut self.core, agent);
                     self.agents[agent.index()].on_message(&mut ctx, &msg);
                 }
+                Call::RequestTimeout(agent, request) => {
+                    let mut ctx = Context::new(&mut self.core, agent);
+                    self.agents[agent.index()].on_request_timeout(&mut ctx, request);
+                }
                 Call::Timer(agent, tag) => {
                     let mut ctx = Context::new(&mut self.core, agent);
                     self.agents[agent.index()].on_timer(&mut ctx, tag);

@@ -76,6 +76,7 @@ mod tests {
                 kind: MessageKind::INFO,
                 sent: SimTime::ZERO,
                 payload: Payload::Empty,
+                correlation: None,
             },
             recipient: None,
             cause: DeadCause::Retries,

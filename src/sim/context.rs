@@ -43,6 +43,12 @@ pub trait Agent: Any + Send {
         let _ = (ctx, tag);
     }
 
+    /// Request `request` ([`Context::request`]) got no reply within its
+    /// timeout.
+    fn on_request_timeout(&mut self, ctx: &mut Context<'_>, request: MsgId) {
+        let _ = (ctx, request);
+    }
+
     /// The agent crashed and loses what it held in memory (a `crash` fault
     /// with `state = "lost"`): forget it, so that the `on_start` that runs
     /// at the restart begins afresh. busbar cannot reach into an agent's
@@ -154,7 +160,50 @@ impl<'a> Context<'a> {
         payload: Payload,
     ) -> MsgId {
         self.core
-            .publish(self.me, channel, recipient, kind, payload)
+            .publish(self.me, channel, recipient, kind, payload, None)
+    }
+
+    /// Publishes a request: a message like [`Context::publish`] whose
+    /// answer is expected within `timeout` (virtual time). A reply to it
+    /// ([`Context::reply`]) that reaches this agent in time completes it;
+    /// otherwise [`Agent::on_request_timeout`] runs at the deadline (a
+    /// `timeout` trace event) and a later reply counts as late. The reply
+    /// arrives through `on_message` (or the pull buffer) like any message,
+    /// with `msg.correlation` = this request's id; subscribe to the channel
+    /// it will come on.
+    pub fn request(
+        &mut self,
+        channel: ChannelId,
+        recipient: Recipient,
+        kind: MessageKind,
+        payload: Payload,
+        timeout: SimDuration,
+    ) -> MsgId {
+        let id = self
+            .core
+            .publish(self.me, channel, recipient, kind, payload, None);
+        self.core.track_request(self.me, id, timeout);
+        id
+    }
+
+    /// Answers `request`: publishes on `channel`, addressed to the
+    /// request's sender, with `correlation` = the request's id (the trace's
+    /// `publish` detail says `reply`).
+    pub fn reply(
+        &mut self,
+        request: &Message,
+        channel: ChannelId,
+        kind: MessageKind,
+        payload: Payload,
+    ) -> MsgId {
+        self.core.publish(
+            self.me,
+            channel,
+            Recipient::Agent(request.sender),
+            kind,
+            payload,
+            Some(request.id),
+        )
     }
 
     /// Takes the oldest copy waiting in this agent's buffer for `channel`
@@ -224,8 +273,14 @@ impl<'a> Context<'a> {
     pub fn republish(&mut self, letter: &DeadLetter) -> MsgId {
         let m = &letter.message;
         let to = letter.recipient.map_or(m.recipient, Recipient::Agent);
-        self.core
-            .publish(self.me, m.channel, to, m.kind, m.payload.clone())
+        self.core.publish(
+            self.me,
+            m.channel,
+            to,
+            m.kind,
+            m.payload.clone(),
+            m.correlation,
+        )
     }
 
     /// Reports that `msg` arrived too late for this agent's deadline: counted

@@ -15,7 +15,7 @@ use crate::network::{Faults, Network, Transit, Transition};
 use crate::queue::{EventQueue, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
-use crate::trace::{EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+use crate::trace::{DETAIL_REPLY, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
 
 use super::clock::Clock;
 use super::limits::{Limits, SimError};
@@ -24,8 +24,10 @@ use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
 mod qos;
+mod request;
 pub use qos::ACK_BYTES;
 use qos::ack_detail;
+pub(super) use request::Requests;
 
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +71,8 @@ pub(super) enum Event {
     Fault(Transition),
     /// The earliest ack timeout may be due (see `sim/timeouts.rs`).
     RetryDue,
+    /// Request `hi << 32 | lo` of `agent` times out unless answered.
+    RequestTimeout { agent: u32, lo: u32, hi: u32 },
 }
 
 /// What travels on a leg: a message copy (pushed to the handler, or put in
@@ -122,6 +126,8 @@ pub(super) enum Call {
     Reset(u32),
     /// The agents of crash fault `fault` restart: `on_start` each.
     Restart(u32),
+    /// `on_request_timeout`: the agent's request got no reply in time.
+    RequestTimeout(AgentId, MsgId),
 }
 
 /// Everything the core keeps per agent.
@@ -214,6 +220,8 @@ pub(super) struct Core {
     /// The state of acknowledged deliveries: dead-letter queues, retry
     /// streams.
     qos: qos::QosState,
+    /// Requests waiting for their reply.
+    requests: Requests,
     /// Copies waiting in all pull buffers together.
     buffered: u64,
     /// An error raised inside a handler, reported when the handler returns.
@@ -266,6 +274,7 @@ impl Core {
             in_flight: 0,
             acks_in_flight: 0,
             qos: qos::QosState::default(),
+            requests: Requests::default(),
             buffered: 0,
             fault: None,
             clocks: false,
@@ -460,6 +469,7 @@ impl Core {
         recipient: Recipient,
         kind: MessageKind,
         payload: Payload,
+        correlation: Option<MsgId>,
     ) -> MsgId {
         let id = MsgId(self.next_msg);
         self.next_msg += 1;
@@ -472,11 +482,16 @@ impl Core {
             kind,
             sent: self.now,
             payload,
+            correlation,
         };
         let h = MsgHead::of(&msg);
+        if let Some(r) = correlation {
+            self.trace.correlation(r.0);
+        }
         self.trace.payload(&msg.payload);
         self.metrics.published += 1;
-        self.record(EventKind::Publish, h, recipient_node(recipient), 0);
+        let detail = u16::from(correlation.is_some()) * DETAIL_REPLY;
+        self.record(EventKind::Publish, h, recipient_node(recipient), detail);
         let bytes = msg.payload.wire_bytes();
         if self.broker.guarantees() && self.broker.policy(channel).publish_qos.acked() {
             self.publish_tracked(msg, h, bytes);
@@ -881,6 +896,9 @@ impl Core {
                 self.retries_due();
                 None
             }
+            Event::RequestTimeout { agent, lo, hi } => {
+                self.request_timeout(agent, u64::from(hi) << 32 | u64::from(lo))
+            }
         }
     }
 
@@ -888,6 +906,9 @@ impl Core {
     /// (`Pull`), or to its handler (`Push`).
     #[inline]
     fn hand_over(&mut self, h: MsgHead, msg: Message, agent: u32, cargo: Cargo) -> Option<Call> {
+        if let Some(r) = msg.correlation {
+            self.reply_arrived(agent, r);
+        }
         if cargo == Cargo::Pull {
             let cap = self.broker.config().buffer_capacity;
             match self.agents[agent as usize].mailbox.push(msg, cap) {

@@ -163,6 +163,13 @@ impl TraceSink {
         }
     }
 
+    /// Hashes a reply's correlation into the payload digest.
+    pub(super) fn correlation(&mut self, request: u64) {
+        if self.enabled {
+            self.payloads.correlation(request);
+        }
+    }
+
     /// Records appended so far.
     pub(super) fn count(&self) -> u64 {
         self.count

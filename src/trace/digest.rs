@@ -86,6 +86,7 @@ const INLINE: u8 = 1;
 const FLOATS: u8 = 2;
 const BYTES: u8 = 3;
 const TEXT: u8 = 4;
+const CORRELATION: u8 = 5;
 
 /// Streaming digest over published payloads, in publish order: XXH3-128 of
 /// their canonical encodings, concatenated. A payload's encoding is a code
@@ -99,6 +100,10 @@ const TEXT: u8 = 4;
 /// Bytes    0x03 | n u64 LE | n bytes
 /// Text     0x04 | n u64 LE | n bytes of UTF-8
 /// ```
+///
+/// A reply's correlation (the request it answers) is fed before its
+/// payload as `0x05 | request id u64 LE`; a message that answers nothing
+/// adds nothing.
 ///
 /// Floats are hashed by their bits (`-0.0` differs from `0.0`), and the
 /// variants are told apart as `Payload`'s `==` tells them apart. Feeding a
@@ -150,6 +155,15 @@ impl PayloadDigester {
                 self.hasher.update(t.as_bytes());
             }
         }
+    }
+
+    /// Feeds a reply's correlation: the id of the request it answers.
+    #[inline]
+    pub fn correlation(&mut self, request: u64) {
+        let mut b = [0u8; 9];
+        b[0] = CORRELATION;
+        b[1..].copy_from_slice(&request.to_le_bytes());
+        self.hasher.update(&b);
     }
 
     fn head(&mut self, code: u8, len: usize) {

@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    DETAIL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_UNACKED, EventKind,
-    FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, TraceError,
-    TraceReader,
+    DETAIL_ACK, DETAIL_PUBACK, DETAIL_REPLY, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST,
+    EXPIRED_UNACKED, EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE,
+    Reason, Record, TraceError, TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
@@ -109,9 +109,11 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
         EventKind::DeadLetter => {
             Cow::Borrowed(DeadCause::from_code(r.detail).map_or("?", DeadCause::name))
         }
+        EventKind::Publish if r.detail == DETAIL_REPLY => Cow::Borrowed("reply"),
         EventKind::Expire => Cow::Borrowed(match r.detail {
             EXPIRED_ON_ARRIVAL => "on_arrival",
             EXPIRED_UNACKED => "unacked",
+            EXPIRED_REQUEST => "request_timeout",
             _ => "?",
         }),
         _ => Cow::Borrowed(""),

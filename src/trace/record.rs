@@ -38,7 +38,8 @@ pub enum EventKind {
     /// A message outlived its channel's `ttl` (node: where: the broker when
     /// it arrived there too old, or the destination of an unacknowledged
     /// delivery or publish; detail: [`EXPIRED_ON_ARRIVAL`] or
-    /// [`EXPIRED_UNACKED`]).
+    /// [`EXPIRED_UNACKED`]), or a request its timeout (node: the requester;
+    /// detail: [`EXPIRED_REQUEST`]).
     Expire = 5,
     /// An ack arrived (node: the subscriber whose copy the broker's
     /// delivery is acknowledged by, or the publisher that received the
@@ -119,6 +120,7 @@ impl EventKind {
             10 => EventKind::Fault,
             11 => EventKind::Late,
             12 => EventKind::Forward,
+
             _ => return None,
         })
     }
@@ -211,12 +213,17 @@ impl Reason {
 pub const DETAIL_ACK: u16 = 1 << 8;
 /// The same for the broker's ack of a publish, to the publisher.
 pub const DETAIL_PUBACK: u16 = 2 << 8;
+/// `detail` of a `publish` of a reply (a message with a correlation).
+pub const DETAIL_REPLY: u16 = 1;
 /// `detail` of an `expire`: the message reached the broker older than its
 /// TTL and was not routed.
 pub const EXPIRED_ON_ARRIVAL: u16 = 0;
 /// `detail` of an `expire`: an unacknowledged delivery or publish expired
 /// before its next retransmission.
 pub const EXPIRED_UNACKED: u16 = 1;
+/// `detail` of an `expire`: a request got no reply within its timeout
+/// (msg: the request; node: the requester).
+pub const EXPIRED_REQUEST: u16 = 2;
 
 /// Why a message went to a dead-letter queue (the `detail` of a
 /// `dead_letter` event).

@@ -497,6 +497,7 @@ impl Core {
     /// Fills in what was still open at the end of the run.
     pub(in crate::sim) fn open_obligations(&self, q: &mut QosSummary) {
         q.acks_in_flight = self.acks_in_flight;
+        q.requests_waiting = self.requests_waiting();
         let open = |p: &Pending| p.state == PendingState::Open;
         for m in self.msgs.metas() {
             q.unacked_publishes += u64::from(m.publish.as_ref().is_some_and(open));
