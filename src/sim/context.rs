@@ -163,6 +163,23 @@ impl<'a> Context<'a> {
             .publish(self.me, channel, recipient, kind, payload, None)
     }
 
+    /// Publishes several messages on `channel` in one transmission: they
+    /// share the first link's fate (one latency, loss and duplication draw;
+    /// the link's rate charges their bytes plus one header) and part at its
+    /// far end, each then routed on its own, in order. Returns the first
+    /// id (the others follow it); `None` for an empty batch. On a channel
+    /// whose publishes are acknowledged, each is sent and tracked alone.
+    pub fn publish_batch(
+        &mut self,
+        channel: ChannelId,
+        recipient: Recipient,
+        kind: MessageKind,
+        payloads: Vec<Payload>,
+    ) -> Option<MsgId> {
+        self.core
+            .publish_batch(self.me, channel, recipient, kind, payloads)
+    }
+
     /// Publishes a request: a message like [`Context::publish`] whose
     /// answer is expected within `timeout` (virtual time). A reply to it
     /// ([`Context::reply`]) that reaches this agent in time completes it;

@@ -23,6 +23,7 @@ use super::msg_store::MsgStore;
 use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
+mod batch;
 mod qos;
 mod request;
 pub use qos::ACK_BYTES;
@@ -471,27 +472,8 @@ impl Core {
         payload: Payload,
         correlation: Option<MsgId>,
     ) -> MsgId {
-        let id = MsgId(self.next_msg);
-        self.next_msg += 1;
-        let msg = Message {
-            id,
-            env: self.env,
-            channel,
-            sender,
-            recipient,
-            kind,
-            sent: self.now,
-            payload,
-            correlation,
-        };
-        let h = MsgHead::of(&msg);
-        if let Some(r) = correlation {
-            self.trace.correlation(r.0);
-        }
-        self.trace.payload(&msg.payload);
-        self.metrics.published += 1;
-        let detail = u16::from(correlation.is_some()) * DETAIL_REPLY;
-        self.record(EventKind::Publish, h, recipient_node(recipient), detail);
+        let (msg, h) = self.new_message(sender, channel, recipient, kind, payload, correlation);
+        let id = msg.id;
         let bytes = msg.payload.wire_bytes();
         if self.broker.guarantees() && self.broker.policy(channel).publish_qos.acked() {
             self.publish_tracked(msg, h, bytes);
@@ -536,6 +518,42 @@ impl Core {
             }
         }
         id
+    }
+
+    /// A new message from `sender`, published now: numbered, its payload
+    /// hashed, counted and traced (`publish`).
+    #[inline(always)]
+    fn new_message(
+        &mut self,
+        sender: AgentId,
+        channel: ChannelId,
+        recipient: Recipient,
+        kind: MessageKind,
+        payload: Payload,
+        correlation: Option<MsgId>,
+    ) -> (Message, MsgHead) {
+        let id = MsgId(self.next_msg);
+        self.next_msg += 1;
+        let msg = Message {
+            id,
+            env: self.env,
+            channel,
+            sender,
+            recipient,
+            kind,
+            sent: self.now,
+            payload,
+            correlation,
+        };
+        let h = MsgHead::of(&msg);
+        if let Some(r) = correlation {
+            self.trace.correlation(r.0);
+        }
+        self.trace.payload(&msg.payload);
+        self.metrics.published += 1;
+        let detail = u16::from(correlation.is_some()) * DETAIL_REPLY;
+        self.record(EventKind::Publish, h, recipient_node(recipient), detail);
+        (msg, h)
     }
 
     /// Sends on one link, through the faults that hold now (checked only
