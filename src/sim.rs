@@ -40,7 +40,7 @@ pub use limits::{Limits, MAX_AGENTS, MAX_EVENTS, SimError};
 pub use timers::TimerId;
 
 use crate::broker::Delivery;
-use crate::message::{AgentId, KindNames};
+use crate::message::{AgentId, KindNames, Message};
 use crate::metrics::{Metrics, Summary};
 use crate::time::SimTime;
 use crate::trace::{Digest, Record};
@@ -129,6 +129,15 @@ impl Simulation {
             .lookup_channel(channel)
             .map(|c| self.core.subscribers(c).collect())
             .unwrap_or_default()
+    }
+
+    /// The message channel `name` retains now (its policy says `retain =
+    /// true` and a broadcast was routed on it), until [`Simulation::finish`]
+    /// releases it.
+    pub fn retained(&self, channel: &str) -> Option<&Message> {
+        self.core
+            .lookup_channel(channel)
+            .and_then(|c| self.core.retained_message(c))
     }
 
     /// A typed reference to agent `id`, if it is a `T`.
@@ -290,6 +299,7 @@ impl Simulation {
             return Err(SimError::Finished);
         }
         self.finished = true;
+        self.core.release_retained();
         let names = sink::Names {
             agents: self.agent_names(),
             channels: self.core.channel_names().to_vec(),

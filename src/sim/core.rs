@@ -23,6 +23,8 @@ use super::msg_store::MsgStore;
 use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
+mod retain;
+
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Event {
@@ -346,7 +348,9 @@ impl Core {
         self.broker.channel(name)
     }
     pub(super) fn subscribe(&mut self, agent: AgentId, ch: ChannelId, d: Delivery) {
-        self.broker.subscribe(ch, agent, d);
+        if self.broker.subscribe(ch, agent, d) && self.broker.retains() {
+            self.send_retained(agent, ch, d);
+        }
     }
     pub(super) fn unsubscribe(&mut self, agent: AgentId, ch: ChannelId) -> bool {
         self.broker.unsubscribe(ch, agent)
@@ -941,6 +945,9 @@ impl Core {
                     self.send_copy(h, slot, depart, bytes, sub.agent.0, sub.delivery);
                 }
             }
+        }
+        if self.broker.retains() {
+            self.retain_routed(slot);
         }
         self.msgs.release(slot);
     }
