@@ -11,11 +11,14 @@
 
 mod dlq;
 mod policy;
+mod retained;
 pub mod topic;
+mod wildcard;
 
 pub use dlq::DeadLetter;
 pub(crate) use dlq::DeadLetters;
 pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
+pub use wildcard::FilterError;
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -135,6 +138,10 @@ pub(crate) struct Broker {
     policies: Vec<ChannelPolicy>,
     /// Whether some channel's policy is not plain (acks, TTL, retention).
     guarantees: bool,
+    /// Wildcard subscriptions and what they cover (`wildcard.rs`).
+    wildcards: wildcard::Wildcards,
+    /// Retained messages (`retained.rs`).
+    retained: retained::Retained,
 }
 
 impl Broker {
@@ -163,7 +170,11 @@ impl Broker {
         self.subs.push(Subscribers::default());
         let policy = ChannelPolicy::resolve(&self.config.channels, &self.prefix, name);
         self.guarantees |= !policy.is_plain();
+        self.retained.note_policy(&policy);
         self.policies.push(policy);
+        if self.wildcards.any() {
+            self.cover_new_channel(id);
+        }
         id
     }
 
@@ -195,8 +206,33 @@ impl Broker {
         &self.names
     }
 
-    /// Subscribes `agent` (or changes how it receives). Idempotent.
-    pub(crate) fn subscribe(&mut self, channel: ChannelId, agent: AgentId, delivery: Delivery) {
+    /// Subscribes `agent` (or changes how it receives). Idempotent. True if
+    /// the agent was not a subscriber of the channel before (through this
+    /// or a wildcard subscription).
+    pub(crate) fn subscribe(
+        &mut self,
+        channel: ChannelId,
+        agent: AgentId,
+        delivery: Delivery,
+    ) -> bool {
+        self.wildcards.note_direct(channel, agent, true);
+        self.add_subscriber(channel, agent, delivery)
+    }
+
+    /// Removes `agent`'s direct subscription; true if it had one. While a
+    /// wildcard subscription of the agent still covers the channel, the
+    /// agent stays a subscriber.
+    pub(crate) fn unsubscribe(&mut self, channel: ChannelId, agent: AgentId) -> bool {
+        if let Some(had) = self.wildcards.note_direct(channel, agent, false) {
+            return had;
+        }
+        self.remove_subscriber(channel, agent)
+    }
+
+    /// Puts `agent` in the channel's subscriber lists (at the end of the
+    /// subscription order), or changes how it receives; true if it was not
+    /// there.
+    fn add_subscriber(&mut self, channel: ChannelId, agent: AgentId, delivery: Delivery) -> bool {
         let subs = &mut self.subs[channel.index()];
         match subs.by_agent.binary_search_by_key(&agent, |s| s.0) {
             Ok(i) => {
@@ -204,16 +240,19 @@ impl Broker {
                 if let Some(s) = subs.in_order.iter_mut().find(|s| s.agent == agent) {
                     s.delivery = delivery;
                 }
+                false
             }
             Err(i) => {
                 subs.by_agent.insert(i, (agent, delivery));
                 subs.in_order.push(Subscription { agent, delivery });
+                true
             }
         }
     }
 
-    /// Removes `agent`'s subscription; true if it had one.
-    pub(crate) fn unsubscribe(&mut self, channel: ChannelId, agent: AgentId) -> bool {
+    /// Takes `agent` out of the channel's subscriber lists; true if it was
+    /// there.
+    fn remove_subscriber(&mut self, channel: ChannelId, agent: AgentId) -> bool {
         let subs = &mut self.subs[channel.index()];
         match subs.by_agent.binary_search_by_key(&agent, |s| s.0) {
             Ok(i) => {

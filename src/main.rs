@@ -465,9 +465,14 @@ fn print_summary(
     )?;
     writeln!(
         out,
-        "copies: broker made {}{}; dropped before the broker {}, after it {}; \
+        "copies: broker made {}{}{}; dropped before the broker {}, after it {}; \
          in flight on uplinks {}, on downlinks {}",
         s.copies,
+        if s.retained_copies > 0 {
+            format!(" and {} retained", s.retained_copies)
+        } else {
+            String::new()
+        },
         if s.duplicated_uplink + s.duplicated_downlink > 0 {
             format!(
                 ", links duplicated {} before it and {} after",

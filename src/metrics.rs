@@ -29,6 +29,10 @@ pub struct Metrics {
     /// Copies the broker made of the messages it routed (one per matching
     /// subscriber), each sent down a downlink.
     pub copies: u64,
+    /// Copies of retained messages the broker sent to agents that
+    /// subscribed after the message was routed (the `retained` trace
+    /// events; not in `copies`).
+    pub retained_copies: u64,
     /// Extra copies made by links that duplicate (the `duplicate` trace
     /// events).
     pub duplicated: u64,
@@ -130,6 +134,7 @@ impl Default for Metrics {
             published: 0,
             routed: 0,
             copies: 0,
+            retained_copies: 0,
             delivered: 0,
             dropped: [0; 16],
             duplicated: 0,
@@ -303,6 +308,9 @@ pub struct Summary {
     /// Copies the broker made (one per matching subscriber of each routed
     /// message).
     pub copies: u64,
+    /// Copies of retained messages the broker sent to late subscribers
+    /// (not in `copies`).
+    pub retained_copies: u64,
     /// Copies delivered to recipients.
     pub delivered: u64,
     /// Extra copies made by links that duplicate on the way to the broker
@@ -383,7 +391,8 @@ impl Summary {
         let q = &m.qos;
         // Every message published (and every extra copy an uplink made) is
         // routed, dropped on its way to the broker or still on it; every copy
-        // made is delivered, dropped or still on its downlink.
+        // made (retained copies included) is delivered, dropped or still on
+        // its downlink.
         let in_flight_uplink = (m.published + m.duplicated_uplink + q.retransmitted_uplink)
             .saturating_sub(m.routed + m.dropped_uplink + q.expired_uplink);
         let no_subscriber = m.dropped[Reason::NoSubscriber as usize];
@@ -396,6 +405,7 @@ impl Summary {
             published: m.published,
             routed: m.routed,
             copies: m.copies,
+            retained_copies: m.retained_copies,
             delivered: m.delivered,
             duplicated_uplink: m.duplicated_uplink,
             duplicated_downlink: m.duplicated - m.duplicated_uplink,

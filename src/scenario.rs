@@ -96,7 +96,8 @@ tagged_enum! {
         Sink {
             /// Unique agent name.
             name: String,
-            /// Channels to subscribe to; `{env}` is replaced.
+            /// Channels to subscribe to: names or MQTT topic filters
+            /// (`{env}/agent/+/state`, `{env}/#`); `{env}` is replaced.
             channels: Vec<String>,
             /// `push` (default) or `pull`.
             #[serde(default = "default_delivery")]
@@ -173,9 +174,15 @@ impl AgentSpec {
                 for (i, c) in channels.iter().enumerate() {
                     v.at("channels", |v| {
                         v.index(i, |v| {
-                            v.check(!c.is_empty(), "", || {
+                            if !v.check(!c.is_empty(), "", || {
                                 "a channel name must not be empty".into()
-                            })
+                            }) {
+                                return;
+                            }
+                            let filter = c.replace("{env}", "env0");
+                            if let Err(m) = crate::broker::topic::check_filter(&filter) {
+                                v.fail("", m);
+                            }
                         })
                     });
                 }

@@ -178,6 +178,15 @@ impl Simulation {
         self.core.clear_buffers(None)
     }
 
+    /// The message channel `name` retains now (its policy says `retain =
+    /// true` and a broadcast was routed on it), until [`Simulation::finish`]
+    /// releases it.
+    pub fn retained(&self, channel: &str) -> Option<&Message> {
+        self.core
+            .lookup_channel(channel)
+            .and_then(|c| self.core.retained_message(c))
+    }
+
     /// A typed reference to agent `id`, if it is a `T`.
     pub fn agent<T: Agent>(&self, id: AgentId) -> Option<&T> {
         let a: &dyn std::any::Any = self.agents.get(id.index())?.as_ref();
@@ -341,6 +350,7 @@ impl Simulation {
             return Err(SimError::Finished);
         }
         self.finished = true;
+        self.core.release_retained();
         let names = sink::Names {
             agents: self.agent_names(),
             channels: self.core.channel_names().to_vec(),

@@ -350,7 +350,7 @@ proptest! {
             "uplink side: {:?}", s
         );
         prop_assert_eq!(
-            s.copies + s.duplicated_downlink,
+            s.copies + s.retained_copies + s.duplicated_downlink,
             s.delivered + s.dropped_downlink + s.in_flight_downlink,
             "downlink side: {:?}", s
         );
@@ -362,6 +362,7 @@ proptest! {
             .count() as u64;
         prop_assert_eq!(count(EventKind::Publish), s.published);
         prop_assert_eq!(count(EventKind::Duplicate), s.duplicated_uplink + s.duplicated_downlink);
+        prop_assert_eq!(count(EventKind::Retained), s.retained_copies);
         prop_assert_eq!(count(EventKind::Drop), s.dropped_uplink + s.dropped_downlink + no_sub);
         prop_assert_eq!(count(EventKind::Deliver), s.delivered);
     }

@@ -26,7 +26,7 @@ fn conserved(s: &Summary) {
         "{s:?}"
     );
     assert_eq!(
-        s.copies,
+        s.copies + s.retained_copies + s.duplicated_downlink,
         s.delivered + s.dropped_downlink + s.in_flight_downlink,
         "{s:?}"
     );

@@ -2,7 +2,7 @@
 //! code: a periodic publisher and a sink. With them a scenario can exercise
 //! the network and broker models on their own, outside the grid protocol.
 
-use crate::broker::Delivery;
+use crate::broker::{Delivery, topic};
 use crate::message::{ChannelId, Message, MessageKind, Payload, Recipient};
 use crate::metrics::Outcomes;
 use crate::sim::{Agent, Context};
@@ -132,7 +132,13 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink on these channels.
+    /// A sink on these channels: names, or MQTT topic filters with `+` and
+    /// `#` ([`Context::subscribe_filter`]), subscribed in this order.
+    ///
+    /// # Panics
+    ///
+    /// When it starts, if a name with a wildcard is not a valid topic filter
+    /// ([`topic::check_filter`]; scenario files are checked before that).
     pub fn new(channels: &[String], delivery: Delivery, deadline: Option<SimDuration>) -> Sink {
         Sink {
             channel_names: channels.to_vec(),
@@ -183,8 +189,14 @@ impl Agent for Sink {
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         for name in &self.channel_names {
-            let ch = ctx.channel(name);
-            ctx.subscribe(ch, self.delivery);
+            if topic::is_wildcard(name) {
+                if let Err(e) = ctx.subscribe_filter(name, self.delivery) {
+                    panic!("sink {}: {e}", ctx.name());
+                }
+            } else {
+                let ch = ctx.channel(name);
+                ctx.subscribe(ch, self.delivery);
+            }
         }
     }
 

@@ -9,7 +9,7 @@
 
 use std::any::Any;
 
-use crate::broker::{DeadLetter, Delivery};
+use crate::broker::{DeadLetter, Delivery, FilterError};
 use crate::message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
 use crate::metrics::Outcomes;
 use crate::rng::RngStream;
@@ -139,13 +139,61 @@ impl<'a> Context<'a> {
     }
 
     /// Subscribes this agent to `channel` (takes effect at once at the broker).
+    ///
+    /// If the agent was not a subscriber yet and the channel retains a
+    /// message (`retain = true` in its `[[broker.channel]]` policy), the
+    /// broker sends it that message now. Subscribing again, directly or
+    /// through a [wildcard](Context::subscribe_filter), only changes
+    /// `delivery`: the agent still gets one copy per message.
     pub fn subscribe(&mut self, channel: ChannelId, delivery: Delivery) {
         self.core.subscribe(self.me, channel, delivery);
     }
 
-    /// Ends this agent's subscription; copies already on the way still arrive.
+    /// Ends this agent's direct subscription; copies already on the way still
+    /// arrive. While a wildcard subscription of the agent covers the channel,
+    /// it stays a subscriber. True if it had a direct subscription.
     pub fn unsubscribe(&mut self, channel: ChannelId) -> bool {
         self.core.unsubscribe(self.me, channel)
+    }
+
+    /// Subscribes this agent to every channel whose name matches the MQTT
+    /// topic filter `filter`: `+` matches one level, `#` (last) the rest,
+    /// and a filter starting with a wildcard does not match names starting
+    /// with `$`. It covers the channels that exist now and every channel
+    /// interned later. A filter without wildcards is exactly
+    /// `subscribe(channel(filter), delivery)`. `{env}` is not replaced: use
+    /// [`Context::env_prefix`].
+    ///
+    /// However many of its subscriptions cover a channel, the agent gets one
+    /// copy of each message; it receives by the `delivery` of the most
+    /// recent of them. For each channel it newly subscribes to that retains
+    /// a message, the broker sends it that message. Details:
+    /// docs/broker_topics.md.
+    ///
+    /// ```
+    /// # use busbar::{Agent, Context, Delivery};
+    /// struct Watcher;
+    /// impl Agent for Watcher {
+    ///     fn on_start(&mut self, ctx: &mut Context<'_>) {
+    ///         let filter = format!("{}/agent/+/device_actions", ctx.env_prefix());
+    ///         ctx.subscribe_filter(&filter, Delivery::Push).expect("a valid filter");
+    ///     }
+    /// }
+    /// ```
+    pub fn subscribe_filter(
+        &mut self,
+        filter: &str,
+        delivery: Delivery,
+    ) -> Result<(), FilterError> {
+        self.core.subscribe_filter(self.me, filter, delivery)
+    }
+
+    /// Ends this agent's subscription to `filter` (as given to
+    /// [`Context::subscribe_filter`]; without wildcards, its direct
+    /// subscription to that channel). It stays a subscriber of each channel
+    /// another of its subscriptions covers. True if it had the subscription.
+    pub fn unsubscribe_filter(&mut self, filter: &str) -> bool {
+        self.core.unsubscribe_filter(self.me, filter)
     }
 
     /// Publishes a message now. It travels this agent's uplink to the broker,

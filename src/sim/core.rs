@@ -29,6 +29,7 @@ mod request;
 pub use qos::ACK_BYTES;
 use qos::ack_detail;
 pub(super) use request::Requests;
+mod retain;
 
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
@@ -398,7 +399,9 @@ impl Core {
         self.broker.channel(name)
     }
     pub(super) fn subscribe(&mut self, agent: AgentId, ch: ChannelId, d: Delivery) {
-        self.broker.subscribe(ch, agent, d);
+        if self.broker.subscribe(ch, agent, d) && self.broker.retains() {
+            self.send_retained(agent, ch, d);
+        }
     }
     pub(super) fn unsubscribe(&mut self, agent: AgentId, ch: ChannelId) -> bool {
         self.broker.unsubscribe(ch, agent)
@@ -1126,6 +1129,9 @@ impl Core {
                     self.send_copy(h, slot, depart, bytes, sub.agent.0, sub.delivery, acked);
                 }
             }
+        }
+        if self.broker.retains() {
+            self.retain_routed(slot);
         }
         self.msgs.release(slot);
     }

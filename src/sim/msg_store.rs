@@ -106,6 +106,12 @@ impl MsgStore {
         self.bytes
     }
 
+    /// How many slots hold a message (tests: nothing leaks).
+    #[cfg(test)]
+    pub(super) fn live(&self) -> usize {
+        self.slots.iter().filter(|s| s.0.is_some()).count()
+    }
+
     /// The message in a live slot.
     #[inline]
     pub(super) fn get(&self, slot: u32) -> &Message {

@@ -65,11 +65,15 @@ pub enum EventKind {
     /// A router passed the message (or copy) on to the next link of its
     /// route (node: the router).
     Forward = 12,
+    /// The broker sent a channel's retained message to an agent that just
+    /// subscribed to it (node: the new subscriber); the copy then travels
+    /// like any copy the broker makes.
+    Retained = 13,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
@@ -83,6 +87,7 @@ impl EventKind {
         EventKind::Fault,
         EventKind::Late,
         EventKind::Forward,
+        EventKind::Retained,
     ];
 
     /// The CSV name.
@@ -101,6 +106,7 @@ impl EventKind {
             EventKind::Fault => "fault",
             EventKind::Late => "late",
             EventKind::Forward => "forward",
+            EventKind::Retained => "retained",
         }
     }
 
@@ -120,7 +126,7 @@ impl EventKind {
             10 => EventKind::Fault,
             11 => EventKind::Late,
             12 => EventKind::Forward,
-
+            13 => EventKind::Retained,
             _ => return None,
         })
     }
@@ -502,7 +508,8 @@ mod tests {
                 (9, "timer"),
                 (10, "fault"),
                 (11, "late"),
-                (12, "forward")
+                (12, "forward"),
+                (13, "retained")
             ]
         );
         for c in 0..=255u8 {
