@@ -46,11 +46,15 @@ pub enum EventKind {
     /// A router passed the message (or copy) on to the next link of its
     /// route (node: the router).
     Forward = 12,
+    /// The message had to wait in the broker's queue (a server model: every
+    /// worker busy; node: the broker; detail: the queue length with it,
+    /// saturated at 65 535).
+    Enqueue = 14,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
@@ -60,6 +64,7 @@ impl EventKind {
         EventKind::Fault,
         EventKind::Late,
         EventKind::Forward,
+        EventKind::Enqueue,
     ];
 
     /// The CSV name.
@@ -74,6 +79,7 @@ impl EventKind {
             EventKind::Fault => "fault",
             EventKind::Late => "late",
             EventKind::Forward => "forward",
+            EventKind::Enqueue => "enqueue",
         }
     }
 
@@ -89,6 +95,7 @@ impl EventKind {
             10 => EventKind::Fault,
             11 => EventKind::Late,
             12 => EventKind::Forward,
+            14 => EventKind::Enqueue,
             _ => return None,
         })
     }
@@ -409,7 +416,8 @@ mod tests {
                 (9, "timer"),
                 (10, "fault"),
                 (11, "late"),
-                (12, "forward")
+                (12, "forward"),
+                (14, "enqueue")
             ]
         );
         for c in 0..=255u8 {
