@@ -546,6 +546,37 @@ mod tests {
     }
 
     #[test]
+    fn server_areas_are_exact_whatever_the_grouping() {
+        // Queue 2 on [0, 10), 3 on [10, 15), 0 after; busy 1 throughout.
+        let steps = [(0, 2), (10, 3), (15, 0)];
+        let mut once = ServerMetrics::new(1);
+        let mut often = ServerMetrics::new(1);
+        once.busy = 1;
+        often.busy = 1;
+        for (t, len) in steps {
+            once.advance(t);
+            once.queue_len = len;
+            for u in (often.last_ns..=t).step_by(3) {
+                often.advance(u);
+            }
+            often.advance(t);
+            often.queue_len = len;
+        }
+        for m in [&once, &often] {
+            let s = ServerSummary::of(m, 20);
+            assert_eq!((m.queue_area, m.busy_area), (35, 15));
+            assert_eq!(s.queue_length_mean, 35.0 / 20.0);
+            assert_eq!((s.busy_ns, s.utilisation), (20, 1.0));
+        }
+        let two = ServerMetrics {
+            busy: 1,
+            ..ServerMetrics::new(2)
+        };
+        assert_eq!(ServerSummary::of(&two, 8).utilisation, 0.5);
+        assert_eq!(ServerSummary::of(&two, 0).utilisation, 0.0);
+    }
+
+    #[test]
     fn drops_by_reason() {
         let mut m = Metrics::default();
         m.drop(Reason::Loss);
