@@ -486,7 +486,7 @@ fn print_summary(
             out,
             "broker: {} workers, served {}, utilisation {:.3}, queue mean {:.3} max {}, \
              wait p50 {} p99 {} max {}, overflow drops {}, outage drops {}, \
-             blocked {} for {}, held at the end {}",
+             blocked {} for {}, at the broker at the end {}",
             b.workers,
             b.served,
             b.utilisation,
