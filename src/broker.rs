@@ -12,12 +12,17 @@
 mod dlq;
 mod policy;
 mod retained;
+mod server;
 pub mod topic;
 mod wildcard;
 
 pub use dlq::DeadLetter;
 pub(crate) use dlq::DeadLetters;
 pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
+pub use server::{
+    BufferOverflow, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, MAX_RATE, MAX_WORKERS,
+    QueueOverflow, ServerModel,
+};
 pub use wildcard::FilterError;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -25,6 +30,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::message::{AgentId, ChannelId, Message, env_prefix};
+use crate::network::Latency;
 use crate::time::SimDuration;
 use crate::validate::Validator;
 
@@ -33,11 +39,37 @@ use crate::validate::Validator;
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Time the broker spends routing one message (added before the
-    /// downlinks). Default 0.
+    /// downlinks; with a server model, after the service time, without
+    /// occupying a worker). Default 0.
     #[serde(default)]
     pub processing: SimDuration,
+    /// The service time of one message by one worker: the broker becomes a
+    /// server with `workers` workers and a bounded queue
+    /// (`docs/broker_server.md`). Without it (and without `rate`) the broker
+    /// routes each message the instant it arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<Latency>,
+    /// Messages per second one worker serves: a constant service time of
+    /// `1/rate` s. Exclusive with `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Parallel workers of the server model. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
+    /// Messages that may wait for a worker (not counting those in service).
+    /// Default [`DEFAULT_QUEUE_CAPACITY`], at most [`MAX_QUEUE_CAPACITY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+    /// What an arrival at a full queue does. Default `reject_new`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_overflow: Option<QueueOverflow>,
+    /// What a copy arriving at a full pull buffer does. Default
+    /// `reject_new`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub buffer_overflow: BufferOverflow,
     /// Capacity of each pull buffer (one per agent and channel). A copy that
-    /// arrives at a full buffer is dropped with reason `overflow`. Default
+    /// arrives at a full buffer is dropped with reason `overflow` (or evicts
+    /// the oldest copy: `buffer_overflow`). Default
     /// 10 000, at most [`MAX_BUFFER_CAPACITY`]. All buffers of a run
     /// together are bounded by `limits.max_buffered`.
     #[serde(default = "default_buffer_capacity")]
@@ -59,6 +91,10 @@ fn default_buffer_capacity() -> usize {
     10_000
 }
 
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -66,6 +102,12 @@ impl Default for BrokerConfig {
             buffer_capacity: default_buffer_capacity(),
             channels: Vec::new(),
             dead_letter_capacity: default_buffer_capacity(),
+            service: None,
+            rate: None,
+            workers: None,
+            queue_capacity: None,
+            queue_overflow: None,
+            buffer_overflow: BufferOverflow::RejectNew,
         }
     }
 }
@@ -92,6 +134,7 @@ impl BrokerConfig {
                 v.index(i, |v| c.validate(v));
             }
         });
+        self.validate_server(v);
     }
 }
 

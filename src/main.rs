@@ -515,6 +515,27 @@ fn print_summary(
             q.duplicates_seen, q.duplicates_suppressed, q.expired_uplink, q.dead_lettered
         )?;
     }
+    if let Some(b) = &s.broker_server {
+        writeln!(
+            out,
+            "broker: {} workers, served {}, utilisation {:.3}, queue mean {:.3} max {}, \
+             wait p50 {} p99 {} max {}, overflow drops {}, outage drops {}, \
+             blocked {} for {}, at the broker at the end {}",
+            b.workers,
+            b.served,
+            b.utilisation,
+            b.queue_length_mean,
+            b.queue_length_max,
+            ms(b.wait.p50_ns),
+            ms(b.wait.p99_ns),
+            ms(b.wait.max_ns),
+            b.overflow_drops,
+            b.outage_drops,
+            b.blocked,
+            ms(b.blocked_ns),
+            s.at_broker
+        )?;
+    }
     let l = &s.latency;
     writeln!(
         out,

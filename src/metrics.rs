@@ -62,6 +62,172 @@ pub struct Metrics {
     pub request_rtt: Histogram<u64>,
     /// Acknowledgements, retransmissions, expiry and dead letters.
     pub qos: QosMetrics,
+    /// Pull-buffer copies evicted by a newer one (`buffer_overflow =
+    /// "drop_oldest"`): each was counted `delivered` when it entered the
+    /// buffer, and is counted again in `dropped` (`overflow`) when evicted.
+    pub evicted: u64,
+    /// The broker server's figures, with a server model only
+    /// (`docs/broker_server.md`).
+    pub server: Option<Box<ServerMetrics>>,
+}
+
+/// The figures of the broker's server model. Time-weighted figures are
+/// areas in integer ns, integrated exactly at every change (so they do not
+/// depend on how events are grouped); [`ServerMetrics::advance`] brings them
+/// up to a time.
+#[derive(Clone, Debug)]
+pub struct ServerMetrics {
+    /// Parallel workers.
+    pub workers: u32,
+    /// Messages accepted by the server (arrived at a broker that was up,
+    /// over a link that was up, uncorrupted).
+    pub arrived: u64,
+    /// Messages whose service ended (each then routed).
+    pub served: u64,
+    /// Messages dropped at the broker because its queue was full
+    /// (`reject_new`: the arrival; `drop_oldest`: the oldest waiting).
+    pub overflow: u64,
+    /// Messages the broker held (waiting, in service or blocked) when a
+    /// `broker_down` outage began: dropped with reason `broker_down`.
+    pub outage: u64,
+    /// Messages that found the queue full under `block` and waited in the
+    /// holding line.
+    pub blocked: u64,
+    /// Messages waiting in the queue now.
+    pub queue_len: u64,
+    /// The longest the queue has been.
+    pub queue_max: u64,
+    /// Messages in service now (busy workers).
+    pub busy: u64,
+    /// Messages in the holding line now (blocked).
+    pub held: u64,
+    /// The longest the holding line has been.
+    pub held_max: u64,
+    /// ∫ queue length dt, message·ns, up to `last_ns`.
+    pub queue_area: u128,
+    /// ∫ busy workers dt, worker·ns, up to `last_ns`.
+    pub busy_area: u128,
+    /// ∫ holding-line length dt, message·ns, up to `last_ns`: the total
+    /// time messages spent blocked.
+    pub held_area: u128,
+    /// The time the areas are integrated to, ns.
+    pub last_ns: u64,
+    /// Time from arrival at the broker to the start of service, ns, of
+    /// every message that entered service (0 when a worker was free;
+    /// blocked time included).
+    pub wait: Histogram<u64>,
+}
+
+impl ServerMetrics {
+    /// Figures of a server with `workers` workers, at time 0.
+    pub fn new(workers: u32) -> ServerMetrics {
+        ServerMetrics {
+            workers,
+            arrived: 0,
+            served: 0,
+            overflow: 0,
+            outage: 0,
+            blocked: 0,
+            queue_len: 0,
+            queue_max: 0,
+            busy: 0,
+            held: 0,
+            held_max: 0,
+            queue_area: 0,
+            busy_area: 0,
+            held_area: 0,
+            last_ns: 0,
+            wait: histogram(),
+        }
+    }
+
+    /// Integrates the areas up to `now_ns` (call before any change of the
+    /// queue, busy or held counts).
+    #[inline]
+    pub fn advance(&mut self, now_ns: u64) {
+        let dt = u128::from(now_ns.saturating_sub(self.last_ns));
+        if dt > 0 {
+            self.queue_area += u128::from(self.queue_len) * dt;
+            self.busy_area += u128::from(self.busy) * dt;
+            self.held_area += u128::from(self.held) * dt;
+            self.last_ns = now_ns;
+        }
+    }
+
+    /// Messages the broker holds now: waiting, in service or blocked.
+    pub fn at_broker(&self) -> u64 {
+        self.queue_len + self.busy + self.held
+    }
+}
+
+/// The broker server's figures in a [`Summary`] (see
+/// `docs/broker_server.md` and `docs/summary.md`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServerSummary {
+    /// Parallel workers.
+    pub workers: u32,
+    /// Messages the server accepted.
+    pub arrived: u64,
+    /// Messages whose service ended (and were routed).
+    pub served: u64,
+    /// Messages dropped at the broker because its queue was full.
+    pub overflow_drops: u64,
+    /// Messages held by the broker that a `broker_down` outage lost.
+    pub outage_drops: u64,
+    /// Messages waiting in the queue when the run ended.
+    pub queued: u64,
+    /// Messages in service when the run ended.
+    pub in_service: u64,
+    /// Messages in the holding line when the run ended.
+    pub held: u64,
+    /// Time-weighted mean queue length over the run (messages waiting, not
+    /// in service): ∫ length dt / `sim_time_ns`.
+    pub queue_length_mean: f64,
+    /// Longest queue, messages.
+    pub queue_length_max: u64,
+    /// Busy worker-time, ns (∫ busy workers dt).
+    pub busy_ns: u64,
+    /// `busy_ns / (workers × sim_time_ns)`, 0 to 1.
+    pub utilisation: f64,
+    /// Time from arrival at the broker to the start of service, of every
+    /// message that entered service.
+    pub wait: Percentiles,
+    /// Messages that found the queue full under `block` (backpressure).
+    pub blocked: u64,
+    /// Total time messages spent blocked, ns (∫ holding-line length dt).
+    pub blocked_ns: u64,
+    /// Longest holding line, messages.
+    pub held_max: u64,
+}
+
+impl ServerSummary {
+    /// The summary of a server's figures at the end of a run at `end_ns`.
+    pub fn of(m: &ServerMetrics, end_ns: u64) -> ServerSummary {
+        let mut m = m.clone();
+        m.advance(end_ns);
+        let per = |area: u128, n: u64| {
+            let d = u128::from(end_ns) * u128::from(n);
+            if d == 0 { 0.0 } else { area as f64 / d as f64 }
+        };
+        ServerSummary {
+            workers: m.workers,
+            arrived: m.arrived,
+            served: m.served,
+            overflow_drops: m.overflow,
+            outage_drops: m.outage,
+            queued: m.queue_len,
+            in_service: m.busy,
+            held: m.held,
+            queue_length_mean: per(m.queue_area, 1),
+            queue_length_max: m.queue_max,
+            busy_ns: u64::try_from(m.busy_area).unwrap_or(u64::MAX),
+            utilisation: per(m.busy_area, u64::from(m.workers)),
+            wait: Percentiles::of(&m.wait),
+            blocked: m.blocked,
+            blocked_ns: u64::try_from(m.held_area).unwrap_or(u64::MAX),
+            held_max: m.held_max,
+        }
+    }
 }
 
 /// What delivery guarantees did in a run (all zero when every channel is
@@ -148,6 +314,8 @@ impl Default for Metrics {
             age: histogram(),
             request_rtt: histogram(),
             qos: QosMetrics::default(),
+            evicted: 0,
+            server: None,
         }
     }
 }
@@ -326,8 +494,15 @@ pub struct Summary {
     /// Messages lost on their uplink, before the broker.
     pub dropped_uplink: u64,
     /// Copies dropped after the broker made them (lost on a downlink, or
-    /// refused by a full pull buffer).
+    /// refused by or evicted from a full pull buffer).
     pub dropped_downlink: u64,
+    /// Pull-buffer copies evicted by newer ones (`buffer_overflow =
+    /// "drop_oldest"`): counted in `delivered` when buffered and in
+    /// `dropped_downlink` when evicted.
+    pub evicted: u64,
+    /// Messages the broker held when the run ended (waiting, in service or
+    /// blocked; a server model only, else 0).
+    pub at_broker: u64,
     /// Copies still on the network when the run ended.
     pub in_flight: u64,
     /// Of those, messages still on their uplink.
@@ -351,6 +526,8 @@ pub struct Summary {
     pub stopped: Option<String>,
     /// What the agents measured ([`crate::Agent::outcomes`]).
     pub outcomes: Outcomes,
+    /// The broker server's figures, `None` (`null`) without a server model.
+    pub broker_server: Option<ServerSummary>,
     /// Delivery guarantees: acks, retransmissions, expiry, dead letters.
     pub qos: QosSummary,
 }
@@ -390,11 +567,13 @@ impl Summary {
     ) -> Summary {
         let q = &m.qos;
         // Every message published (and every extra copy an uplink made) is
-        // routed, dropped on its way to the broker or still on it; every copy
-        // made (retained copies included) is delivered, dropped or still on
-        // its downlink.
+        // routed, dropped on its way to the broker or at it, held by the
+        // broker, or still on its way; every copy made is delivered (an
+        // evicted one delivered and then dropped), dropped or still on its
+        // downlink.
+        let at_broker = m.server.as_ref().map_or(0, |s| s.at_broker());
         let in_flight_uplink = (m.published + m.duplicated_uplink + q.retransmitted_uplink)
-            .saturating_sub(m.routed + m.dropped_uplink + q.expired_uplink);
+            .saturating_sub(m.routed + m.dropped_uplink + q.expired_uplink + at_broker);
         let no_subscriber = m.dropped[Reason::NoSubscriber as usize];
         Summary {
             name: name.to_string(),
@@ -431,6 +610,9 @@ impl Summary {
                 request_rtt: Percentiles::of(&m.request_rtt),
                 ..QosSummary::default()
             },
+            evicted: m.evicted,
+            at_broker,
+            broker_server: m.server.as_ref().map(|s| ServerSummary::of(s, sim_time_ns)),
         }
     }
 }
@@ -471,6 +653,37 @@ mod tests {
             let got = Percentiles::of(&m.latency).p99_ns;
             assert!(got >= v && got - v <= v / 1000, "{v} -> {got}");
         }
+    }
+
+    #[test]
+    fn server_areas_are_exact_whatever_the_grouping() {
+        // Queue 2 on [0, 10), 3 on [10, 15), 0 after; busy 1 throughout.
+        let steps = [(0, 2), (10, 3), (15, 0)];
+        let mut once = ServerMetrics::new(1);
+        let mut often = ServerMetrics::new(1);
+        once.busy = 1;
+        often.busy = 1;
+        for (t, len) in steps {
+            once.advance(t);
+            once.queue_len = len;
+            for u in (often.last_ns..=t).step_by(3) {
+                often.advance(u);
+            }
+            often.advance(t);
+            often.queue_len = len;
+        }
+        for m in [&once, &often] {
+            let s = ServerSummary::of(m, 20);
+            assert_eq!((m.queue_area, m.busy_area), (35, 15));
+            assert_eq!(s.queue_length_mean, 35.0 / 20.0);
+            assert_eq!((s.busy_ns, s.utilisation), (20, 1.0));
+        }
+        let two = ServerMetrics {
+            busy: 1,
+            ..ServerMetrics::new(2)
+        };
+        assert_eq!(ServerSummary::of(&two, 8).utilisation, 0.5);
+        assert_eq!(ServerSummary::of(&two, 0).utilisation, 0.0);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub use select::Selector;
 pub use topology::{EdgeSpec, MAX_LINK_CHANGES, MAX_LINKS, RouterSpec};
 
 pub(crate) use faults::{Faults, Topo, Transition};
+pub(crate) use latency::LatencySampler;
 
 pub(crate) use select::glob_match;
 

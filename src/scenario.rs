@@ -233,7 +233,10 @@ impl ScenarioSpec {
         let mut v = Validator::new();
         v.at("simulation", |v| self.simulation.validate(v));
         v.at("limits", |v| self.limits.validate(v));
-        v.at("broker", |v| self.broker.validate(v));
+        v.at("broker", |v| {
+            self.broker.load(base_dir, v);
+            self.broker.validate(v);
+        });
         v.at("grid", |v| self.grid.validate(v));
         crate::grid::validate_microgrids(&mut self.microgrids, base_dir, &mut v);
         v.at("network", |v| self.network.load(base_dir, v));
@@ -490,6 +493,8 @@ impl Scenario {
         }
         let network = self.spec.network.files().into_iter();
         files.extend(network.map(|p| self.base_dir.join(p)));
+        let broker = self.spec.broker.files().into_iter();
+        files.extend(broker.map(|p| self.base_dir.join(p)));
         files
     }
 

@@ -30,6 +30,7 @@ pub use qos::ACK_BYTES;
 use qos::ack_detail;
 pub(super) use request::Requests;
 mod retain;
+mod server;
 
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +72,9 @@ pub(super) enum Event {
     },
     /// A fault starts or ends.
     Fault(Transition),
+    /// Worker `worker` of the broker's server model finished serving its
+    /// message (if no outage emptied the server since: `epoch`).
+    ServiceDone { worker: u32, epoch: u32 },
     /// The earliest ack timeout may be due (see `sim/timeouts.rs`).
     RetryDue,
     /// Request `hi << 32 | lo` of `agent` times out unless answered.
@@ -233,6 +237,8 @@ pub(super) struct Core {
     /// Whether any agent has crashed yet (else no timer can be stale and
     /// every incarnation is 0).
     crash_seen: bool,
+    /// The broker's server model, if configured (`server.rs`).
+    server: Option<Box<server::Server>>,
 }
 
 /// The parts a [`Core`] is built from (see `builder.rs`).
@@ -255,6 +261,7 @@ impl Core {
     /// A core at time 0 with every agent's start event queued in order.
     pub(super) fn new(p: Parts) -> Core {
         let n = p.agents.len();
+        let server = server::Server::new(p.broker.config(), p.seed, p.env);
         let mut core = Core {
             now: SimTime::ZERO,
             seed: p.seed,
@@ -281,7 +288,9 @@ impl Core {
             fault: None,
             clocks: false,
             crash_seen: false,
+            server,
         };
+        core.metrics.server = core.server.as_ref().map(|s| s.metrics());
         core.clocks = core.agents.iter().any(|a| a.clock.is_some());
         for i in 0..n {
             core.push(SimTime::ZERO, Event::Start { agent: i as u32 });
@@ -862,7 +871,7 @@ impl Core {
                 {
                     return None;
                 }
-                self.route(slot);
+                self.arrive_at_broker(slot);
                 None
             }
             Event::AtRouter {
@@ -913,6 +922,10 @@ impl Core {
             }
             Event::Start { agent } => Some(Call::Start(AgentId(agent))),
             Event::Fault(tr) => self.fault_transition(tr),
+            Event::ServiceDone { worker, epoch } => {
+                self.service_done(worker, epoch);
+                None
+            }
             Event::RetryDue => {
                 self.retries_due();
                 None
@@ -933,7 +946,7 @@ impl Core {
         if cargo == Cargo::Pull {
             let cap = self.broker.config().buffer_capacity;
             match self.agents[agent as usize].mailbox.push(msg, cap) {
-                Err(_) => self.drop_copy(h, agent, Reason::Overflow),
+                Err(msg) => self.pull_overflow(h, agent, msg),
                 Ok(()) => {
                     self.buffered += 1;
                     if self.buffered > self.limits.max_buffered {
@@ -996,6 +1009,9 @@ impl Core {
             .map_or(NONE, |l| self.net.link_end(l));
         let (h, node) = head(node);
         self.record(EventKind::Fault, h, node, detail);
+        if tr.start && kind == crate::trace::FaultKind::BrokerDown && self.server.is_some() {
+            self.broker_outage();
+        }
         None
     }
 

@@ -69,11 +69,15 @@ pub enum EventKind {
     /// subscribed to it (node: the new subscriber); the copy then travels
     /// like any copy the broker makes.
     Retained = 13,
+    /// The message had to wait in the broker's queue (a server model: every
+    /// worker busy; node: the broker; detail: the queue length with it,
+    /// saturated at 65 535).
+    Enqueue = 14,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
@@ -88,6 +92,7 @@ impl EventKind {
         EventKind::Late,
         EventKind::Forward,
         EventKind::Retained,
+        EventKind::Enqueue,
     ];
 
     /// The CSV name.
@@ -107,6 +112,7 @@ impl EventKind {
             EventKind::Late => "late",
             EventKind::Forward => "forward",
             EventKind::Retained => "retained",
+            EventKind::Enqueue => "enqueue",
         }
     }
 
@@ -127,6 +133,7 @@ impl EventKind {
             11 => EventKind::Late,
             12 => EventKind::Forward,
             13 => EventKind::Retained,
+            14 => EventKind::Enqueue,
             _ => return None,
         })
     }
@@ -509,7 +516,8 @@ mod tests {
                 (10, "fault"),
                 (11, "late"),
                 (12, "forward"),
-                (13, "retained")
+                (13, "retained"),
+                (14, "enqueue")
             ]
         );
         for c in 0..=255u8 {

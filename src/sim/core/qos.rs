@@ -404,8 +404,11 @@ impl Core {
         } else {
             None
         };
+        // A full buffer that rejects new copies refuses this one unacked
+        // (under `drop_oldest` it evicts the oldest instead).
         if reason.is_none()
             && cargo == Cargo::Pull
+            && self.broker.config().buffer_overflow == crate::broker::BufferOverflow::RejectNew
             && self.agents[agent as usize].mailbox.pending(ch)
                 >= self.broker.config().buffer_capacity
         {
