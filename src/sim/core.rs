@@ -23,6 +23,7 @@ use super::msg_store::MsgStore;
 use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
+mod lag;
 mod qos;
 pub use qos::ACK_BYTES;
 use qos::ack_detail;
@@ -403,6 +404,7 @@ impl Core {
     pub(super) fn consume(&mut self, agent: AgentId, ch: ChannelId) -> Option<Message> {
         let m = self.agents[agent.index()].mailbox.consume(ch);
         self.buffered -= u64::from(m.is_some());
+        self.lag_changed(agent.0, ch.0);
         m
     }
     pub(super) fn peek(&self, agent: AgentId, ch: ChannelId) -> Option<&Message> {
@@ -895,6 +897,7 @@ impl Core {
                 Err(_) => self.drop_copy(h, agent, Reason::Overflow),
                 Ok(()) => {
                     self.buffered += 1;
+                    self.lag_changed(agent, h.channel);
                     if self.buffered > self.limits.max_buffered {
                         self.limit("max_buffered", self.limits.max_buffered);
                     }
