@@ -44,6 +44,10 @@ pub struct Counters {
     pub dropped: [u64; 16],
     /// Extra message copies made by links (`duplicate` records of copies).
     pub duplicated: u64,
+    /// Copies an exactly-once receiver had already received and discarded
+    /// (drops with reason `duplicate` at an agent; those at the broker, of
+    /// a publish received twice, are only in `dropped`).
+    pub duplicates_suppressed: u64,
     /// Extra acks made by links (`duplicate` records of acks).
     pub acks_duplicated: u64,
     /// Publishes sent again by their publishers (`retransmit` to the broker).
@@ -89,6 +93,7 @@ impl Counters {
             *a += b;
         }
         self.duplicated += o.duplicated;
+        self.duplicates_suppressed += o.duplicates_suppressed;
         self.acks_duplicated += o.acks_duplicated;
         self.retransmitted_uplink += o.retransmitted_uplink;
         self.retransmitted_downlink += o.retransmitted_downlink;
@@ -136,7 +141,7 @@ const COUNTERS: [(&str, &str, Getter); 28] = [
     }),
     ("duplicated", "copies", |c| c.duplicated),
     ("duplicates_suppressed", "copies", |c| {
-        c.dropped(Reason::Duplicate)
+        c.duplicates_suppressed
     }),
     ("retransmitted_uplink", "messages", |c| {
         c.retransmitted_uplink
@@ -323,10 +328,18 @@ impl EntityMetrics {
             }
             EventKind::Drop if ack != 0 => (|c| &mut c.acks_dropped, false),
             EventKind::Drop => {
-                let i = Reason::from_code(r.detail).map_or(0, |r| r as usize);
-                slot(&mut self.channels, r.channel).counts.dropped[i] += 1;
-                if is_agent(r.node) {
-                    slot(&mut self.agents, r.node).counts.dropped[i] += 1;
+                let reason = Reason::from_code(r.detail);
+                let i = reason.map_or(0, |r| r as usize);
+                let suppressed = reason == Some(Reason::Duplicate) && is_agent(r.node);
+                for c in [
+                    Some(&mut slot(&mut self.channels, r.channel).counts),
+                    is_agent(r.node).then(|| &mut slot(&mut self.agents, r.node).counts),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    c.dropped[i] += 1;
+                    c.duplicates_suppressed += u64::from(suppressed);
                 }
                 return;
             }
@@ -650,6 +663,9 @@ mod tests {
             // the broker).
             rec(Drop, NODE_BROKER, Reason::BrokerDown as u16),
             rec(Drop, SUB, Reason::Duplicate as u16),
+            // A publish the broker had routed already: a drop, not a
+            // receiver's suppressed duplicate.
+            rec(Drop, NODE_BROKER, Reason::Duplicate as u16),
             rec(Duplicate, SUB, 0),
             rec(Duplicate, NODE_BROKER, DETAIL_ACK),
             rec(Expire, NODE_BROKER, EXPIRED_ON_ARRIVAL),
@@ -674,10 +690,11 @@ mod tests {
                 let mut d = [0; 16];
                 d[Reason::Loss as usize] = 1;
                 d[Reason::BrokerDown as usize] = 1;
-                d[Reason::Duplicate as usize] = 1;
+                d[Reason::Duplicate as usize] = 2;
                 d
             },
             duplicated: 1,
+            duplicates_suppressed: 1,
             acks_duplicated: 1,
             retransmitted_uplink: 1,
             retransmitted_downlink: 2,
@@ -713,6 +730,7 @@ mod tests {
                 d
             },
             duplicated: 1,
+            duplicates_suppressed: 1,
             retransmitted_downlink: 2,
             expired_deliveries: 1,
             dead_lettered_deliveries: 1,
@@ -722,7 +740,7 @@ mod tests {
         };
         assert_eq!(m.agents()[SUB as usize].counts, recipient);
         assert_eq!(m.agents().len(), 2, "no slot for the broker or a router");
-        assert_eq!(m.records(), 20);
+        assert_eq!(m.records(), 21);
     }
 
     #[test]
