@@ -367,6 +367,11 @@ impl Mailbox {
         self.queue(ch).and_then(|q| q.front())
     }
 
+    /// The channels this mailbox has held copies of.
+    pub(crate) fn channels(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        self.queues.iter().map(|(c, _)| *c)
+    }
+
     /// Discards every copy waiting on `ch` (or on every channel);
     /// returns how many.
     pub(crate) fn clear(&mut self, ch: Option<ChannelId>) -> u64 {

@@ -19,13 +19,14 @@ use std::time::Instant;
 use std::ops::ControlFlow;
 
 use busbar::SimError;
+use busbar::metrics::EntityMetrics;
 use busbar::metrics::Summary;
 use busbar::replay::{Comparison, Differs, diff, replay};
 use busbar::rollout::batch::{Batch, BatchError, Shard, Sweep};
 use busbar::rollout::table;
 use busbar::scenario::{Override, Scenario};
 use busbar::time::SimDuration;
-use busbar::trace::export::{Format, export};
+use busbar::trace::export::{Format, Names, export};
 use busbar::trace::{MAGIC, TraceError, TraceReader};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -64,6 +65,10 @@ enum Command {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write metrics per channel and per agent here, as tidy CSV
+        /// (`entity_type,entity,metric,value,unit`; docs/metrics.md).
+        #[arg(long, value_name = "PATH")]
+        metrics: Option<PathBuf>,
         /// Override a scenario value: `--set network.default.loss=0.05`
         /// (repeatable; checked like the file, errors name the override).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
@@ -131,6 +136,16 @@ enum Command {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Write the merged CSV here (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Compute the metrics per channel and per agent of a recorded trace,
+    /// as tidy CSV (the table of `run --metrics`, without consumer lag,
+    /// which only a live run knows).
+    Metrics {
+        /// The trace file.
+        trace: PathBuf,
+        /// Output file (default: standard output).
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -220,8 +235,19 @@ fn main() -> ExitCode {
             env,
             trace,
             json,
+            metrics,
             sets,
-        } => run(&scenario, &sets, seed, env, trace.as_deref(), json),
+        } => run(
+            &scenario,
+            &sets,
+            seed,
+            env,
+            Outputs {
+                trace: trace.as_deref(),
+                metrics: metrics.as_deref(),
+            },
+            json,
+        ),
         Command::Check {
             scenario,
             sets,
@@ -234,6 +260,7 @@ fn main() -> ExitCode {
             format,
             output,
         } => export_cmd(&trace, format, output.as_deref()),
+        Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
         Command::Batch {
             scenarios,
             envs,
@@ -322,25 +349,44 @@ fn ms(ns: u64) -> String {
     format!("{:.3}ms", ns as f64 / 1e6)
 }
 
+/// The files `busbar run` writes besides standard output.
+struct Outputs<'a> {
+    trace: Option<&'a Path>,
+    metrics: Option<&'a Path>,
+}
+
 fn run(
     path: &Path,
     sets: &[Override],
     seed: Option<u64>,
     env: u32,
-    trace: Option<&Path>,
+    outputs: Outputs<'_>,
     json: bool,
 ) -> Result<u8, Failure> {
+    let trace = outputs.trace;
     let scenario = load(path, sets)?;
     let seed = seed.unwrap_or(scenario.seed());
     let mut builder = scenario.builder(seed, env);
+    let profiles = scenario.input_files();
+    let mut inputs: Vec<&Path> = vec![path];
+    inputs.extend(profiles.iter().map(PathBuf::as_path));
     let mut trace_out = None;
     if let Some(t) = trace {
-        let profiles = scenario.input_files();
-        let mut inputs: Vec<&Path> = vec![path];
-        inputs.extend(profiles.iter().map(PathBuf::as_path));
         let (guard, file) = OutputFile::create(t, &inputs).map_err(bad_input)?;
         builder = builder.trace_to(Box::new(BufWriter::new(file)), scenario.header(seed, env));
         trace_out = Some(guard);
+    }
+    // Created before the run, so a bad path fails before any work.
+    let mut metrics_out = None;
+    if let Some(m) = outputs.metrics {
+        if trace.is_some_and(|t| t == m) {
+            return Err(bad_input(format!(
+                "{}: the metrics and the trace cannot be the same file",
+                m.display()
+            )));
+        }
+        metrics_out = Some(OutputFile::create(m, &inputs).map_err(bad_input)?);
+        builder = builder.entity_metrics(true);
     }
     let mut sim = builder.build().map_err(bad_input)?;
     let duration_ns = scenario.duration().as_nanos().max(1);
@@ -365,6 +411,9 @@ fn run(
         (Ok(()), Ok(summary)) => {
             if let Some(out) = trace_out {
                 out.commit().map_err(bad_input)?;
+            }
+            if let Some((guard, file)) = metrics_out {
+                write_entity_metrics(&sim, guard, file)?;
             }
             summary
         }
@@ -699,6 +748,69 @@ fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Resul
                     Some(WriteFailure::ClosedPipe) => Ok(0),
                     Some(WriteFailure::Error(m)) => Err(bad_input(m)),
                     None => Err(input_error(e)),
+                };
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Writes the live run's metrics per entity and puts the file in place.
+fn write_entity_metrics(
+    sim: &busbar::Simulation,
+    guard: OutputFile,
+    file: File,
+) -> Result<(), Failure> {
+    let m = sim
+        .entity_metrics()
+        .ok_or_else(|| bad_input("entity metrics were not enabled"))?;
+    let agents = sim.agent_names();
+    let names = Names {
+        agents: &agents,
+        channels: sim.channel_names(),
+        kinds: sim.kind_names().table(),
+        routers: sim.router_names(),
+        env: sim.env(),
+    };
+    let mut w = BufWriter::new(file);
+    m.write_csv(&names, &mut w)
+        .and_then(|_| std::io::Write::flush(&mut w))
+        .map_err(|e| bad_input(format!("{}: {e}", guard.path().display())))?;
+    drop(w);
+    guard.commit().map_err(bad_input)
+}
+
+fn metrics_cmd(path: &Path, output: Option<&Path>) -> Result<u8, Failure> {
+    let mut r = open_trace(path)?;
+    let m = EntityMetrics::from_trace(&mut r)
+        .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    let footer = r.footer();
+    let names = Names {
+        agents: &footer.agents,
+        channels: &footer.channels,
+        kinds: &footer.kinds,
+        routers: &footer.routers,
+        env: r.header().env,
+    };
+    match output {
+        Some(o) => {
+            let (guard, file) = OutputFile::create(o, &[path]).map_err(bad_input)?;
+            let mut w = BufWriter::new(file);
+            m.write_csv(&names, &mut w)
+                .and_then(|_| std::io::Write::flush(&mut w))
+                .map_err(|e| bad_input(format!("{}: {e}", guard.path().display())))?;
+            drop(w);
+            guard.commit().map_err(bad_input)?;
+        }
+        None => {
+            let mut w = Watch::new(std::io::stdout().lock());
+            let res = m
+                .write_csv(&names, &mut w)
+                .and_then(|_| std::io::Write::flush(&mut w));
+            if let Err(e) = res {
+                return match output::stdout_failure(w.take_error().unwrap_or(e)) {
+                    WriteFailure::ClosedPipe => Ok(0),
+                    WriteFailure::Error(m) => Err(bad_input(m)),
                 };
             }
         }

@@ -11,6 +11,10 @@ use serde::Serialize;
 
 use crate::trace::{Digest, Reason};
 
+pub mod entity;
+
+pub use entity::EntityMetrics;
+
 const HIST_MAX_NS: u64 = 10_000_000_000_000;
 
 /// An empty histogram of nanoseconds as every metric of busbar keeps them:

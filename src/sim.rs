@@ -93,6 +93,13 @@ impl Simulation {
         self.core.metrics()
     }
 
+    /// Metrics per channel and per agent so far, if the builder asked for
+    /// them ([`SimBuilder::entity_metrics`]); complete after
+    /// [`Simulation::finish`], and still readable then.
+    pub fn entity_metrics(&self) -> Option<&crate::metrics::EntityMetrics> {
+        self.core.trace().entity()
+    }
+
     /// Message copies currently on the network.
     pub fn in_flight(&self) -> u64 {
         self.core.in_flight()

@@ -49,6 +49,7 @@ pub struct SimBuilder {
     agents: Vec<(String, Box<dyn Agent>)>,
     kinds: KindNames,
     trace: TraceTarget,
+    entity_metrics: bool,
 }
 
 impl SimBuilder {
@@ -67,6 +68,7 @@ impl SimBuilder {
             agents: Vec::new(),
             kinds: KindNames::new(),
             trace: TraceTarget::Digest,
+            entity_metrics: false,
         }
     }
 
@@ -175,6 +177,17 @@ impl SimBuilder {
         self
     }
 
+    /// Also computes metrics per channel and per agent
+    /// ([`Simulation::entity_metrics`](super::Simulation::entity_metrics)),
+    /// from every record as it is made, with any trace target (`trace_off`
+    /// included), and the consumer lag of pull subscribers. Off by default:
+    /// it costs a run one branch per record. It does not change the run
+    /// (nor its digest).
+    pub fn entity_metrics(mut self, on: bool) -> Self {
+        self.entity_metrics = on;
+        self
+    }
+
     /// Checks everything: limits, broker, agent names (the naming rule and
     /// uniqueness), network models and the ends of every link. Returns
     /// every problem found.
@@ -241,6 +254,7 @@ impl SimBuilder {
             agents,
             kinds,
             trace,
+            entity_metrics,
         } = self;
         let (names, boxes): (Vec<String>, Vec<Box<dyn Agent>>) = agents.into_iter().unzip();
         let agent_ids: BTreeMap<String, AgentId> = names
@@ -280,7 +294,13 @@ impl SimBuilder {
             agents: slots,
             agent_ids,
             kinds,
-            trace: TraceSink::new(trace, limits.max_trace_records),
+            trace: {
+                let mut sink = TraceSink::new(trace, limits.max_trace_records);
+                if entity_metrics {
+                    sink.enable_entity_metrics();
+                }
+                sink
+            },
             limits,
         });
         Ok(Simulation::new(core, boxes, name))

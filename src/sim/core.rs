@@ -24,6 +24,7 @@ use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
 mod batch;
+mod lag;
 mod qos;
 mod request;
 pub use qos::ACK_BYTES;
@@ -418,6 +419,7 @@ impl Core {
     pub(super) fn consume(&mut self, agent: AgentId, ch: ChannelId) -> Option<Message> {
         let m = self.agents[agent.index()].mailbox.consume(ch);
         self.buffered -= u64::from(m.is_some());
+        self.lag_changed(agent.0, ch.0);
         m
     }
     /// Empties the pull buffers of one agent (`Some`) or of all; returns
@@ -429,6 +431,18 @@ impl Core {
         };
         self.buffered -= n;
         self.metrics.cleared += n;
+        if self.trace.entity().is_some() {
+            let agents = match agent {
+                Some((a, _)) => a.0..a.0 + 1,
+                None => 0..self.agents.len() as u32,
+            };
+            for a in agents {
+                let channels: Vec<ChannelId> = self.agents[a as usize].mailbox.channels().collect();
+                for ch in channels {
+                    self.lag_changed(a, ch.0);
+                }
+            }
+        }
         n
     }
     pub(super) fn peek(&self, agent: AgentId, ch: ChannelId) -> Option<&Message> {
@@ -949,6 +963,7 @@ impl Core {
                 Err(msg) => self.pull_overflow(h, agent, msg),
                 Ok(()) => {
                     self.buffered += 1;
+                    self.lag_changed(agent, h.channel);
                     if self.buffered > self.limits.max_buffered {
                         self.limit("max_buffered", self.limits.max_buffered);
                     }

@@ -16,6 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::message::Payload;
+use crate::metrics::EntityMetrics;
 use crate::trace::{
     CHUNK, Digest, Digester, Footer, Header, PayloadDigester, Record, TraceError, TraceWriter,
 };
@@ -115,6 +116,9 @@ pub(super) struct TraceSink {
     /// Why writing the file failed, kept after the error itself was handed
     /// to the run: the file is then incomplete and `finish` must say so.
     write_failed: Option<String>,
+    /// Metrics per channel and agent, fed every record when asked for
+    /// (whatever the target, `Off` included).
+    entity: Option<Box<EntityMetrics>>,
 }
 
 impl TraceSink {
@@ -131,6 +135,7 @@ impl TraceSink {
             max,
             error: None,
             write_failed: None,
+            entity: None,
         };
         match target {
             TraceTarget::Off => s.enabled = false,
@@ -141,9 +146,30 @@ impl TraceSink {
         s
     }
 
+    /// Feeds every record from now on to a per-channel and per-agent
+    /// aggregator ([`TraceSink::entity`]).
+    pub(super) fn enable_entity_metrics(&mut self) {
+        self.entity = Some(Box::default());
+    }
+
+    /// The per-channel and per-agent metrics, if enabled.
+    pub(super) fn entity(&self) -> Option<&EntityMetrics> {
+        self.entity.as_deref()
+    }
+
+    /// The same, to report what the records do not say (consumer lag).
+    #[inline]
+    pub(super) fn entity_mut(&mut self) -> Option<&mut EntityMetrics> {
+        self.entity.as_deref_mut()
+    }
+
     /// Appends a record; false when the record limit was exceeded.
     #[inline]
     pub(super) fn push(&mut self, r: &Record) -> bool {
+        // Off: one predictable branch per record.
+        if let Some(e) = &mut self.entity {
+            e.observe(r);
+        }
         if !self.enabled {
             return true;
         }
