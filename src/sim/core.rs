@@ -817,7 +817,7 @@ impl Core {
 
     /// Carries out the engine's part of `ev` at time `t` (limits first) and
     /// says which agent handler to call, if any.
-    #[inline]
+    #[inline(always)]
     pub(super) fn dispatch(&mut self, t: SimTime, ev: Event) -> Option<Call> {
         if t.0 > self.limits.max_sim_time.0 {
             self.now = t;
@@ -952,7 +952,7 @@ impl Core {
 
     /// Gives a copy that arrived intact to `agent`: into its pull buffer
     /// (`Pull`), or to its handler (`Push`).
-    #[inline]
+    #[inline(always)]
     fn hand_over(&mut self, h: MsgHead, msg: Message, agent: u32, cargo: Cargo) -> Option<Call> {
         if let Some(r) = msg.correlation {
             self.reply_arrived(agent, r);
@@ -1195,7 +1195,7 @@ impl Core {
 
     /// Sends a copy from the broker down `agent`'s path, unless a partition
     /// separates it from the sender.
-    #[inline]
+    #[inline(always)]
     fn send_down(
         &mut self,
         h: MsgHead,

@@ -166,9 +166,10 @@ impl TraceSink {
     /// Appends a record; false when the record limit was exceeded.
     #[inline]
     pub(super) fn push(&mut self, r: &Record) -> bool {
-        // Off: one predictable branch per record.
-        if let Some(e) = &mut self.entity {
-            e.observe(r);
+        // Off: one predictable branch per record (the work stays out of
+        // line, so this function stays small enough to inline).
+        if self.entity.is_some() {
+            self.observe(r);
         }
         if !self.enabled {
             return true;
@@ -179,6 +180,14 @@ impl TraceSink {
             self.flush();
         }
         self.count <= self.max
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn observe(&mut self, r: &Record) {
+        if let Some(e) = &mut self.entity {
+            e.observe(r);
+        }
     }
 
     /// Hashes a published payload into the payload digest.
