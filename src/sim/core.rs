@@ -613,6 +613,19 @@ impl Core {
         self.faults.blocked(link?)
     }
 
+    /// Why a copy (or puback) arriving at `agent` now is dropped: a fault
+    /// that holds ([`Core::fault_at_agent`]), or corruption. One test when
+    /// neither can apply.
+    #[inline(always)]
+    fn arrival_fault(&self, h: MsgHead, agent: u32, corrupt: bool) -> Option<Reason> {
+        if corrupt || self.faults.any_active() {
+            self.fault_at_agent(h, agent)
+                .or(corrupt.then_some(Reason::Corrupt))
+        } else {
+            None
+        }
+    }
+
     /// Why a copy arriving at `agent` now is dropped by a fault that holds:
     /// its last link went down, a partition separates it from its sender
     /// (routed before the partition began, it does not cross now), or the
@@ -850,12 +863,7 @@ impl Core {
                 }
                 let msg = self.msgs.take(slot);
                 let h = MsgHead::of(&msg);
-                let reason = if corrupt || self.faults.any_active() {
-                    self.fault_at_agent(h, agent)
-                        .or(corrupt.then_some(Reason::Corrupt))
-                } else {
-                    None
-                };
+                let reason = self.arrival_fault(h, agent, corrupt);
                 if let Some(reason) = reason {
                     self.drop_copy(h, agent, reason);
                     None

@@ -298,7 +298,8 @@ impl Core {
             if dead_expired {
                 self.dead_letter(slot, recipient, DeadCause::Expired, u32::from(attempt));
             }
-            return self.close(slot, agent, publish, PendingState::Expired);
+            self.close(slot, agent, publish, PendingState::Expired);
+            return;
         }
         let stalled = if publish {
             self.agents[agent as usize].crashed
@@ -318,7 +319,8 @@ impl Core {
                 self.metrics.qos.dead_lettered_deliveries += 1;
             }
             self.dead_letter(slot, recipient, DeadCause::Retries, u32::from(attempt));
-            return self.close(slot, agent, publish, PendingState::DeadLettered);
+            self.close(slot, agent, publish, PendingState::DeadLettered);
+            return;
         }
         let next = attempt + 1;
         let pending = self
@@ -345,17 +347,21 @@ impl Core {
 
     /// Ends an open obligation in `state`, cancelling its timeout and
     /// releasing its reference.
-    fn close(&mut self, slot: u32, agent: u32, publish: bool, state: PendingState) {
-        if let Some(p) = self.obligation(slot, agent, publish)
-            && p.state == PendingState::Open
-        {
-            p.state = state;
-            let timer = std::mem::replace(&mut p.timer, NO_TIMER);
-            if timer != NO_TIMER {
-                self.qos.timeouts.remove(timer);
-            }
-            self.msgs.release(slot);
+    /// True if it was open.
+    fn close(&mut self, slot: u32, agent: u32, publish: bool, state: PendingState) -> bool {
+        let Some(p) = self.obligation(slot, agent, publish) else {
+            return false;
+        };
+        if p.state != PendingState::Open {
+            return false;
         }
+        p.state = state;
+        let timer = std::mem::replace(&mut p.timer, NO_TIMER);
+        if timer != NO_TIMER {
+            self.qos.timeouts.remove(timer);
+        }
+        self.msgs.release(slot);
+        true
     }
 
     /// Puts the message in `slot` in its channel's dead-letter queue.
@@ -398,12 +404,7 @@ impl Core {
     ) -> Option<Call> {
         let h = MsgHead::of(self.msgs.get(slot));
         let ch = crate::message::ChannelId(h.channel);
-        let mut reason = if corrupt || self.faults.any_active() {
-            self.fault_at_agent(h, agent)
-                .or(corrupt.then_some(Reason::Corrupt))
-        } else {
-            None
-        };
+        let mut reason = self.arrival_fault(h, agent, corrupt);
         // A full buffer that rejects new copies refuses this one unacked
         // (under `drop_oldest` it evicts the oldest instead).
         if reason.is_none()
@@ -454,13 +455,8 @@ impl Core {
         let h = MsgHead::of(self.msgs.get(slot));
         self.metrics.qos.acks_received += 1;
         self.record(EventKind::Ack, h, agent, DETAIL_ACK);
-        let meta = self.msgs.meta_mut(slot);
-        if meta
-            .delivery(agent)
-            .is_some_and(|p| p.state == PendingState::Open)
-        {
+        if self.close(slot, agent, false, PendingState::Acked) {
             self.metrics.qos.acked_deliveries += 1;
-            self.close(slot, agent, false, PendingState::Acked);
         }
         self.msgs.release(slot);
     }
@@ -470,21 +466,14 @@ impl Core {
     #[cold]
     pub(super) fn puback_at_agent(&mut self, slot: u32, agent: u32, corrupt: bool) -> Option<Call> {
         let h = MsgHead::of(self.msgs.get(slot));
-        let reason = if corrupt || self.faults.any_active() {
-            self.fault_at_agent(h, agent)
-                .or(corrupt.then_some(Reason::Corrupt))
-        } else {
-            None
-        };
+        let reason = self.arrival_fault(h, agent, corrupt);
         if let Some(reason) = reason {
             self.drop_ack(h, Cargo::PubAck, agent, reason);
         } else {
             self.metrics.qos.acks_received += 1;
             self.record(EventKind::Ack, h, agent, DETAIL_PUBACK);
-            let meta = self.msgs.meta_mut(slot);
-            if meta.publish.is_some_and(|p| p.state == PendingState::Open) {
+            if self.close(slot, agent, true, PendingState::Acked) {
                 self.metrics.qos.acked_publishes += 1;
-                self.close(slot, agent, true, PendingState::Acked);
             }
         }
         self.msgs.release(slot);
