@@ -13,12 +13,15 @@
 //! - `mm4_drop_oldest`: four workers, exponential 3.2 µs, a queue of 16
 //!   with `drop_oldest` (overflow drops on every burst).
 
+#[path = "common/fanin.rs"]
+mod fanin;
+use fanin::fan_in;
+
 use std::hint::black_box;
 
-use busbar::agent::builtin::{Periodic, Sink};
 use busbar::broker::QueueOverflow;
 use busbar::network::{Latency, LinkModel};
-use busbar::{BrokerConfig, Delivery, SimBuilder, SimDuration, SimTime};
+use busbar::{BrokerConfig, SimDuration};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn configs() -> Vec<(&'static str, BrokerConfig)> {
@@ -58,27 +61,13 @@ fn configs() -> Vec<(&'static str, BrokerConfig)> {
 }
 
 fn run(broker: &BrokerConfig) -> u64 {
-    let mut b = SimBuilder::new(3)
-        .default_link(LinkModel {
-            latency: Latency::Constant {
-                value: SimDuration::from_micros(100),
-            },
-            ..LinkModel::default()
-        })
-        .broker(broker.clone());
-    for i in 0..100 {
-        b = b.agent(
-            &format!("p{i}"),
-            Periodic::new("c", SimDuration::from_micros(100)),
-        );
-    }
-    let mut sim = b
-        .agent("s", Sink::new(&["c".to_string()], Delivery::Push, None))
-        .build()
-        .expect("valid");
-    sim.run_until(SimTime::ZERO + SimDuration::from_millis(50))
-        .expect("within limits");
-    sim.finish().expect("finished").published
+    let link = LinkModel {
+        latency: Latency::Constant {
+            value: SimDuration::from_micros(100),
+        },
+        ..LinkModel::default()
+    };
+    fan_in(link, broker.clone(), 100, 50)
 }
 
 fn server(c: &mut Criterion) {

@@ -12,11 +12,14 @@
 //! cost of the chain can be told from the cost of drawing a heavy-tailed
 //! delay (`lognormal` alone: a Box–Muller normal on `libm`).
 
+#[path = "common/fanin.rs"]
+mod fanin;
+use fanin::fan_in;
+
 use std::hint::black_box;
 
-use busbar::agent::builtin::{Periodic, Sink};
 use busbar::network::{Latency, Link, LinkModel, Loss, Ordering};
-use busbar::{Delivery, SimBuilder, SimDuration, SimTime};
+use busbar::{BrokerConfig, SimDuration, SimTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn ms(n: u64) -> SimDuration {
@@ -123,22 +126,7 @@ fn engine(c: &mut Criterion) {
         ) {
             continue;
         }
-        let run = || {
-            let mut b = SimBuilder::new(3).default_link(model.clone());
-            for i in 0..10 {
-                b = b.agent(
-                    &format!("p{i}"),
-                    Periodic::new("c", SimDuration::from_micros(100)),
-                );
-            }
-            let mut sim = b
-                .agent("s", Sink::new(&["c".to_string()], Delivery::Push, None))
-                .build()
-                .expect("valid");
-            sim.run_until(SimTime::ZERO + SimDuration::from_millis(200))
-                .expect("within limits");
-            sim.finish().expect("finished").published
-        };
+        let run = || fan_in(model.clone(), BrokerConfig::default(), 10, 200);
         g.throughput(Throughput::Elements(run()));
         g.bench_function(name, |b| b.iter(|| black_box(run())));
     }

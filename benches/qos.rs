@@ -6,13 +6,16 @@
 //!
 //! `cargo bench --bench qos`
 
+#[path = "common/fanin.rs"]
+mod fanin;
+use fanin::fan_in;
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use busbar::agent::builtin::{Periodic, Sink};
 use busbar::network::LinkModel;
-use busbar::{BrokerConfig, ChannelSpec, Delivery, Qos, SimBuilder, SimDuration, SimTime};
+use busbar::{BrokerConfig, ChannelSpec, Qos, SimDuration};
 
 fn run(qos: Qos, loss: f64) -> u64 {
     let link: LinkModel = toml::from_str(&format!(
@@ -28,20 +31,7 @@ fn run(qos: Qos, loss: f64) -> u64 {
         }],
         ..BrokerConfig::default()
     };
-    let mut b = SimBuilder::new(3).default_link(link).broker(broker);
-    for i in 0..10 {
-        b = b.agent(
-            &format!("p{i}"),
-            Periodic::new("c", SimDuration::from_micros(100)),
-        );
-    }
-    let mut sim = b
-        .agent("s", Sink::new(&["c".to_string()], Delivery::Push, None))
-        .build()
-        .expect("valid");
-    sim.run_until(SimTime::ZERO + SimDuration::from_millis(200))
-        .expect("within limits");
-    sim.finish().expect("finished").published
+    fan_in(link, broker, 10, 200)
 }
 
 fn bench(c: &mut Criterion) {
