@@ -13,6 +13,7 @@ mod dlq;
 mod policy;
 mod retained;
 mod server;
+mod session;
 pub mod topic;
 mod wildcard;
 
@@ -23,6 +24,7 @@ pub use server::{
     BufferOverflow, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, MAX_RATE, MAX_WORKERS,
     QueueOverflow, ServerModel,
 };
+pub use session::{MAX_CONTROL_BYTES, SessionConfig};
 pub use wildcard::FilterError;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -82,6 +84,11 @@ pub struct BrokerConfig {
     /// Default 10 000, at most [`MAX_BUFFER_CAPACITY`].
     #[serde(default = "default_buffer_capacity")]
     pub dead_letter_capacity: usize,
+    /// `[broker.sessions]`: subscriptions and connections travel the
+    /// network, the broker keeps a registry of online agents and sessions
+    /// for offline ones (docs/broker_sessions.md). Default: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionConfig>,
 }
 
 /// The largest `buffer_capacity` accepted (16 777 216).
@@ -108,6 +115,7 @@ impl Default for BrokerConfig {
             queue_capacity: None,
             queue_overflow: None,
             buffer_overflow: BufferOverflow::RejectNew,
+            sessions: None,
         }
     }
 }
@@ -135,6 +143,9 @@ impl BrokerConfig {
             }
         });
         self.validate_server(v);
+        if let Some(s) = &self.sessions {
+            v.at("sessions", |v| s.validate(v));
+        }
     }
 }
 

@@ -73,6 +73,66 @@ pub struct Metrics {
     /// The broker server's figures, with a server model only
     /// (`docs/broker_server.md`).
     pub server: Option<Box<ServerMetrics>>,
+    /// Network sessions' figures, with `[broker.sessions]` only
+    /// (`docs/broker_sessions.md`).
+    pub sessions: Option<Box<SessionMetrics>>,
+}
+
+/// The counters of network sessions (`[broker.sessions]`). Control packets
+/// are not messages: none of them is in `published`, `copies`, `dropped`
+/// or the QoS ack counters. Identities (`docs/summary.md`):
+/// `control_sent + acks_sent + control_duplicated = control_arrived +
+/// acks_arrived + control_lost + acks_lost + control_in_flight`, and
+/// `queued = resumed + expired_drops + held`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SessionMetrics {
+    /// Control packets agents sent (CONNECT, SUBSCRIBE, UNSUBSCRIBE,
+    /// PINGREQ), resends included.
+    pub control_sent: u64,
+    /// Of those, resends of a packet not acknowledged within a keepalive.
+    pub control_resent: u64,
+    /// Extra control packets or acks made by links that duplicate.
+    pub control_duplicated: u64,
+    /// Control packets that reached the broker (intact, broker up).
+    pub control_arrived: u64,
+    /// Control packets lost on the way to the broker (any reason).
+    pub control_lost: u64,
+    /// Acks (CONNACK, SUBACK, UNSUBACK) the broker sent.
+    pub acks_sent: u64,
+    /// Acks that reached their agent.
+    pub acks_arrived: u64,
+    /// Acks lost on the way.
+    pub acks_lost: u64,
+    /// CONNECTs that took effect at the broker.
+    pub connects: u64,
+    /// Agents online now (gauge: connected and not timed out).
+    pub online: u64,
+    /// Times the broker declared an agent offline (1.5 × keepalive silent).
+    pub keepalive_timeouts: u64,
+    /// Persistent sessions that expired while their agent was offline.
+    pub sessions_expired: u64,
+    /// Copies kept in the session of an offline agent.
+    pub queued: u64,
+    /// Kept copies sent when their agent came back online.
+    pub resumed: u64,
+    /// Kept copies dropped (`offline`) when their session expired.
+    pub expired_drops: u64,
+    /// Copies dropped (`overflow`) because the offline agent's session was
+    /// full (also in `dropped_by_reason.overflow`).
+    pub overflow_drops: u64,
+}
+
+/// The session part of a [`Summary`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SessionSummary {
+    /// The counters.
+    #[serde(flatten)]
+    pub counts: SessionMetrics,
+    /// Copies kept in sessions when the run ended (counted in
+    /// `in_flight_downlink`).
+    pub held: u64,
+    /// Control packets and their acks still on the network.
+    pub control_in_flight: u64,
 }
 
 /// The figures of the broker's server model. Time-weighted figures are
@@ -320,6 +380,7 @@ impl Default for Metrics {
             qos: QosMetrics::default(),
             evicted: 0,
             server: None,
+            sessions: None,
         }
     }
 }
@@ -534,6 +595,8 @@ pub struct Summary {
     pub broker_server: Option<ServerSummary>,
     /// Delivery guarantees: acks, retransmissions, expiry, dead letters.
     pub qos: QosSummary,
+    /// Network sessions, `None` (`null`) without `[broker.sessions]`.
+    pub sessions: Option<SessionSummary>,
 }
 
 /// The delivery-guarantee part of a [`Summary`]: the run's [`QosMetrics`]
@@ -617,6 +680,7 @@ impl Summary {
             evicted: m.evicted,
             at_broker,
             broker_server: m.server.as_ref().map(|s| ServerSummary::of(s, sim_time_ns)),
+            sessions: None,
         }
     }
 }

@@ -379,6 +379,8 @@ impl Simulation {
         );
         summary.outcomes = self.outcomes();
         self.core.open_obligations(&mut summary.qos);
+        summary.sessions = self.core.session_summary().map(|s| s.0);
+        self.core.release_sessions();
         Ok(summary)
     }
 }

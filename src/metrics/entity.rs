@@ -113,7 +113,7 @@ impl Counters {
 type Getter = fn(&Counters) -> u64;
 
 /// The counters as (metric, unit, value), in table order.
-const COUNTERS: [(&str, &str, Getter); 28] = [
+const COUNTERS: [(&str, &str, Getter); 29] = [
     ("published", "messages", |c| c.published),
     ("routed", "messages", |c| c.routed),
     ("delivered", "copies", |c| c.delivered),
@@ -125,6 +125,7 @@ const COUNTERS: [(&str, &str, Getter); 28] = [
     ("dropped_overflow", "copies", |c| {
         c.dropped(Reason::Overflow)
     }),
+    ("dropped_offline", "copies", |c| c.dropped(Reason::Offline)),
     ("dropped_no_subscriber", "copies", |c| {
         c.dropped(Reason::NoSubscriber)
     }),
@@ -184,8 +185,8 @@ const LAG: [(&str, &str); 2] = [
 /// Every metric of the table, (name, unit), in the order rows are written
 /// for each entity: the counters, the latency figures, then the consumer
 /// lag (only in live tables, and for subscriptions only these two).
-pub const METRICS: [(&str, &str); 35] = {
-    let mut out = [("", ""); 35];
+pub const METRICS: [(&str, &str); 36] = {
+    let mut out = [("", ""); 36];
     let mut i = 0;
     while i < COUNTERS.len() {
         out[i] = (COUNTERS[i].0, COUNTERS[i].1);

@@ -27,6 +27,7 @@ const SUMMARY: &[&str] = &[
     "dropped_loss",
     "dropped_partition",
     "dropped_overflow",
+    "dropped_offline",
     "dropped_no_subscriber",
     "dropped_corrupt",
     "dropped_link_down",

@@ -32,6 +32,8 @@ use qos::ack_detail;
 pub(super) use request::Requests;
 mod retain;
 mod server;
+mod session;
+use session::SessionTimer;
 
 /// A compact event: integer indices only.
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +82,12 @@ pub(super) enum Event {
     RetryDue,
     /// Request `hi << 32 | lo` of `agent` times out unless answered.
     RequestTimeout { agent: u32, lo: u32, hi: u32 },
+    /// A session timer of `agent` (`session.rs`).
+    Session {
+        agent: u32,
+        generation: u32,
+        what: SessionTimer,
+    },
 }
 
 /// What travels on a leg: a message copy (pushed to the handler, or put in
@@ -95,10 +103,15 @@ pub(super) enum Cargo {
     Ack,
     /// The broker's ack of a publish, on its way to the publisher.
     PubAck,
+    /// A session control packet, on its way to the broker (`session.rs`).
+    Control,
+    /// The broker's ack of a control packet, on its way to the agent.
+    ControlAck,
 }
 
 impl Cargo {
-    /// Whether this is an ack rather than a message copy.
+    /// Whether this is an ack (or a control packet, which travels as one)
+    /// rather than a message copy.
     #[inline(always)]
     pub(super) fn is_ack(self) -> bool {
         self >= Cargo::Ack
@@ -240,6 +253,8 @@ pub(super) struct Core {
     crash_seen: bool,
     /// The broker's server model, if configured (`server.rs`).
     server: Option<Box<server::Server>>,
+    /// Network sessions, if configured (`session.rs`).
+    sessions: Option<Box<session::Sessions>>,
 }
 
 /// The parts a [`Core`] is built from (see `builder.rs`).
@@ -290,7 +305,12 @@ impl Core {
             clocks: false,
             crash_seen: false,
             server,
+            sessions: None,
         };
+        core.sessions = session::Sessions::new(core.broker.config().sessions.as_ref(), n);
+        if core.sessions.is_some() {
+            core.metrics.sessions = Some(Box::default());
+        }
         core.metrics.server = core.server.as_ref().map(|s| s.metrics());
         core.clocks = core.agents.iter().any(|a| a.clock.is_some());
         for i in 0..n {
@@ -409,11 +429,21 @@ impl Core {
         self.broker.channel(name)
     }
     pub(super) fn subscribe(&mut self, agent: AgentId, ch: ChannelId, d: Delivery) {
+        if self.sessions.is_some() {
+            return self.session_subscribe(agent, ch, d);
+        }
+        self.subscribe_now(agent, ch, d);
+    }
+    /// The broker subscribes `agent` now.
+    fn subscribe_now(&mut self, agent: AgentId, ch: ChannelId, d: Delivery) {
         if self.broker.subscribe(ch, agent, d) && self.broker.retains() {
             self.send_retained(agent, ch, d);
         }
     }
     pub(super) fn unsubscribe(&mut self, agent: AgentId, ch: ChannelId) -> bool {
+        if self.sessions.is_some() {
+            return self.session_unsubscribe(agent, ch);
+        }
         self.broker.unsubscribe(ch, agent)
     }
     pub(super) fn consume(&mut self, agent: AgentId, ch: ChannelId) -> Option<Message> {
@@ -708,7 +738,11 @@ impl Core {
 
     /// Counts and traces the duplicate a leg's link just made.
     fn duplicated(&mut self, h: MsgHead, leg: Leg, link: u32) {
-        if leg.cargo.is_ack() {
+        if let (Cargo::Control | Cargo::ControlAck, Some(m)) =
+            (leg.cargo, self.metrics.sessions.as_mut())
+        {
+            m.control_duplicated += 1;
+        } else if leg.cargo.is_ack() {
             self.metrics.qos.acks_duplicated += 1;
         } else {
             self.metrics.duplicated += 1;
@@ -793,7 +827,9 @@ impl Core {
     fn forward(&mut self, slot: u32, leg: Leg, corrupt: bool) {
         let (h, bytes) = {
             let m = self.msgs.get(slot);
-            let bytes = if leg.cargo.is_ack() {
+            let bytes = if leg.cargo == Cargo::Control {
+                self.control_bytes(slot)
+            } else if leg.cargo.is_ack() {
                 ACK_BYTES
             } else {
                 m.payload.wire_bytes()
@@ -852,6 +888,10 @@ impl Core {
             } => {
                 if cargo.is_ack() {
                     self.acks_in_flight -= 1;
+                    if cargo == Cargo::ControlAck {
+                        self.control_ack_at_agent(slot, agent, corrupt);
+                        return None;
+                    }
                     return self.puback_at_agent(slot, agent, corrupt);
                 }
                 self.in_flight -= 1;
@@ -884,7 +924,11 @@ impl Core {
                     {
                         return None;
                     }
-                    self.ack_at_broker(slot, agent);
+                    if cargo == Cargo::Control {
+                        self.control_at_broker(slot, agent);
+                    } else {
+                        self.ack_at_broker(slot, agent);
+                    }
                     return None;
                 }
                 self.in_flight -= 1;
@@ -942,7 +986,12 @@ impl Core {
                 self.record(EventKind::Timer, h, agent, 0);
                 Some(Call::Timer(AgentId(agent), tag))
             }
-            Event::Start { agent } => Some(Call::Start(AgentId(agent))),
+            Event::Start { agent } => {
+                if self.sessions.is_some() {
+                    self.session_start(agent);
+                }
+                Some(Call::Start(AgentId(agent)))
+            }
             Event::Fault(tr) => self.fault_transition(tr),
             Event::ServiceDone { worker, epoch } => {
                 self.service_done(worker, epoch);
@@ -955,6 +1004,11 @@ impl Core {
             Event::RequestTimeout { agent, lo, hi } => {
                 self.request_timeout(agent, u64::from(hi) << 32 | u64::from(lo))
             }
+            Event::Session {
+                agent,
+                generation,
+                what,
+            } => self.session_event(agent, generation, what),
         }
     }
 
@@ -1016,6 +1070,12 @@ impl Core {
                 if tr.start {
                     slot.incarnation += 1;
                     self.crash_seen = true;
+                }
+                if self.sessions.is_some() {
+                    match tr.start {
+                        true => self.session_crashed(a.0),
+                        false => self.session_start(a.0),
+                    }
                 }
             }
             return if !tr.start {
@@ -1195,6 +1255,9 @@ impl Core {
         } else {
             Cargo::Push
         };
+        if self.sessions.is_some() && self.held_for_offline(h, slot, agent, cargo, acked) {
+            return;
+        }
         if acked {
             self.track_delivery(slot, agent, cargo, depart);
         }

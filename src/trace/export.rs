@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    DETAIL_ACK, DETAIL_PUBACK, DETAIL_REPLY, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST,
+    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REPLY, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST,
     EXPIRED_UNACKED, EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE,
-    Reason, Record, TraceError, TraceReader,
+    Reason, Record, SessionOp, SessionPhase, TraceError, TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
@@ -88,6 +88,8 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
     let ack = |d: u16| match d & 0xff00 {
         DETAIL_ACK => Some("ack"),
         DETAIL_PUBACK => Some("puback"),
+        DETAIL_CONTROL => Some("control"),
+        DETAIL_CONTROL_ACK => Some("control_ack"),
         _ => None,
     };
     match r.event {
@@ -104,6 +106,15 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
         }
         EventKind::Duplicate | EventKind::Forward | EventKind::Ack => {
             Cow::Borrowed(ack(r.detail).unwrap_or(""))
+        }
+        EventKind::Session => {
+            let op = SessionOp::from_code((r.detail & 0xff) as u8);
+            let phase = SessionPhase::from_code((r.detail >> 8) as u8);
+            match (op, phase) {
+                (Some(op), Some(SessionPhase::Effect)) => Cow::Borrowed(op.name()),
+                (Some(op), Some(p)) => Cow::Owned(format!("{}{}", op.name(), p.suffix())),
+                _ => Cow::Borrowed("?"),
+            }
         }
         EventKind::Retransmit => Cow::Owned(format!("attempt {}", r.detail)),
         EventKind::DeadLetter => {

@@ -73,11 +73,18 @@ pub enum EventKind {
     /// worker busy; node: the broker; detail: the queue length with it,
     /// saturated at 65 535).
     Enqueue = 14,
+    /// A session event (`[broker.sessions]`, docs/broker_sessions.md):
+    /// a control packet sent, taking effect at the broker or acknowledged,
+    /// or a change in the broker's registry of online agents; `detail` is
+    /// a [`SessionOp`] code, plus a [`SessionPhase`] × 256 (node: the
+    /// agent; channel: the channel of a subscribe or unsubscribe, or of a
+    /// copy queued in or resumed from a session).
+    Session = 15,
 }
 
 impl EventKind {
     /// Every kind, in code order.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Publish,
         EventKind::Route,
         EventKind::Deliver,
@@ -93,6 +100,7 @@ impl EventKind {
         EventKind::Forward,
         EventKind::Retained,
         EventKind::Enqueue,
+        EventKind::Session,
     ];
 
     /// The CSV name.
@@ -113,6 +121,7 @@ impl EventKind {
             EventKind::Forward => "forward",
             EventKind::Retained => "retained",
             EventKind::Enqueue => "enqueue",
+            EventKind::Session => "session",
         }
     }
 
@@ -134,6 +143,7 @@ impl EventKind {
             12 => EventKind::Forward,
             13 => EventKind::Retained,
             14 => EventKind::Enqueue,
+            15 => EventKind::Session,
             _ => return None,
         })
     }
@@ -157,6 +167,11 @@ pub enum Reason {
     Partition = 2,
     /// A bounded buffer (a pull mailbox) was full.
     Overflow = 4,
+    /// The recipient was offline by the broker's registry (sessions on,
+    /// `docs/broker_sessions.md`): not connected yet, or timed out, and
+    /// the copy could not be kept in a session (QoS 0, a clean session, or
+    /// a session that expired).
+    Offline = 5,
     /// No agent subscribes to the channel (or the named recipient does not).
     NoSubscriber = 6,
     /// The copy arrived corrupted (the link's `corrupt` setting) and the
@@ -176,10 +191,11 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in code order.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Loss,
         Reason::Partition,
         Reason::Overflow,
+        Reason::Offline,
         Reason::NoSubscriber,
         Reason::Corrupt,
         Reason::LinkDown,
@@ -194,6 +210,7 @@ impl Reason {
             Reason::Loss => "loss",
             Reason::Partition => "partition",
             Reason::Overflow => "overflow",
+            Reason::Offline => "offline",
             Reason::NoSubscriber => "no_subscriber",
             Reason::Corrupt => "corrupt",
             Reason::LinkDown => "link_down",
@@ -209,6 +226,7 @@ impl Reason {
             1 => Reason::Loss,
             2 => Reason::Partition,
             4 => Reason::Overflow,
+            5 => Reason::Offline,
             6 => Reason::NoSubscriber,
             7 => Reason::Corrupt,
             8 => Reason::LinkDown,
@@ -226,6 +244,124 @@ impl Reason {
 pub const DETAIL_ACK: u16 = 1 << 8;
 /// The same for the broker's ack of a publish, to the publisher.
 pub const DETAIL_PUBACK: u16 = 2 << 8;
+/// The same for a session control packet (connect, subscribe, ping, …)
+/// on its way to the broker (`docs/broker_sessions.md`).
+pub const DETAIL_CONTROL: u16 = 3 << 8;
+/// The same for the broker's ack of a control packet (CONNACK, SUBACK, …)
+/// on its way to the agent.
+pub const DETAIL_CONTROL_ACK: u16 = 4 << 8;
+
+/// What a [`EventKind::Session`] record is about (the low byte of its
+/// `detail`). Codes never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum SessionOp {
+    /// CONNECT: the agent (re)connects; at the broker it goes online.
+    Connect = 1,
+    /// SUBSCRIBE to one channel.
+    Subscribe = 2,
+    /// UNSUBSCRIBE from one channel.
+    Unsubscribe = 3,
+    /// SUBSCRIBE to a topic filter.
+    SubscribeFilter = 4,
+    /// UNSUBSCRIBE from a topic filter.
+    UnsubscribeFilter = 5,
+    /// PINGREQ: the agent's keepalive.
+    Ping = 6,
+    /// The broker heard nothing from the agent for 1.5 × keepalive and
+    /// declared it offline.
+    KeepaliveTimeout = 7,
+    /// The offline agent's persistent session outlived `session_expiry`:
+    /// the copies it kept are dropped (`offline`).
+    SessionExpired = 8,
+    /// A copy for the offline agent was kept in its session (msg and
+    /// channel: the copy's).
+    Queued = 9,
+    /// A kept copy was sent on when the agent reconnected.
+    Resumed = 10,
+}
+
+impl SessionOp {
+    /// Every op, in code order.
+    pub const ALL: [SessionOp; 10] = [
+        SessionOp::Connect,
+        SessionOp::Subscribe,
+        SessionOp::Unsubscribe,
+        SessionOp::SubscribeFilter,
+        SessionOp::UnsubscribeFilter,
+        SessionOp::Ping,
+        SessionOp::KeepaliveTimeout,
+        SessionOp::SessionExpired,
+        SessionOp::Queued,
+        SessionOp::Resumed,
+    ];
+
+    /// The CSV name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionOp::Connect => "connect",
+            SessionOp::Subscribe => "subscribe",
+            SessionOp::Unsubscribe => "unsubscribe",
+            SessionOp::SubscribeFilter => "subscribe_filter",
+            SessionOp::UnsubscribeFilter => "unsubscribe_filter",
+            SessionOp::Ping => "ping",
+            SessionOp::KeepaliveTimeout => "keepalive_timeout",
+            SessionOp::SessionExpired => "session_expired",
+            SessionOp::Queued => "queued",
+            SessionOp::Resumed => "resumed",
+        }
+    }
+
+    /// The op for a code; `None` for every code not listed.
+    pub fn from_code(c: u8) -> Option<SessionOp> {
+        SessionOp::ALL.iter().copied().find(|o| *o as u8 == c)
+    }
+}
+
+/// Where a control packet is, in a [`EventKind::Session`] record (the
+/// high byte of its `detail`); registry events are `Effect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum SessionPhase {
+    /// At the broker: the packet took effect (or the registry changed).
+    Effect = 0,
+    /// The agent sent the packet.
+    Sent = 1,
+    /// The agent sent it again (no ack came within a keepalive).
+    Resent = 2,
+    /// The broker's ack of it reached the agent.
+    Acked = 3,
+}
+
+impl SessionPhase {
+    /// The phase for a code; `None` for every code not listed.
+    pub fn from_code(c: u8) -> Option<SessionPhase> {
+        Some(match c {
+            0 => SessionPhase::Effect,
+            1 => SessionPhase::Sent,
+            2 => SessionPhase::Resent,
+            3 => SessionPhase::Acked,
+            _ => return None,
+        })
+    }
+
+    /// The suffix in the CSV `detail` column (`subscribe sent`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            SessionPhase::Effect => "",
+            SessionPhase::Sent => " sent",
+            SessionPhase::Resent => " resent",
+            SessionPhase::Acked => " acked",
+        }
+    }
+}
+
+/// The `detail` of a session record.
+pub fn session_detail(op: SessionOp, phase: SessionPhase) -> u16 {
+    (phase as u16) << 8 | op as u16
+}
 /// `detail` of a `publish` of a reply (a message with a correlation).
 pub const DETAIL_REPLY: u16 = 1;
 /// `detail` of an `expire`: the message reached the broker older than its
@@ -517,7 +653,8 @@ mod tests {
                 (11, "late"),
                 (12, "forward"),
                 (13, "retained"),
-                (14, "enqueue")
+                (14, "enqueue"),
+                (15, "session")
             ]
         );
         for c in 0..=255u8 {
@@ -534,6 +671,7 @@ mod tests {
                 (1, "loss"),
                 (2, "partition"),
                 (4, "overflow"),
+                (5, "offline"),
                 (6, "no_subscriber"),
                 (7, "corrupt"),
                 (8, "link_down"),

@@ -24,7 +24,7 @@ use crate::metrics::QosSummary;
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{
-    DETAIL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_UNACKED, EventKind,
+    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_UNACKED, EventKind,
     NODE_BROKER, Reason,
 };
 
@@ -43,6 +43,8 @@ pub(super) fn ack_detail(cargo: Cargo) -> u16 {
     match cargo {
         Cargo::Ack => DETAIL_ACK,
         Cargo::PubAck => DETAIL_PUBACK,
+        Cargo::Control => DETAIL_CONTROL,
+        Cargo::ControlAck => DETAIL_CONTROL_ACK,
         Cargo::Push | Cargo::Pull => 0,
     }
 }
@@ -482,13 +484,18 @@ impl Core {
 
     /// An ack was lost on its way.
     pub(super) fn drop_ack(&mut self, h: MsgHead, cargo: Cargo, node: u32, reason: Reason) {
-        self.metrics.qos.acks_dropped += 1;
+        match (cargo, self.metrics.sessions.as_mut()) {
+            (Cargo::Control, Some(m)) => m.control_lost += 1,
+            (Cargo::ControlAck, Some(m)) => m.acks_lost += 1,
+            _ => self.metrics.qos.acks_dropped += 1,
+        }
         self.record(EventKind::Drop, h, node, reason as u16 | ack_detail(cargo));
     }
 
     /// Fills in what was still open at the end of the run.
     pub(in crate::sim) fn open_obligations(&self, q: &mut QosSummary) {
-        q.acks_in_flight = self.acks_in_flight;
+        let control = self.session_summary().map_or(0, |s| s.1);
+        q.acks_in_flight = self.acks_in_flight - control;
         q.requests_waiting = self.requests_waiting();
         let open = |p: &Pending| p.state == PendingState::Open;
         for m in self.msgs.metas() {

@@ -45,6 +45,19 @@ impl Core {
         filter: &str,
         d: Delivery,
     ) -> Result<(), FilterError> {
+        if self.sessions.is_some() {
+            return self.session_subscribe_filter(agent, filter, d);
+        }
+        self.subscribe_filter_now(agent, filter, d)
+    }
+
+    /// The broker subscribes `agent` to `filter` now.
+    pub(super) fn subscribe_filter_now(
+        &mut self,
+        agent: AgentId,
+        filter: &str,
+        d: Delivery,
+    ) -> Result<(), FilterError> {
         let newly = self.broker.subscribe_filter(filter, agent, d)?;
         if self.broker.retains() {
             for ch in newly {
@@ -56,6 +69,9 @@ impl Core {
 
     /// Ends `agent`'s subscription to `filter`; true if it had it.
     pub(in crate::sim) fn unsubscribe_filter(&mut self, agent: AgentId, filter: &str) -> bool {
+        if self.sessions.is_some() {
+            return self.session_unsubscribe_filter(agent, filter);
+        }
         self.broker.unsubscribe_filter(filter, agent)
     }
 
