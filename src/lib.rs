@@ -31,9 +31,11 @@ pub mod scenario;
 pub mod replay;
 pub mod rollout;
 
-pub use broker::{BrokerConfig, ChannelSpec, DeadLetter, Delivery, Qos};
+pub use broker::{BrokerConfig, ChannelSpec, DeadLetter, Delivery, Qos, SessionConfig};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
-pub use metrics::{Metrics, Outcomes, QosMetrics, QosSummary, Summary};
+pub use metrics::{
+    Metrics, Outcomes, QosMetrics, QosSummary, SessionMetrics, SessionSummary, Summary,
+};
 pub use network::{
     FaultSpec, Latency, LinkModel, LinkPatch, LinkSpec, Loss, NetworkSpec, Ordering,
 };

@@ -1,0 +1,355 @@
+//! Network sessions (`[broker.sessions]`, docs/broker_sessions.md):
+//! subscriptions take effect when their packet reaches the broker, lost
+//! packets are resent, the broker's registry learns of a crash by
+//! keepalive, persistent sessions keep QoS 1 copies for an offline agent
+//! (bounded), and everything is traced, conserved and deterministic.
+
+use std::path::Path;
+
+use busbar::trace::export::detail;
+use busbar::trace::{DETAIL_CONTROL, SessionOp, SessionPhase, session_detail};
+use busbar::{EventKind, Reason, Record, Scenario, SimTime, Summary};
+
+/// A sensor publishing every 1 ms from 0 on a link of 1 ms, a collector on
+/// a link of 5 ms (both ways), FIFO links.
+const BASE: &str = r#"
+[simulation]
+name = "sessions"
+seed = 3
+duration = "3s"
+
+[network.default]
+latency = { dist = "constant", value = "1ms" }
+
+[[network.link]]
+from = "collector"
+to = "broker"
+both = true
+latency = { dist = "constant", value = "5ms" }
+
+[[agent]]
+type = "periodic"
+name = "sensor"
+channel = "{env}/t"
+period = "1ms"
+count = 2000
+
+[[agent]]
+type = "sink"
+name = "collector"
+channels = ["{env}/t"]
+"#;
+
+const SESSIONS: &str = "[broker.sessions]\nkeepalive = \"100ms\"\n";
+const QOS1: &str = "[[broker.channel]]\ntopic = \"{env}/t\"\nqos = \"at_least_once\"\nack_timeout = \"50ms\"\nmax_retries = 100\n";
+
+fn run_seed(extra: &str, seed: u64) -> (Vec<Record>, Summary) {
+    let text = format!("{BASE}\n{extra}");
+    let sc = Scenario::parse(&text, "s.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = sc.builder(seed, 0).trace_in_memory().build().unwrap();
+    sim.run_until(SimTime::ZERO + sc.spec().simulation.duration)
+        .unwrap();
+    let records = sim.records();
+    let s = sim.finish().unwrap();
+    assert_conserved(&s);
+    (records, s)
+}
+
+fn run(extra: &str) -> (Vec<Record>, Summary) {
+    run_seed(extra, 3)
+}
+
+const COLLECTOR: u32 = 1;
+
+fn ms(r: &Record) -> f64 {
+    r.time_ns as f64 / 1e6
+}
+
+fn sessions(rec: &[Record], op: SessionOp, phase: SessionPhase) -> Vec<Record> {
+    rec.iter()
+        .filter(|r| r.event == EventKind::Session && r.detail == session_detail(op, phase))
+        .copied()
+        .collect()
+}
+
+fn delivered_to(rec: &[Record], agent: u32) -> Vec<Record> {
+    rec.iter()
+        .filter(|r| r.event == EventKind::Deliver && r.node == agent)
+        .copied()
+        .collect()
+}
+
+/// Every conservation identity of docs/summary.md that sessions touch.
+fn assert_conserved(s: &Summary) {
+    let q = &s.qos.counts;
+    assert_eq!(
+        s.published + s.duplicated_uplink + q.retransmitted_uplink,
+        s.routed + s.dropped_uplink + q.expired_uplink + s.in_flight_uplink,
+        "uplink: {s:#?}"
+    );
+    assert_eq!(
+        s.copies + q.retransmitted_downlink + s.duplicated_downlink,
+        s.delivered + s.dropped_downlink + s.in_flight_downlink,
+        "downlink: {s:#?}"
+    );
+    assert_eq!(
+        q.acks_sent + q.acks_duplicated,
+        q.acks_received + q.acks_dropped + s.qos.acks_in_flight,
+        "acks: {s:#?}"
+    );
+    if let Some(ss) = &s.sessions {
+        let c = &ss.counts;
+        assert_eq!(
+            c.control_sent + c.acks_sent + c.control_duplicated,
+            c.control_arrived + c.acks_arrived + c.control_lost + c.acks_lost + ss.control_in_flight,
+            "control: {s:#?}"
+        );
+        assert_eq!(
+            c.queued,
+            c.resumed + c.expired_drops + ss.held,
+            "kept: {s:#?}"
+        );
+        assert!(ss.held <= s.in_flight_downlink, "{s:#?}");
+    }
+}
+
+#[test]
+fn a_subscription_takes_effect_only_when_it_reaches_the_broker() {
+    // Off: the collector subscribes at 0 and gets every message.
+    let (rec, s) = run("");
+    assert!(s.sessions.is_none());
+    assert_eq!(delivered_to(&rec, COLLECTOR).len(), 2000);
+    assert!(rec.iter().all(|r| r.event != EventKind::Session));
+
+    // On: its SUBSCRIBE, sent at 0, reaches the broker 5 ms later; the
+    // messages that reached it before (published at 0..=3 ms, each 1 ms on
+    // its way) find no subscriber.
+    let (rec, s) = run(SESSIONS);
+    let subscribed = sessions(&rec, SessionOp::Subscribe, SessionPhase::Effect);
+    assert_eq!(subscribed.len(), 1, "one subscribe took effect");
+    assert_eq!(subscribed[0].time_ns, 5_000_000);
+    assert_eq!(subscribed[0].node, COLLECTOR);
+    let connects = sessions(&rec, SessionOp::Connect, SessionPhase::Effect);
+    assert_eq!(connects.iter().filter(|r| r.node == COLLECTOR).count(), 1);
+    let got = delivered_to(&rec, COLLECTOR);
+    assert_eq!(got.len(), 2000 - 4, "{s:#?}");
+    assert!(got.iter().all(|r| r.sent_ns >= 4_000_000));
+    assert_eq!(s.dropped_by_reason["no_subscriber"], 4);
+    // SUBACK and CONNACK come back 5 ms later.
+    let acked = sessions(&rec, SessionOp::Subscribe, SessionPhase::Acked);
+    assert_eq!(acked.len(), 1);
+    assert_eq!(acked[0].time_ns, 10_000_000);
+    let ss = s.sessions.as_ref().unwrap();
+    assert_eq!(ss.counts.online, 2);
+    assert_eq!(ss.counts.connects, 2);
+    assert_eq!(ss.counts.keepalive_timeouts, 0);
+    assert_eq!(ss.counts.control_lost, 0);
+    // The CSV names the session events.
+    assert_eq!(detail(&subscribed[0]), "subscribe");
+    assert_eq!(detail(&acked[0]), "subscribe acked");
+}
+
+#[test]
+fn a_lost_subscribe_is_resent_at_the_next_keepalive_until_acknowledged() {
+    // The collector's uplink is down for its first 50 ms: CONNECT and
+    // SUBSCRIBE are lost; it resends both at its tick (100 ms).
+    let (rec, s) = run(&format!(
+        "{SESSIONS}\n[[fault]]\nkind = \"link_down\"\nfrom = \"collector\"\nto = \"broker\"\nat = \"0s\"\nuntil = \"50ms\"\n"
+    ));
+    let lost: Vec<&Record> = rec
+        .iter()
+        .filter(|r| r.event == EventKind::Drop && r.detail & 0xff00 == DETAIL_CONTROL)
+        .collect();
+    assert_eq!(lost.len(), 2, "connect and subscribe lost");
+    assert!(lost.iter().all(|r| r.detail & 0xff == Reason::LinkDown as u16));
+    let resent = sessions(&rec, SessionOp::Subscribe, SessionPhase::Resent);
+    assert_eq!(resent.len(), 1);
+    assert_eq!(resent[0].time_ns, 100_000_000);
+    let subscribed = sessions(&rec, SessionOp::Subscribe, SessionPhase::Effect);
+    assert_eq!(subscribed.len(), 1);
+    assert_eq!(subscribed[0].time_ns, 105_000_000);
+    let got = delivered_to(&rec, COLLECTOR);
+    assert_eq!(got.len(), 2000 - 104);
+    let ss = s.sessions.as_ref().unwrap();
+    assert_eq!(ss.counts.control_lost, 2);
+    assert!(ss.counts.control_resent >= 2);
+    assert_eq!(detail(lost[0]), "link_down (control)");
+}
+
+/// The collector crashes at 1 s and restarts at 1.6 s.
+const CRASH: &str = "[[fault]]\nkind = \"crash\"\nagent = \"collector\"\nat = \"1s\"\nrestart = \"1600ms\"\n";
+
+#[test]
+fn keepalive_detects_a_crash_within_one_and_a_half_keepalives() {
+    let (rec, s) = run(&format!("{SESSIONS}\n{CRASH}"));
+    let timeouts = sessions(&rec, SessionOp::KeepaliveTimeout, SessionPhase::Effect);
+    assert_eq!(timeouts.len(), 1, "{s:#?}");
+    let t = ms(&timeouts[0]);
+    // The last ping before the crash was sent at 900 ms and heard at 905;
+    // silence for 150 ms after that.
+    assert_eq!(t, 1055.0);
+    assert!(t > 1000.0 && t <= 1000.0 + 150.0 + 5.0);
+    assert_eq!(timeouts[0].node, COLLECTOR);
+    // Back online with its CONNECT after the restart.
+    let connects = sessions(&rec, SessionOp::Connect, SessionPhase::Effect);
+    let again: Vec<f64> = connects
+        .iter()
+        .filter(|r| r.node == COLLECTOR)
+        .map(ms)
+        .collect();
+    assert_eq!(again, [5.0, 1605.0]);
+    // Before the broker knew, copies reached the crashed agent (`crashed`);
+    // after, QoS 0 copies for it were dropped at the broker (`offline`).
+    let drops = |reason: Reason| -> Vec<f64> {
+        rec.iter()
+            .filter(|r| {
+                r.event == EventKind::Drop && r.detail == reason as u16 && r.node == COLLECTOR
+            })
+            .map(ms)
+            .collect()
+    };
+    let crashed = drops(Reason::Crashed);
+    let offline = drops(Reason::Offline);
+    assert!(
+        !crashed.is_empty() && crashed.iter().all(|&t| (1000.0..1060.0).contains(&t)),
+        "{crashed:?}"
+    );
+    assert!(!offline.is_empty() && offline.iter().all(|&t| t >= 1055.0 && t < 1605.0));
+    assert_eq!(s.dropped_by_reason["offline"], offline.len() as u64);
+    assert_eq!(s.sessions.as_ref().unwrap().counts.online, 2);
+}
+
+#[test]
+fn a_crashed_agent_gets_its_kept_qos1_copies_when_it_reconnects() {
+    let (rec, s) = run(&format!("{SESSIONS}\n{CRASH}\n{QOS1}"));
+    let ss = s.sessions.as_ref().unwrap();
+    // Published while the broker counted it offline: 1055 - 1 ms .. 1605 - 1 ms.
+    assert!(ss.counts.queued >= 540, "{s:#?}");
+    assert_eq!(ss.counts.resumed, ss.counts.queued);
+    assert_eq!(ss.held, 0);
+    assert!(!s.dropped_by_reason.contains_key("offline"), "{s:#?}");
+    let queued = sessions(&rec, SessionOp::Queued, SessionPhase::Effect);
+    let resumed = sessions(&rec, SessionOp::Resumed, SessionPhase::Effect);
+    assert!(resumed.iter().all(|r| r.time_ns == 1_605_000_000));
+    let mut q: Vec<u64> = queued.iter().map(|r| r.msg).collect();
+    let r: Vec<u64> = resumed.iter().map(|r| r.msg).collect();
+    assert_eq!(q, r, "resumed in the order kept");
+    // Every kept copy is delivered to the collector after its restart.
+    let got: Vec<(u64, u64)> = delivered_to(&rec, COLLECTOR)
+        .iter()
+        .map(|r| (r.msg, r.time_ns))
+        .collect();
+    q.sort_unstable();
+    for m in &q {
+        let t = got.iter().find(|(g, _)| g == m).map(|g| g.1);
+        assert!(t.is_some_and(|t| t >= 1_610_000_000), "kept copy {m} not delivered");
+    }
+    // Nothing published is lost: QoS 1 and a persistent session.
+    let mut msgs: Vec<u64> = got.iter().map(|g| g.0).collect();
+    msgs.sort_unstable();
+    msgs.dedup();
+    assert_eq!(msgs.len() as u64, 2000 - 4, "{s:#?}");
+}
+
+#[test]
+fn a_session_keeps_at_most_session_queue_copies_and_drops_the_rest_as_overflow() {
+    let (rec, s) = run(&format!(
+        "[broker.sessions]\nkeepalive = \"100ms\"\nsession_queue = 7\n\n{CRASH}\n{QOS1}"
+    ));
+    let ss = s.sessions.as_ref().unwrap();
+    assert_eq!(ss.counts.queued, 7, "{s:#?}");
+    assert!(ss.counts.overflow_drops > 500, "{s:#?}");
+    assert!(s.dropped_by_reason["overflow"] >= ss.counts.overflow_drops);
+    // The queue never held more than the bound.
+    let mut held = 0i64;
+    for r in &rec {
+        if r.event == EventKind::Session && r.node == COLLECTOR {
+            match r.detail {
+                d if d == session_detail(SessionOp::Queued, SessionPhase::Effect) => held += 1,
+                d if d == session_detail(SessionOp::Resumed, SessionPhase::Effect) => held -= 1,
+                _ => {}
+            }
+        }
+        assert!(held <= 7);
+    }
+    assert_eq!(held, 0);
+}
+
+#[test]
+fn offline_qos0_and_clean_sessions_drop_with_reason_offline() {
+    // QoS 0, persistent: nothing kept.
+    let (_, s) = run(&format!("{SESSIONS}\n{CRASH}"));
+    let ss = s.sessions.as_ref().unwrap();
+    assert_eq!(ss.counts.queued, 0);
+    assert!(s.dropped_by_reason["offline"] > 500);
+    // QoS 1, clean session: nothing kept either.
+    let (_, s) = run(&format!(
+        "[broker.sessions]\nkeepalive = \"100ms\"\npersistent = false\n\n{CRASH}\n{QOS1}"
+    ));
+    let ss = s.sessions.as_ref().unwrap();
+    assert_eq!(ss.counts.queued, 0);
+    assert!(s.dropped_by_reason["offline"] > 500, "{s:#?}");
+}
+
+#[test]
+fn an_expired_session_drops_what_it_kept() {
+    let (rec, s) = run(&format!(
+        "[broker.sessions]\nkeepalive = \"100ms\"\nsession_expiry = \"200ms\"\n\n{CRASH}\n{QOS1}"
+    ));
+    let ss = s.sessions.as_ref().unwrap();
+    let expired = sessions(&rec, SessionOp::SessionExpired, SessionPhase::Effect);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(ms(&expired[0]), 1255.0);
+    assert_eq!(ss.counts.sessions_expired, 1);
+    assert!(ss.counts.expired_drops >= 190, "{s:#?}");
+    assert!(s.dropped_by_reason["offline"] >= ss.counts.expired_drops + 300);
+    assert_eq!(ss.counts.resumed, 0);
+}
+
+#[test]
+fn same_seed_same_digest_and_lossy_sessions_stay_conserved() {
+    let lossy = format!(
+        "[broker.sessions]\nkeepalive = \"20ms\"\n\n{CRASH}\n{QOS1}\n[[network.link]]\nfrom = \"*\"\nto = \"*\"\nloss = 0.2\nduplicate = 0.05\n"
+    );
+    let (a, sa) = run_seed(&lossy, 11);
+    let (b, sb) = run_seed(&lossy, 11);
+    assert_eq!(sa.digest, sb.digest);
+    assert_eq!(a, b);
+    let (_, sc) = run_seed(&lossy, 12);
+    assert_ne!(sa.digest, sc.digest);
+    let ss = sa.sessions.as_ref().unwrap();
+    assert!(ss.counts.control_lost > 0 && ss.counts.keepalive_timeouts > 0, "{sa:#?}");
+    assert!(ss.counts.control_duplicated > 0, "{sa:#?}");
+    // With sessions on, the run differs from the same scenario without.
+    let (_, off) = run_seed(
+        &lossy.replace("[broker.sessions]\nkeepalive = \"20ms\"\n", ""),
+        11,
+    );
+    assert_ne!(off.digest, sa.digest);
+    assert!(off.sessions.is_none());
+}
+
+#[test]
+fn session_settings_are_validated_at_their_key() {
+    let text = format!(
+        "{BASE}\n[broker.sessions]\nkeepalive = \"10us\"\nsession_queue = 0\nsession_expiry = \"1s\"\npersistent = false\n"
+    );
+    let err = Scenario::parse(&text, "s.toml", Path::new("."))
+        .err()
+        .expect("invalid")
+        .to_string();
+    for key in [
+        "broker.sessions.keepalive",
+        "broker.sessions.session_queue",
+        "broker.sessions.session_expiry",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+    assert!(err.contains("s.toml:"), "{err}");
+    let unknown = format!("{BASE}\n[broker.sessions]\nkeep_alive = \"1s\"\n");
+    let err = Scenario::parse(&unknown, "s.toml", Path::new("."))
+        .err()
+        .expect("unknown key")
+        .to_string();
+    assert!(err.contains("keep_alive"), "{err}");
+}
