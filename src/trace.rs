@@ -111,9 +111,12 @@
 //!
 //! ```text
 //! tag      u8    bits 0..=3  event code: 0 publish, 1 route, 2 deliver,
-//!                            3 drop, 4 duplicate, 9 timer, 10 fault,
-//!                            11 late, 12 forward, 13 retained (any
-//!                            other: error)
+//!                            3 drop, 4 duplicate, 5 expire, 6 ack,
+//!                            7 retransmit, 8 dead_letter, 9 timer,
+//!                            10 fault, 11 late, 12 forward, 13 retained,
+//!                            14 enqueue, 15 session (every code of the
+//!                            nibble is taken: a new kind needs a new
+//!                            format version)
 //!                bit 4 (0x10) SAME_TIME   bit 5 (0x20) NEXT_MSG
 //!                bit 6 (0x40) CACHED      bit 7 (0x80) DETAIL
 //! time     if SAME_TIME: no bytes, time_ns = prev_time

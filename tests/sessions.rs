@@ -353,3 +353,23 @@ fn session_settings_are_validated_at_their_key() {
         .to_string();
     assert!(err.contains("keep_alive"), "{err}");
 }
+
+#[test]
+fn the_example_of_docs_broker_sessions_runs_and_resumes_kept_copies() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/broker_sessions.md"),
+    )
+    .unwrap();
+    let start = doc.find("```toml\n").expect("a toml block") + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    let sc = Scenario::parse(&doc[start..end], "doc.toml", Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = sc.builder(1, 0).build().unwrap();
+    sim.run_until(SimTime::ZERO + sc.spec().simulation.duration)
+        .unwrap();
+    let s = sim.finish().unwrap();
+    assert_conserved(&s);
+    let ss = s.sessions.as_ref().unwrap();
+    assert_eq!(ss.counts.keepalive_timeouts, 1, "{s:#?}");
+    assert!(ss.counts.resumed > 20, "{s:#?}");
+}

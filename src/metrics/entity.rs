@@ -765,7 +765,7 @@ mod tests {
             .filter(|r| r.entity_type == "run" && r.metric.starts_with("dropped"))
             .map(|r| r.value.unwrap())
             .collect();
-        assert_eq!(dropped, [0; 10]);
+        assert_eq!(dropped, [0; 11]);
     }
 
     #[test]
