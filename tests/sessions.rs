@@ -370,6 +370,8 @@ fn the_example_of_docs_broker_sessions_runs_and_resumes_kept_copies() {
     let s = sim.finish().unwrap();
     assert_conserved(&s);
     let ss = s.sessions.as_ref().unwrap();
-    assert_eq!(ss.counts.keepalive_timeouts, 1, "{s:#?}");
+    // The crash, and any ping the 1 % loss took (1.5 × keepalive: one lost
+    // ping is enough).
+    assert!(ss.counts.keepalive_timeouts >= 1, "{s:#?}");
     assert!(ss.counts.resumed > 20, "{s:#?}");
 }
