@@ -8,7 +8,11 @@ use std::path::Path;
 
 use busbar::trace::export::detail;
 use busbar::trace::{DETAIL_CONTROL, SessionOp, SessionPhase, session_detail};
-use busbar::{EventKind, Reason, Record, Scenario, SimTime, Summary};
+use busbar::network::FaultSpec;
+use busbar::{
+    Agent, ChannelId, Context, Delivery, EventKind, Message, Reason, Record, Scenario,
+    SimDuration, SimTime, Summary,
+};
 
 /// A sensor publishing every 1 ms from 0 on a link of 1 ms, a collector on
 /// a link of 5 ms (both ways), FIFO links.
@@ -374,4 +378,89 @@ fn the_example_of_docs_broker_sessions_runs_and_resumes_kept_copies() {
     // ping is enough).
     assert!(ss.counts.keepalive_timeouts >= 1, "{s:#?}");
     assert!(ss.counts.resumed > 20, "{s:#?}");
+}
+
+/// Subscribes to `env0/t` at its start and unsubscribes at 20 ms.
+struct Flip {
+    ch: Option<ChannelId>,
+    got: u64,
+}
+
+impl Agent for Flip {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let ch = ctx.channel("env0/t");
+        self.ch = Some(ch);
+        ctx.subscribe(ch, Delivery::Push);
+        ctx.set_timer(SimDuration::from_millis(20), 0);
+    }
+    fn on_timer(&mut self, ctx: &mut Context<'_>, _tag: u64) {
+        ctx.unsubscribe(self.ch.unwrap());
+    }
+    fn on_message(&mut self, _ctx: &mut Context<'_>, _msg: &Message) {
+        self.got += 1;
+    }
+}
+
+#[test]
+fn a_late_resend_never_undoes_a_newer_unsubscribe() {
+    // `flip`'s SUBSCRIBE (0 ms) is lost on its uplink, down until 10 ms;
+    // its UNSUBSCRIBE (20 ms) arrives at 21 ms; the SUBSCRIBE, resent at the
+    // 100 ms tick, arrives after it and must not take effect.
+    let text = format!("{BASE}\n{SESSIONS}");
+    let sc = Scenario::parse(&text, "s.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let fault: FaultSpec = toml::from_str(
+        "kind = \"link_down\"\nfrom = \"flip\"\nto = \"broker\"\nat = \"0s\"\nuntil = \"10ms\"\n",
+    )
+    .unwrap();
+    let mut sim = sc
+        .builder(3, 0)
+        .agent("flip", Flip { ch: None, got: 0 })
+        .fault(fault)
+        .trace_in_memory()
+        .build()
+        .unwrap();
+    sim.run_until(SimTime::ZERO + SimDuration::from_secs(1))
+        .unwrap();
+    let rec = sim.records();
+    let s = sim.finish().unwrap();
+    assert_conserved(&s);
+    const FLIP: u32 = 2;
+    let mine = |op, phase| -> Vec<f64> {
+        sessions(&rec, op, phase)
+            .iter()
+            .filter(|r| r.node == FLIP)
+            .map(ms)
+            .collect()
+    };
+    assert_eq!(mine(SessionOp::Unsubscribe, SessionPhase::Effect), [21.0]);
+    assert_eq!(mine(SessionOp::Subscribe, SessionPhase::Resent), [100.0]);
+    // Acknowledged, but not applied.
+    assert_eq!(mine(SessionOp::Subscribe, SessionPhase::Acked), [102.0]);
+    assert_eq!(mine(SessionOp::Subscribe, SessionPhase::Effect), [] as [f64; 0]);
+    assert!(delivered_to(&rec, FLIP).is_empty());
+}
+
+#[test]
+fn a_wildcard_subscription_travels_too() {
+    let text = BASE.replace("channels = [\"{env}/t\"]", "channels = [\"{env}/#\"]");
+    let sc = Scenario::parse(&format!("{text}\n{SESSIONS}"), "s.toml", Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = sc.builder(3, 0).trace_in_memory().build().unwrap();
+    sim.run_until(SimTime::ZERO + SimDuration::from_secs(1))
+        .unwrap();
+    let rec = sim.records();
+    let s = sim.finish().unwrap();
+    assert_conserved(&s);
+    let effect = sessions(&rec, SessionOp::SubscribeFilter, SessionPhase::Effect);
+    assert_eq!(effect.iter().map(ms).collect::<Vec<_>>(), [5.0]);
+    assert_eq!(detail(&effect[0]), "subscribe_filter");
+    // Until it arrived, nobody subscribed (the collector's CONNECT arrived
+    // with it: not `offline`).
+    assert_eq!(s.dropped_by_reason.get("no_subscriber"), Some(&4));
+    assert_eq!(s.dropped_by_reason.get("offline"), None);
+    let got = delivered_to(&rec, COLLECTOR);
+    // Published at 4 ms (the first after the filter took effect) to 994 ms
+    // (delivered at 1 s).
+    assert_eq!(got.len(), 991);
+    assert!(got.iter().all(|r| r.sent_ns >= 4_000_000));
 }
