@@ -102,3 +102,30 @@ fn writing_a_trace_file_allocates_nothing_per_record() {
         .unwrap();
     assert_no_allocation_per_message_when_warm(sim);
 }
+
+#[test]
+fn sessions_allocate_nothing_per_message_when_warm() {
+    // Sessions on, a short keepalive (a ping per agent every 1 ms), a
+    // QoS 1 channel, and subscriber `b` crashed three times: twice while
+    // warming up (the first crash and resume grow the tables to their
+    // peak, the second may still set a new peak), once after, so copies
+    // are kept in its session (1 000, then `overflow`) and resumed.
+    let broker: busbar::BrokerConfig = toml::from_str(
+        "[sessions]\nkeepalive = \"1ms\"\n\n[[channel]]\ntopic = \"#\"\nqos = \"at_least_once\"\nack_timeout = \"2ms\"\n",
+    )
+    .unwrap();
+    let crash = |at: &str, restart: &str| -> busbar::network::FaultSpec {
+        toml::from_str(&format!(
+            "kind = \"crash\"\nagent = \"b\"\nat = \"{at}\"\nrestart = \"{restart}\"\n"
+        ))
+        .unwrap()
+    };
+    let sim = traffic()
+        .broker(broker)
+        .fault(crash("50ms", "100ms"))
+        .fault(crash("120ms", "170ms"))
+        .fault(crash("500ms", "550ms"))
+        .build()
+        .unwrap();
+    assert_no_allocation_per_message_when_warm(sim);
+}

@@ -119,8 +119,7 @@ impl SessionConfig {
                 "session_expiry must be positive (leave it out for never)".to_string()
             });
             v.check(self.persistent, "session_expiry", || {
-                "session_expiry needs persistent = true (a clean session keeps nothing)"
-                    .to_string()
+                "session_expiry needs persistent = true (a clean session keeps nothing)".to_string()
             });
         }
         if v.at_least_one("session_queue", self.session_queue as u64) {

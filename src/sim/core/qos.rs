@@ -24,8 +24,8 @@ use crate::metrics::QosSummary;
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
 use crate::trace::{
-    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_UNACKED, EventKind,
-    NODE_BROKER, Reason,
+    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DeadCause, EXPIRED_ON_ARRIVAL,
+    EXPIRED_UNACKED, EventKind, NODE_BROKER, Reason,
 };
 
 use super::super::msg_store::{NO_TIMER, Pending, PendingState};

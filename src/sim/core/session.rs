@@ -152,8 +152,7 @@ impl Core {
     #[cold]
     #[inline(never)]
     pub(super) fn session_crashed(&mut self, agent: u32) {
-        let pending = std::mem::take(&mut self.sess().agents[agent as usize].pending);
-        for slot in pending {
+        while let Some(slot) = self.sess().agents[agent as usize].pending.pop() {
             self.msgs.release(slot);
         }
     }
@@ -266,6 +265,18 @@ impl Core {
         self.cross(h, slot, leg, self.now, bytes);
     }
 
+    /// The id, op and channel (or none) of the control packet in `slot`,
+    /// for its records.
+    fn describe(&self, slot: u32) -> (u64, SessionOp, u32) {
+        let m = self.msgs.get(slot);
+        let op = SessionOp::from_code(m.kind.code() & !PULL).expect("a control packet");
+        let ch = match &m.payload {
+            Payload::Inline { values, .. } => values[0] as u32,
+            _ => NONE,
+        };
+        (m.id.0, op, ch)
+    }
+
     /// Decodes the control packet in `slot`: its op, target and delivery.
     fn decode(&self, slot: u32) -> (u64, SessionOp, Option<Target>, Delivery) {
         let m = self.msgs.get(slot);
@@ -287,7 +298,12 @@ impl Core {
     /// A session timer of `agent` is due.
     #[cold]
     #[inline(never)]
-    pub(super) fn session_event(&mut self, agent: u32, generation: u32, what: SessionTimer) -> Option<Call> {
+    pub(super) fn session_event(
+        &mut self,
+        agent: u32,
+        generation: u32,
+        what: SessionTimer,
+    ) -> Option<Call> {
         match what {
             SessionTimer::Tick => self.tick(agent, generation),
             SessionTimer::Watch => self.watch(agent),
@@ -303,16 +319,18 @@ impl Core {
         if a.crashed || a.incarnation != generation {
             return;
         }
-        let pending = self.sess().agents[agent as usize].pending.clone();
-        if pending.is_empty() {
+        let n = self.sess().agents[agent as usize].pending.len();
+        if n == 0 {
             self.send_control(agent, SessionOp::Ping, Payload::Empty, false);
         }
-        for slot in pending {
-            let (id, op, target, _) = self.decode(slot);
+        // Resending changes nothing in the list.
+        for i in 0..n {
+            let slot = self.sess().agents[agent as usize].pending[i];
+            let (id, op, ch) = self.describe(slot);
             let m = self.sess_metrics();
             m.control_sent += 1;
             m.control_resent += 1;
-            let h = self.session_head(id, agent, target_channel(&target));
+            let h = self.session_head(id, agent, ch);
             self.record_session(h, agent, op, SessionPhase::Resent);
             self.cross_control(slot, agent);
         }
@@ -337,8 +355,8 @@ impl Core {
             self.drop_ack(h, Cargo::ControlAck, agent, reason);
         } else {
             self.sess_metrics().acks_arrived += 1;
-            let (id, op, target, _) = self.decode(slot);
-            let h = self.session_head(id, agent, target_channel(&target));
+            let (id, op, ch) = self.describe(slot);
+            let h = self.session_head(id, agent, ch);
             self.record_session(h, agent, op, SessionPhase::Acked);
             let pending = &mut self.sess().agents[agent as usize].pending;
             if let Some(i) = pending.iter().position(|&s| s == slot) {
@@ -426,7 +444,6 @@ impl Core {
         s.expired = false;
         let arm = timeout.as_nanos() > 0 && !s.watched;
         s.watched |= arm;
-        let kept = std::mem::take(&mut s.kept);
         if arm {
             self.push(
                 self.now + timeout,
@@ -439,7 +456,8 @@ impl Core {
         }
         self.sess_metrics().online += 1;
         let depart = self.now + self.broker.config().processing;
-        for k in kept {
+        // Sending changes nothing in the session (the agent is online).
+        while let Some(k) = self.sess().agents[agent as usize].kept.pop_front() {
             self.in_flight -= 1;
             let (h, bytes, ch) = {
                 let m = self.msgs.get(k.slot);
@@ -507,11 +525,10 @@ impl Core {
             return;
         }
         s.expired = true;
-        let kept = std::mem::take(&mut s.kept);
         self.sess_metrics().sessions_expired += 1;
         let h = self.session_head(u64::from(agent), agent, NONE);
         self.record_session(h, agent, SessionOp::SessionExpired, SessionPhase::Effect);
-        for k in kept {
+        while let Some(k) = self.sess().agents[agent as usize].kept.pop_front() {
             self.in_flight -= 1;
             let h = MsgHead::of(self.msgs.get(k.slot));
             self.sess_metrics().expired_drops += 1;
