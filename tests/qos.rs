@@ -13,6 +13,9 @@ use busbar::{
 };
 use busbar::{BrokerConfig, ChannelSpec, Qos, SimDuration};
 
+mod common;
+use common::assert_conserved;
+
 fn at(ms: u64) -> SimTime {
     SimTime::ZERO + SimDuration::from_millis(ms)
 }
@@ -59,42 +62,6 @@ fn run(extra: &str) -> (Vec<Record>, Summary) {
 
 fn count(records: &[Record], kind: EventKind) -> usize {
     records.iter().filter(|r| r.event == kind).count()
-}
-
-/// Every conservation identity of docs/summary.md.
-fn assert_conserved(s: &Summary) {
-    let q = &s.qos.counts;
-    assert_eq!(
-        s.published + s.duplicated_uplink + q.retransmitted_uplink,
-        s.routed + s.dropped_uplink + q.expired_uplink + s.in_flight_uplink,
-        "uplink: {s:#?}"
-    );
-    assert_eq!(
-        s.copies + q.retransmitted_downlink + s.duplicated_downlink,
-        s.delivered + s.dropped_downlink + s.in_flight_downlink,
-        "downlink: {s:#?}"
-    );
-    assert_eq!(
-        q.acks_sent + q.acks_duplicated,
-        q.acks_received + q.acks_dropped + s.qos.acks_in_flight,
-        "acks: {s:#?}"
-    );
-    assert_eq!(
-        q.tracked_deliveries,
-        q.acked_deliveries
-            + q.expired_deliveries
-            + q.dead_lettered_deliveries
-            + s.qos.unacked_deliveries,
-        "deliveries: {s:#?}"
-    );
-    assert_eq!(
-        q.tracked_publishes,
-        q.acked_publishes
-            + q.expired_publishes
-            + q.dead_lettered_publishes
-            + s.qos.unacked_publishes,
-        "publishes: {s:#?}"
-    );
 }
 
 /// (message id, node) pairs.

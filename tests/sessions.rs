@@ -14,6 +14,9 @@ use busbar::{
     SimTime, Summary,
 };
 
+mod common;
+use common::assert_conserved;
+
 /// A sensor publishing every 1 ms from 0 on a link of 1 ms, a collector on
 /// a link of 5 ms (both ways), FIFO links.
 const BASE: &str = r#"
@@ -81,44 +84,6 @@ fn delivered_to(rec: &[Record], agent: u32) -> Vec<Record> {
         .filter(|r| r.event == EventKind::Deliver && r.node == agent)
         .copied()
         .collect()
-}
-
-/// Every conservation identity of docs/summary.md that sessions touch.
-fn assert_conserved(s: &Summary) {
-    let q = &s.qos.counts;
-    assert_eq!(
-        s.published + s.duplicated_uplink + q.retransmitted_uplink,
-        s.routed + s.dropped_uplink + q.expired_uplink + s.in_flight_uplink,
-        "uplink: {s:#?}"
-    );
-    assert_eq!(
-        s.copies + q.retransmitted_downlink + s.duplicated_downlink,
-        s.delivered + s.dropped_downlink + s.in_flight_downlink,
-        "downlink: {s:#?}"
-    );
-    assert_eq!(
-        q.acks_sent + q.acks_duplicated,
-        q.acks_received + q.acks_dropped + s.qos.acks_in_flight,
-        "acks: {s:#?}"
-    );
-    if let Some(ss) = &s.sessions {
-        let c = &ss.counts;
-        assert_eq!(
-            c.control_sent + c.acks_sent + c.control_duplicated,
-            c.control_arrived
-                + c.acks_arrived
-                + c.control_lost
-                + c.acks_lost
-                + ss.control_in_flight,
-            "control: {s:#?}"
-        );
-        assert_eq!(
-            c.queued,
-            c.resumed + c.expired_drops + ss.held,
-            "kept: {s:#?}"
-        );
-        assert!(ss.held <= s.in_flight_downlink, "{s:#?}");
-    }
 }
 
 #[test]

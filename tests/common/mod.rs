@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 
+use busbar::Summary;
 use proptest::test_runner::Config;
 
 /// Proptest settings: `default_cases` cases unless `BUSBAR_PROPTEST_CASES`
@@ -13,5 +14,63 @@ pub fn proptest_config(default_cases: u32) -> Config {
     Config {
         cases,
         ..Config::default()
+    }
+}
+
+/// Every conservation identity of docs/summary.md that a run without a
+/// server model or retained messages satisfies: messages, copies, acks,
+/// tracked deliveries and publishes, and sessions' control packets and
+/// kept copies.
+#[allow(dead_code)] // not every test binary uses it
+pub fn assert_conserved(s: &Summary) {
+    let q = &s.qos.counts;
+    assert_eq!(
+        s.published + s.duplicated_uplink + q.retransmitted_uplink,
+        s.routed + s.dropped_uplink + q.expired_uplink + s.in_flight_uplink,
+        "uplink: {s:#?}"
+    );
+    assert_eq!(
+        s.copies + q.retransmitted_downlink + s.duplicated_downlink,
+        s.delivered + s.dropped_downlink + s.in_flight_downlink,
+        "downlink: {s:#?}"
+    );
+    assert_eq!(
+        q.acks_sent + q.acks_duplicated,
+        q.acks_received + q.acks_dropped + s.qos.acks_in_flight,
+        "acks: {s:#?}"
+    );
+    assert_eq!(
+        q.tracked_deliveries,
+        q.acked_deliveries
+            + q.expired_deliveries
+            + q.dead_lettered_deliveries
+            + s.qos.unacked_deliveries,
+        "deliveries: {s:#?}"
+    );
+    assert_eq!(
+        q.tracked_publishes,
+        q.acked_publishes
+            + q.expired_publishes
+            + q.dead_lettered_publishes
+            + s.qos.unacked_publishes,
+        "publishes: {s:#?}"
+    );
+    if let Some(ss) = &s.sessions {
+        let c = &ss.counts;
+        assert_eq!(
+            c.control_sent + c.acks_sent + c.control_duplicated,
+            c.control_arrived
+                + c.acks_arrived
+                + c.control_lost
+                + c.acks_lost
+                + ss.control_in_flight,
+            "control: {s:#?}"
+        );
+        assert_eq!(
+            c.queued,
+            c.resumed + c.expired_drops + ss.held,
+            "kept: {s:#?}"
+        );
+        assert!(ss.held <= s.in_flight_downlink, "{s:#?}");
     }
 }

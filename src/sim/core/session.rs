@@ -133,18 +133,24 @@ impl Core {
     #[inline(never)]
     pub(super) fn session_start(&mut self, agent: u32) {
         self.send_control(agent, SessionOp::Connect, Payload::Empty, false);
-        let k = self.sess().cfg.keepalive;
-        if k.as_nanos() > 0 {
+        if self.sess().cfg.keepalive.as_nanos() > 0 {
             let generation = self.agents[agent as usize].incarnation;
-            self.push(
-                self.now + k,
-                Event::Session {
-                    agent,
-                    generation,
-                    what: SessionTimer::Tick,
-                },
-            );
+            self.schedule_tick(agent, generation);
         }
+    }
+
+    /// Queues `agent`'s next keepalive tick (of incarnation `generation`).
+    fn schedule_tick(&mut self, agent: u32, generation: u32) {
+        let at = self.now + self.sess().cfg.keepalive;
+        let what = SessionTimer::Tick;
+        self.push(
+            at,
+            Event::Session {
+                agent,
+                generation,
+                what,
+            },
+        );
     }
 
     /// `agent` crashed: the packets it was waiting to see acknowledged are
@@ -334,15 +340,7 @@ impl Core {
             self.record_session(h, agent, op, SessionPhase::Resent);
             self.cross_control(slot, agent);
         }
-        let k = self.sess().cfg.keepalive;
-        self.push(
-            self.now + k,
-            Event::Session {
-                agent,
-                generation,
-                what: SessionTimer::Tick,
-            },
-        );
+        self.schedule_tick(agent, generation);
     }
 
     /// The broker's ack of a control packet reached `agent` (unless a
