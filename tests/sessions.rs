@@ -446,3 +446,42 @@ fn a_wildcard_subscription_travels_too() {
     assert_eq!(got.len(), 991);
     assert!(got.iter().all(|r| r.sent_ns >= 4_000_000));
 }
+
+#[test]
+fn a_session_trace_file_reads_back_replays_and_feeds_the_entity_metrics() {
+    use busbar::metrics::entity::EntityMetrics;
+    use busbar::replay::{Comparison, replay};
+    use busbar::trace::TraceReader;
+    use std::io::{BufReader, BufWriter};
+
+    let text = format!("{BASE}\n{SESSIONS}\n{CRASH}");
+    let sc = Scenario::parse(&text, "s.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.bin");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut sim = sc
+        .builder(3, 0)
+        .trace_to(Box::new(BufWriter::new(file)), sc.header(3, 0))
+        .build()
+        .unwrap();
+    let s = sc.run_sim(&mut sim).unwrap();
+    let open = || TraceReader::new(BufReader::new(std::fs::File::open(&path).unwrap())).unwrap();
+    let records = open().read_all().unwrap();
+    assert_eq!(records.len() as u64, s.trace_records);
+    let n_sessions = records
+        .iter()
+        .filter(|r| r.event == EventKind::Session)
+        .count();
+    assert!(n_sessions > 60, "{n_sessions}");
+    match replay(&mut open()).unwrap() {
+        Comparison::Identical(n) => assert_eq!(n, s.trace_records),
+        other => panic!("{other:?}"),
+    }
+    // Offline drops are per-channel drops; control packets count for no
+    // channel.
+    let m = EntityMetrics::from_trace(&mut open()).unwrap();
+    let t = m.totals().counts;
+    assert_eq!(t.dropped(Reason::Offline), s.dropped_by_reason["offline"]);
+    assert_eq!(t.dropped_total(), s.dropped);
+    assert_eq!(t.acks_dropped, s.qos.counts.acks_dropped);
+}
