@@ -19,7 +19,7 @@ mod wildcard;
 
 pub use dlq::DeadLetter;
 pub(crate) use dlq::DeadLetters;
-pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
+pub use policy::{ChannelPolicy, ChannelSpec, MAX_PRIORITY, MAX_RETRIES, Qos};
 pub use server::{
     BufferOverflow, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, MAX_RATE, MAX_WORKERS,
     QueueOverflow, ServerModel,
