@@ -185,7 +185,7 @@ fn values_for(key: &str) -> &'static [&'static str] {
             "\"block\"",
             "\"drop_newest\"",
         ],
-        "retain" | "dead_letter_expired" => &["true", "false", "0"],
+        "retain" | "dead_letter_expired" | "persistent" => &["true", "false", "0"],
         "topic" => &[
             "\"#\"",
             "\"+\"",
@@ -308,7 +308,8 @@ fn values_for(key: &str) -> &'static [&'static str] {
             "1e-300",
             "0.999999",
         ],
-        "buffer_capacity" | "max_events" | "max_in_flight" | "max_trace_records" => {
+        "buffer_capacity" | "max_events" | "max_in_flight" | "max_trace_records"
+        | "session_queue" | "connect_bytes" | "subscribe_bytes" | "ping_bytes" => {
             &["0", "1", "2", "100", "4096", "18446744073709551615", "-1"]
         }
         "start_hour" | "sunrise_h" | "sunset_h" => &[
@@ -359,6 +360,8 @@ fn is_duration_key(key: &str) -> bool {
             | "ttl"
             | "ack_timeout"
             | "max_backoff"
+            | "keepalive"
+            | "session_expiry"
     )
 }
 
@@ -432,6 +435,13 @@ const KEYS: &[&str] = &[
     "queue_capacity",
     "queue_overflow",
     "buffer_overflow",
+    "keepalive",
+    "persistent",
+    "session_expiry",
+    "session_queue",
+    "connect_bytes",
+    "subscribe_bytes",
+    "ping_bytes",
 ];
 
 /// Whole tables; `{name}` is an agent name found in the text, `{new}` a
@@ -465,6 +475,8 @@ const SNIPPETS: &[&str] = &[
     "[[broker.channel]]\ntopic = \"{env}/x\"\nqos = \"at_most_once\"\npublish_qos = \"exactly_once\"\nmax_backoff = \"1ns\"\n",
     "[broker]\nrate = 1e9\nworkers = 65536\nqueue_capacity = 0\nqueue_overflow = \"block\"\nbuffer_overflow = \"drop_oldest\"\ndead_letter_capacity = 0\n",
     "[broker]\nservice = { dist = \"exponential\", mean = \"1h\" }\nqueue_capacity = 1\nqueue_overflow = \"drop_oldest\"\n",
+    "[broker.sessions]\nkeepalive = \"1ms\"\nsession_queue = 1\nsession_expiry = \"1ns\"\nping_bytes = 1048576\n",
+    "[broker.sessions]\nkeepalive = \"0s\"\npersistent = false\n",
 ];
 
 /// A `key = value` pair found in the text: byte ranges of the key and the
