@@ -495,7 +495,7 @@ impl Core {
     /// Fills in what was still open at the end of the run.
     pub(in crate::sim) fn open_obligations(&self, q: &mut QosSummary) {
         let control = self.session_summary().map_or(0, |s| s.1);
-        q.acks_in_flight = self.acks_in_flight - control;
+        q.acks_in_flight = self.acks_in_flight.saturating_sub(control);
         q.requests_waiting = self.requests_waiting();
         let open = |p: &Pending| p.state == PendingState::Open;
         for m in self.msgs.metas() {
