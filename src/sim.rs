@@ -105,6 +105,13 @@ impl Simulation {
         self.core.in_flight()
     }
 
+    /// Whether the broker's registry counts `agent` online now
+    /// (`[broker.sessions]`: connected and not timed out); `None` without
+    /// sessions, where every agent is always online.
+    pub fn online(&self, agent: AgentId) -> Option<bool> {
+        self.core.session_online(agent.0)
+    }
+
     /// The dead-letter queue of the channel called `name` (empty if no
     /// such channel), oldest first.
     pub fn dead_letters(&self, name: &str) -> Vec<&crate::broker::DeadLetter> {

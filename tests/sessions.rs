@@ -485,3 +485,29 @@ fn a_session_trace_file_reads_back_replays_and_feeds_the_entity_metrics() {
     assert_eq!(t.dropped_total(), s.dropped);
     assert_eq!(t.acks_dropped, s.qos.counts.acks_dropped);
 }
+
+#[test]
+fn the_registry_says_who_is_online_as_the_run_goes() {
+    let text = format!("{BASE}\n{SESSIONS}\n{CRASH}");
+    let sc = Scenario::parse(&text, "s.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = sc.builder(3, 0).build().unwrap();
+    let collector = sim.agent_id("collector").unwrap();
+    let at = |ms: u64| SimTime::ZERO + SimDuration::from_millis(ms);
+    // Offline until its CONNECT arrives (5 ms); online through the crash
+    // (1 s) until the keepalive timeout (1055 ms); online again with the
+    // CONNECT after its restart (1605 ms).
+    for (t, want) in [
+        (4, false),
+        (6, true),
+        (1054, true),
+        (1056, false),
+        (1604, false),
+        (1606, true),
+    ] {
+        sim.run_until(at(t)).unwrap();
+        assert_eq!(sim.online(collector), Some(want), "at {t} ms");
+    }
+    let plain = Scenario::parse(BASE, "s.toml", Path::new(".")).unwrap();
+    let sim = plain.builder(3, 0).build().unwrap();
+    assert_eq!(sim.online(collector), None);
+}

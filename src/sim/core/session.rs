@@ -576,6 +576,12 @@ impl Core {
         true
     }
 
+    /// Whether the broker counts `agent` online (`None`: sessions off).
+    pub(in crate::sim) fn session_online(&self, agent: u32) -> Option<bool> {
+        let s = self.sessions.as_ref()?;
+        Some(s.agents.get(agent as usize)?.online)
+    }
+
     /// The session part of the summary: the counters, who is online, what
     /// is kept and what is on the network now; and the acks in flight
     /// that are QoS acks (the control packets are counted with them on
