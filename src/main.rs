@@ -585,6 +585,29 @@ fn print_summary(
             s.at_broker
         )?;
     }
+    if let Some(ss) = &s.sessions {
+        let c = &ss.counts;
+        writeln!(
+            out,
+            "sessions: online {}, connects {}, keepalive timeouts {}, expired {}; \
+             control packets sent {} (resent {}), lost {}, acks lost {}; \
+             kept {} (resumed {}, dropped on expiry {}, held at the end {}), \
+             overflow drops {}",
+            c.online,
+            c.connects,
+            c.keepalive_timeouts,
+            c.sessions_expired,
+            c.control_sent,
+            c.control_resent,
+            c.control_lost,
+            c.acks_lost,
+            c.queued,
+            c.resumed,
+            c.expired_drops,
+            ss.held,
+            c.overflow_drops
+        )?;
+    }
     let l = &s.latency;
     writeln!(
         out,

@@ -7,7 +7,9 @@
 //! name the trace's footer gives the record's kind code; a code it does not
 //! name prints as `custom:{code - 64}` from code 64 on, else `kind:{code}`.
 //! For `timer` events `msg_id` holds the timer's tag, `sender`/`recipient`
-//! the agent, and `kind` is empty.
+//! the agent, and `kind` is empty; `kind` is empty too for `session` events
+//! and for the drops, duplicates and forwards of session control packets
+//! and their acks (docs/broker_sessions.md).
 
 use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
@@ -132,6 +134,18 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
     }
 }
 
+/// Whether a record is about a session (a `session` event, or a control
+/// packet or its ack on the network), which has no message kind.
+fn is_session(r: &Record) -> bool {
+    match r.event {
+        EventKind::Session => true,
+        EventKind::Drop | EventKind::Duplicate | EventKind::Forward => {
+            matches!(r.detail & 0xff00, DETAIL_CONTROL | DETAIL_CONTROL_ACK)
+        }
+        _ => false,
+    }
+}
+
 fn name(table: &[String], id: u32) -> &str {
     table.get(id as usize).map_or("?", String::as_str)
 }
@@ -181,7 +195,7 @@ impl Names<'_> {
                 name(self.agents, r.sender)
             },
             recipient,
-            kind: if timer {
+            kind: if timer || is_session(r) {
                 Cow::Borrowed("")
             } else {
                 self.kind(r.kind)
@@ -298,5 +312,78 @@ mod tests {
         assert_eq!(kind(EventKind::Late, 1), "kind:1");
         assert_eq!(kind(EventKind::Publish, 63), "kind:63");
         assert_eq!(kind(EventKind::Timer, 0), "", "timers have no kind");
+    }
+
+    #[test]
+    fn session_records_have_no_kind_and_name_their_op() {
+        let kinds = [(0u8, "action".to_string()), (2, "state".to_string())];
+        let names = Names {
+            agents: &[],
+            channels: &[],
+            kinds: &kinds,
+            routers: &[],
+            env: 0,
+        };
+        let row = |event, detail| {
+            let r = Record {
+                detail,
+                ..record(event, 2)
+            };
+            let row = names.row(0, &r);
+            (row.kind.into_owned(), row.detail.into_owned())
+        };
+        let d = crate::trace::session_detail;
+        let s = |k: &str, d: &str| (k.to_string(), d.to_string());
+        assert_eq!(
+            row(
+                EventKind::Session,
+                d(SessionOp::Subscribe, SessionPhase::Effect)
+            ),
+            s("", "subscribe")
+        );
+        assert_eq!(
+            row(
+                EventKind::Session,
+                d(SessionOp::Connect, SessionPhase::Sent)
+            ),
+            s("", "connect sent")
+        );
+        assert_eq!(
+            row(EventKind::Session, d(SessionOp::Ping, SessionPhase::Resent)),
+            s("", "ping resent")
+        );
+        assert_eq!(
+            row(
+                EventKind::Session,
+                d(SessionOp::UnsubscribeFilter, SessionPhase::Acked)
+            ),
+            s("", "unsubscribe_filter acked")
+        );
+        assert_eq!(
+            row(
+                EventKind::Session,
+                d(SessionOp::KeepaliveTimeout, SessionPhase::Effect)
+            ),
+            s("", "keepalive_timeout")
+        );
+        assert_eq!(row(EventKind::Session, 0x0900), s("", "?"));
+        assert_eq!(row(EventKind::Session, 0x00ff), s("", "?"));
+        assert_eq!(
+            row(EventKind::Drop, Reason::Loss as u16 | DETAIL_CONTROL),
+            s("", "loss (control)")
+        );
+        assert_eq!(
+            row(
+                EventKind::Drop,
+                Reason::LinkDown as u16 | DETAIL_CONTROL_ACK
+            ),
+            s("", "link_down (control_ack)")
+        );
+        assert_eq!(row(EventKind::Forward, DETAIL_CONTROL), s("", "control"));
+        assert_eq!(
+            row(EventKind::Drop, Reason::Offline as u16),
+            s("state", "offline")
+        );
+        assert_eq!(row(EventKind::Forward, 0), s("state", ""));
     }
 }
