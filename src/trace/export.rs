@@ -333,57 +333,62 @@ mod tests {
             (row.kind.into_owned(), row.detail.into_owned())
         };
         let d = crate::trace::session_detail;
-        let s = |k: &str, d: &str| (k.to_string(), d.to_string());
-        assert_eq!(
-            row(
-                EventKind::Session,
-                d(SessionOp::Subscribe, SessionPhase::Effect)
+        let session = EventKind::Session;
+        let cases = [
+            (
+                session,
+                d(SessionOp::Subscribe, SessionPhase::Effect),
+                "",
+                "subscribe",
             ),
-            s("", "subscribe")
-        );
-        assert_eq!(
-            row(
-                EventKind::Session,
-                d(SessionOp::Connect, SessionPhase::Sent)
+            (
+                session,
+                d(SessionOp::Connect, SessionPhase::Sent),
+                "",
+                "connect sent",
             ),
-            s("", "connect sent")
-        );
-        assert_eq!(
-            row(EventKind::Session, d(SessionOp::Ping, SessionPhase::Resent)),
-            s("", "ping resent")
-        );
-        assert_eq!(
-            row(
-                EventKind::Session,
-                d(SessionOp::UnsubscribeFilter, SessionPhase::Acked)
+            (
+                session,
+                d(SessionOp::Ping, SessionPhase::Resent),
+                "",
+                "ping resent",
             ),
-            s("", "unsubscribe_filter acked")
-        );
-        assert_eq!(
-            row(
-                EventKind::Session,
-                d(SessionOp::KeepaliveTimeout, SessionPhase::Effect)
+            (
+                session,
+                d(SessionOp::UnsubscribeFilter, SessionPhase::Acked),
+                "",
+                "unsubscribe_filter acked",
             ),
-            s("", "keepalive_timeout")
-        );
-        assert_eq!(row(EventKind::Session, 0x0900), s("", "?"));
-        assert_eq!(row(EventKind::Session, 0x00ff), s("", "?"));
-        assert_eq!(
-            row(EventKind::Drop, Reason::Loss as u16 | DETAIL_CONTROL),
-            s("", "loss (control)")
-        );
-        assert_eq!(
-            row(
+            (
+                session,
+                d(SessionOp::KeepaliveTimeout, SessionPhase::Effect),
+                "",
+                "keepalive_timeout",
+            ),
+            (session, 0x0900, "", "?"),
+            (session, 0x00ff, "", "?"),
+            (
                 EventKind::Drop,
-                Reason::LinkDown as u16 | DETAIL_CONTROL_ACK
+                Reason::Loss as u16 | DETAIL_CONTROL,
+                "",
+                "loss (control)",
             ),
-            s("", "link_down (control_ack)")
-        );
-        assert_eq!(row(EventKind::Forward, DETAIL_CONTROL), s("", "control"));
-        assert_eq!(
-            row(EventKind::Drop, Reason::Offline as u16),
-            s("state", "offline")
-        );
-        assert_eq!(row(EventKind::Forward, 0), s("state", ""));
+            (
+                EventKind::Drop,
+                Reason::LinkDown as u16 | DETAIL_CONTROL_ACK,
+                "",
+                "link_down (control_ack)",
+            ),
+            (EventKind::Forward, DETAIL_CONTROL, "", "control"),
+            (EventKind::Drop, Reason::Offline as u16, "state", "offline"),
+            (EventKind::Forward, 0, "state", ""),
+        ];
+        for (event, detail, kind, text) in cases {
+            assert_eq!(
+                row(event, detail),
+                (kind.to_string(), text.to_string()),
+                "{event} {detail:#x}"
+            );
+        }
     }
 }
