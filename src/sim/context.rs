@@ -138,13 +138,19 @@ impl<'a> Context<'a> {
         self.core.agent_name(id)
     }
 
-    /// Subscribes this agent to `channel` (takes effect at once at the broker).
+    /// Subscribes this agent to `channel` (takes effect at once at the
+    /// broker, unless sessions are on: below).
     ///
     /// If the agent was not a subscriber yet and the channel retains a
     /// message (`retain = true` in its `[[broker.channel]]` policy), the
     /// broker sends it that message now. Subscribing again, directly or
     /// through a [wildcard](Context::subscribe_filter), only changes
     /// `delivery`: the agent still gets one copy per message.
+    ///
+    /// With `[broker.sessions]` (docs/broker_sessions.md) this sends a
+    /// SUBSCRIBE packet up the agent's uplink instead: the subscription
+    /// takes effect when it reaches the broker (a lost packet is resent at
+    /// the agent's next keepalive tick until the broker acknowledges it).
     pub fn subscribe(&mut self, channel: ChannelId, delivery: Delivery) {
         self.core.subscribe(self.me, channel, delivery);
     }
@@ -152,6 +158,10 @@ impl<'a> Context<'a> {
     /// Ends this agent's direct subscription; copies already on the way still
     /// arrive. While a wildcard subscription of the agent covers the channel,
     /// it stays a subscriber. True if it had a direct subscription.
+    ///
+    /// With `[broker.sessions]`, an UNSUBSCRIBE packet that takes effect
+    /// when it reaches the broker; true if the broker held the
+    /// subscription when the packet left.
     pub fn unsubscribe(&mut self, channel: ChannelId) -> bool {
         self.core.unsubscribe(self.me, channel)
     }
@@ -169,6 +179,10 @@ impl<'a> Context<'a> {
     /// recent of them. For each channel it newly subscribes to that retains
     /// a message, the broker sends it that message. Details:
     /// docs/broker_topics.md.
+    ///
+    /// With `[broker.sessions]`, the filter is checked here and travels to
+    /// the broker as a packet, taking effect when it arrives (as
+    /// [`Context::subscribe`]).
     ///
     /// ```
     /// # use busbar::{Agent, Context, Delivery};
@@ -192,6 +206,10 @@ impl<'a> Context<'a> {
     /// [`Context::subscribe_filter`]; without wildcards, its direct
     /// subscription to that channel). It stays a subscriber of each channel
     /// another of its subscriptions covers. True if it had the subscription.
+    ///
+    /// With `[broker.sessions]`, a packet that takes effect when it reaches
+    /// the broker; always true (whether the broker held the filter is known
+    /// there only).
     pub fn unsubscribe_filter(&mut self, filter: &str) -> bool {
         self.core.unsubscribe_filter(self.me, filter)
     }
