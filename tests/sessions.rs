@@ -511,3 +511,217 @@ fn the_registry_says_who_is_online_as_the_run_goes() {
     let sim = plain.builder(3, 0).build().unwrap();
     assert_eq!(sim.online(collector), None);
 }
+
+mod props {
+    //! Random networks, faults, policies and session settings: every
+    //! identity holds, the trace agrees with the counters, the bound holds,
+    //! and a run is a function of its seed.
+
+    use super::*;
+    use busbar::agent::builtin::{Periodic, Sink};
+    use busbar::{BrokerConfig, LinkModel, SessionConfig, SimBuilder};
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    struct Case {
+        subscribers: usize,
+        qos1: bool,
+        keepalive_ms: u64,
+        persistent: bool,
+        expiry_ms: Option<u64>,
+        queue: usize,
+        loss: f64,
+        duplicate: f64,
+        corrupt: f64,
+        broker_down: Option<(u64, u64)>,
+        crash: Option<(usize, u64, u64)>,
+        seed: u64,
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            (1usize..4, any::<bool>(), 0u64..80, any::<bool>()),
+            (proptest::option::of(1u64..300), 1usize..40),
+            (0.0..0.3f64, 0.0..0.2f64, 0.0..0.1f64),
+            (
+                proptest::option::of((0u64..1500, 10u64..500)),
+                proptest::option::of((0usize..3, 0u64..1500, 10u64..800)),
+            ),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(
+                    (subscribers, qos1, keepalive_ms, persistent),
+                    (expiry_ms, queue),
+                    (loss, duplicate, corrupt),
+                    (broker_down, crash),
+                    seed,
+                )| Case {
+                    subscribers,
+                    qos1,
+                    // 0 (off) or at least 1 ms.
+                    keepalive_ms: if keepalive_ms < 5 { 0 } else { keepalive_ms },
+                    persistent,
+                    expiry_ms: expiry_ms.filter(|_| persistent),
+                    queue,
+                    loss,
+                    duplicate,
+                    corrupt,
+                    broker_down,
+                    crash,
+                    seed,
+                },
+            )
+    }
+
+    fn fault(text: &str) -> busbar::network::FaultSpec {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    fn run(c: &Case) -> (Vec<Record>, Summary) {
+        let link: LinkModel = toml::from_str(&format!(
+            "latency = {{ dist = \"uniform\", min = \"1ms\", max = \"6ms\" }}\n\
+             loss = {}\nduplicate = {}\ncorrupt = {}\n",
+            c.loss, c.duplicate, c.corrupt
+        ))
+        .unwrap();
+        let mut broker: BrokerConfig = if c.qos1 {
+            toml::from_str(
+                "[[channel]]\ntopic = \"#\"\nqos = \"at_least_once\"\nack_timeout = \"30ms\"\nmax_retries = 3\n",
+            )
+            .unwrap()
+        } else {
+            BrokerConfig::default()
+        };
+        broker.sessions = Some(SessionConfig {
+            keepalive: SimDuration::from_millis(c.keepalive_ms),
+            persistent: c.persistent,
+            session_expiry: c.expiry_ms.map(SimDuration::from_millis),
+            session_queue: c.queue,
+            ..SessionConfig::default()
+        });
+        let mut b = SimBuilder::new(c.seed)
+            .default_link(link)
+            .broker(broker)
+            .trace_in_memory()
+            .agent(
+                "p",
+                Periodic::new("env0/c", SimDuration::from_millis(3)).limit(Some(600)),
+            );
+        for s in 0..c.subscribers {
+            b = b.agent(
+                &format!("s{s}"),
+                Sink::new(&["env0/#".into()], Delivery::Push, None),
+            );
+        }
+        if let Some((at, d)) = c.broker_down {
+            b = b.fault(fault(&format!(
+                "kind = \"broker_down\"\nat = \"{at}ms\"\nuntil = \"{}ms\"\n",
+                at + d
+            )));
+        }
+        if let Some((i, at, d)) = c.crash {
+            b = b.fault(fault(&format!(
+                "kind = \"crash\"\nagent = \"s{}\"\nat = \"{at}ms\"\nrestart = \"{}ms\"\n",
+                i % c.subscribers,
+                at + d
+            )));
+        }
+        let mut sim = b.build().unwrap();
+        sim.run_until(SimTime::ZERO + SimDuration::from_secs(3))
+            .unwrap();
+        let rec = sim.records();
+        (rec, sim.finish().unwrap())
+    }
+
+    fn check(c: &Case) -> Result<(), TestCaseError> {
+        let (rec, s) = run(c);
+        assert_conserved(&s);
+        let ss = s.sessions.as_ref().unwrap();
+        let k = &ss.counts;
+        let session = |op, phase| sessions(&rec, op, phase).len() as u64;
+        let effect = |op| session(op, SessionPhase::Effect);
+        prop_assert_eq!(effect(SessionOp::Queued), k.queued);
+        prop_assert_eq!(effect(SessionOp::Resumed), k.resumed);
+        prop_assert_eq!(effect(SessionOp::KeepaliveTimeout), k.keepalive_timeouts);
+        prop_assert_eq!(effect(SessionOp::SessionExpired), k.sessions_expired);
+        let all_ops = |phase| -> u64 { SessionOp::ALL.iter().map(|&op| session(op, phase)).sum() };
+        prop_assert_eq!(
+            all_ops(SessionPhase::Sent) + all_ops(SessionPhase::Resent),
+            k.control_sent
+        );
+        prop_assert_eq!(all_ops(SessionPhase::Resent), k.control_resent);
+        prop_assert_eq!(all_ops(SessionPhase::Acked), k.acks_arrived);
+        let flagged = |flag: u16| {
+            rec.iter()
+                .filter(|r| r.event == EventKind::Drop && r.detail & 0xff00 == flag)
+                .count() as u64
+        };
+        prop_assert_eq!(flagged(DETAIL_CONTROL), k.control_lost);
+        prop_assert_eq!(flagged(busbar::trace::DETAIL_CONTROL_ACK), k.acks_lost);
+        let offline = rec
+            .iter()
+            .filter(|r| r.event == EventKind::Drop && r.detail == Reason::Offline as u16)
+            .count() as u64;
+        prop_assert_eq!(
+            offline,
+            s.dropped_by_reason.get("offline").copied().unwrap_or(0)
+        );
+        if !c.qos1 || !c.persistent {
+            prop_assert_eq!(k.queued, 0);
+        }
+        if c.keepalive_ms == 0 {
+            prop_assert_eq!(k.control_resent + k.keepalive_timeouts, 0);
+        }
+        // No session ever keeps more than `session_queue` copies.
+        let mut kept = vec![0usize; c.subscribers + 1];
+        for r in &rec {
+            if r.event != EventKind::Session {
+                continue;
+            }
+            let a = r.node as usize;
+            if r.detail == session_detail(SessionOp::Queued, SessionPhase::Effect) {
+                kept[a] += 1;
+                prop_assert!(kept[a] <= c.queue);
+            } else if r.detail == session_detail(SessionOp::Resumed, SessionPhase::Effect) {
+                kept[a] -= 1;
+            } else if r.detail == session_detail(SessionOp::SessionExpired, SessionPhase::Effect) {
+                kept[a] = 0;
+            }
+        }
+        prop_assert_eq!(kept.iter().sum::<usize>() as u64, ss.held);
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(common::proptest_config(24))]
+
+        #[test]
+        fn random_sessions_stay_conserved_and_bounded(c in case()) {
+            check(&c)?;
+        }
+    }
+
+    #[test]
+    fn random_sessions_are_a_function_of_the_seed() {
+        let c = Case {
+            subscribers: 3,
+            qos1: true,
+            keepalive_ms: 20,
+            persistent: true,
+            expiry_ms: Some(150),
+            queue: 10,
+            loss: 0.2,
+            duplicate: 0.1,
+            corrupt: 0.05,
+            broker_down: Some((700, 200)),
+            crash: Some((1, 300, 500)),
+            seed: 9,
+        };
+        let (a, sa) = run(&c);
+        let (b, sb) = run(&c);
+        assert_eq!(sa.digest, sb.digest);
+        assert_eq!(a, b);
+        assert!(check(&c).is_ok());
+    }
+}
