@@ -1062,7 +1062,7 @@ impl Core {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(&mut self, event: EventKind, h: MsgHead, node: u32, detail: u16) {
         let ok = self.trace.push(&Record {
             time_ns: self.now.0,

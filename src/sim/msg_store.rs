@@ -183,7 +183,7 @@ impl MsgStore {
 
     /// Drops one reference and returns the message: moved out if this was
     /// the last reference, else a cheap clone (payload shared).
-    #[inline]
+    #[inline(always)]
     pub(super) fn take(&mut self, slot: u32) -> Message {
         let s = &mut self.slots[slot as usize];
         s.1 -= 1;
