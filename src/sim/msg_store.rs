@@ -36,6 +36,9 @@ pub(super) struct Pending {
     pub(super) cargo: Cargo,
     /// Its ack timeout's handle, or [`NO_TIMER`].
     pub(super) timer: u32,
+    /// The consumer group it was routed to (a delivery that moves to
+    /// another member on redelivery), or `NO_GROUP`.
+    pub(super) group: u16,
 }
 
 /// `Pending::timer` when no timeout is set.
@@ -62,6 +65,13 @@ impl SlotMeta {
             .binary_search_by_key(&agent, |p| p.agent)
             .ok()?;
         Some(&mut self.deliveries[i])
+    }
+
+    /// Whether the broker has (or had) an obligation towards `agent`.
+    pub(super) fn has_delivery(&self, agent: u32) -> bool {
+        self.deliveries
+            .binary_search_by_key(&agent, |p| p.agent)
+            .is_ok()
     }
 }
 
@@ -174,6 +184,12 @@ impl MsgStore {
         }
         let spare = &mut self.spare;
         self.meta[i].get_or_insert_with(|| spare.pop().unwrap_or_default())
+    }
+
+    /// The guarantee state of a slot, if it has one.
+    #[inline]
+    pub(super) fn meta(&self, slot: u32) -> Option<&SlotMeta> {
+        self.meta.get(slot as usize)?.as_deref()
     }
 
     /// Every live slot's guarantee state.
