@@ -214,24 +214,41 @@ impl Group {
     }
 
     /// Picks the member for the next message: by the strategy, skipping
-    /// members `skip` refuses unless every member is refused (then `None`).
-    /// Round-robin advances the cursor past the member picked.
-    pub(crate) fn pick(&mut self, mut skip: impl FnMut(AgentId) -> bool) -> Option<usize> {
+    /// members `skip` refuses (`None` if it refuses every one).
+    /// Round-robin takes the member at the cursor and advances it.
+    pub(crate) fn pick(&mut self, skip: impl FnMut(AgentId) -> bool) -> Option<usize> {
+        let i = self.pick_from(self.cursor, skip)?;
+        if self.strategy == Strategy::RoundRobin {
+            self.cursor = (i + 1) % self.members.len();
+        }
+        Some(i)
+    }
+
+    /// Picks the member to redeliver a message to that `from` had: by
+    /// the strategy, skipping `from` and members `skip` refuses.
+    /// Round-robin takes the member after `from` in join order (the
+    /// cursor if `from` has left), and leaves the cursor, so redeliveries
+    /// do not shift the turns of new messages.
+    pub(crate) fn pick_other(
+        &mut self,
+        from: AgentId,
+        mut skip: impl FnMut(AgentId) -> bool,
+    ) -> Option<usize> {
+        let start = self
+            .member_index(from)
+            .map_or(self.cursor, |i| i + 1);
+        self.pick_from(start, |a| a == from || skip(a))
+    }
+
+    fn pick_from(&self, start: usize, mut skip: impl FnMut(AgentId) -> bool) -> Option<usize> {
         let n = self.members.len();
         if n == 0 {
             return None;
         }
         match self.strategy {
-            Strategy::RoundRobin => {
-                for k in 0..n {
-                    let i = (self.cursor + k) % n;
-                    if !skip(self.members[i].agent) {
-                        self.cursor = (i + 1) % n;
-                        return Some(i);
-                    }
-                }
-                None
-            }
+            Strategy::RoundRobin => (0..n)
+                .map(|k| (start + k) % n)
+                .find(|&i| !skip(self.members[i].agent)),
             Strategy::LeastLoaded => {
                 let mut best: Option<(u64, usize)> = None;
                 for (i, m) in self.members.iter().enumerate() {

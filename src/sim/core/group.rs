@@ -78,11 +78,14 @@ impl Core {
         let agents = &self.agents;
         let crash = self.crash_seen && !allow_crashed;
         let meta = if acked { self.msgs.meta(slot) } else { None };
-        self.broker.group_mut(gid).pick(|a| {
-            exclude == Some(a)
-                || (crash && agents[a.index()].crashed)
-                || meta.is_some_and(|m| m.has_delivery(a.0))
-        })
+        let skip = |a: AgentId| {
+            (crash && agents[a.index()].crashed) || meta.is_some_and(|m| m.has_delivery(a.0))
+        };
+        let g = self.broker.group_mut(gid);
+        match exclude {
+            None => g.pick(skip),
+            Some(from) => g.pick_other(from, skip),
+        }
     }
 
     /// Sends one copy of a broadcast to each group of `ch` (one member
