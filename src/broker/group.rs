@@ -464,6 +464,12 @@ mod tests {
     use super::*;
     use crate::broker::BrokerConfig;
 
+    /// The agent `g.pick(skip)` picks.
+    fn pick(g: &mut Group, skip: impl FnMut(AgentId) -> bool) -> u32 {
+        let i = g.pick(skip).unwrap();
+        g.members[i].agent.0
+    }
+
     fn broker(strategy: Strategy) -> (Broker, ChannelId) {
         let mut b = Broker::new(
             BrokerConfig {
@@ -489,12 +495,16 @@ mod tests {
         assert!(b.grouped(c));
         let g = b.group_mut(0);
         let picks: Vec<u32> = (0..6)
-            .map(|_| g.members[g.pick(|_| false).unwrap()].agent.0)
+            .map(|_| pick(g, |_| false))
             .collect();
         assert_eq!(picks, vec![3, 1, 2, 3, 1, 2]);
         // Skipping 3: the next after it.
-        let i = g.pick(|a| a.0 == 3).unwrap();
-        assert_eq!(g.members[i].agent.0, 1);
+        assert_eq!(pick(g, |a| a.0 == 3), 1);
+        // A redelivery from 1 goes to the member after it, 2, and leaves
+        // the turns of new messages alone.
+        let i = g.pick_other(AgentId(1), |_| false).unwrap();
+        assert_eq!(g.members[i].agent.0, 2);
+        assert_eq!(pick(g, |_| false), 2);
         assert_eq!(g.pick(|_| true), None);
     }
 
@@ -505,13 +515,13 @@ mod tests {
             b.join_group(c, "w", AgentId(a), Delivery::Push).unwrap();
         }
         let g = b.group_mut(0);
-        assert_eq!(g.members[g.pick(|_| false).unwrap()].agent.0, 5);
+        assert_eq!(pick(g, |_| false), 5);
         g.members[0].open = 2;
         g.members[1].open = 1;
-        assert_eq!(g.members[g.pick(|_| false).unwrap()].agent.0, 6);
+        assert_eq!(pick(g, |_| false), 6);
         g.members[2].open = 1;
-        assert_eq!(g.members[g.pick(|_| false).unwrap()].agent.0, 4);
-        assert_eq!(g.members[g.pick(|a| a.0 == 4).unwrap()].agent.0, 6);
+        assert_eq!(pick(g, |_| false), 4);
+        assert_eq!(pick(g, |a| a.0 == 4), 6);
     }
 
     #[test]
