@@ -172,6 +172,8 @@ fn values_for(key: &str) -> &'static [&'static str] {
             "\"INFO\"",
         ],
         "delivery" => &["\"push\"", "\"pull\"", "\"poll\""],
+        "strategy" => &["\"round_robin\"", "\"least_loaded\"", "\"random\""],
+        "group" => &["\"workers\"", "\"\"", "\"w\\u0001\""],
         "ordering" => &["\"fifo\"", "\"unordered\"", "\"lifo\""],
         "power_flow" => &["\"lindistflow\"", "\"dc\"", "\"\""],
         "both" | "curtailable" => &["true", "false", "1"],
@@ -358,6 +360,8 @@ const KEYS: &[&str] = &[
     "kind",
     "channels",
     "delivery",
+    "group",
+    "strategy",
     "step",
 ];
 
@@ -379,6 +383,9 @@ const SNIPPETS: &[&str] = &[
     "[[agent]]\ntype = \"periodic\"\nname = \"{new}\"\nchannel = \"{env}/x\"\nperiod = \"1ms\"\nstart = \"5124095h\"\nto = \"{name}\"\nkind = \"custom:7\"\ncount = 3\n",
     "[[agent]]\ntype = \"sink\"\nname = \"{new}\"\nchannels = [\"{env}/x\"]\ndelivery = \"pull\"\ndeadline = \"0s\"\n",
     "[[agent]]\ntype = \"sink\"\nname = \"{new}\"\nchannels = [\"{env}/actions\", \"{env}/network_state\", \"{env}/state_updates\"]\n",
+    "[[agent]]\ntype = \"sink\"\nname = \"{new}\"\nchannels = [\"{env}/x\"]\ngroup = \"workers\"\ndelivery = \"pull\"\n",
+    "[[broker.group]]\nname = \"workers\"\nstrategy = \"least_loaded\"\n",
+    "[[broker.channel]]\ntopic = \"#\"\nqos = \"exactly_once\"\nack_timeout = \"1ms\"\n",
     "[[microgrid]]\nid = \"{new}\"\ncount = 2\n[[microgrid.device]]\ntype = \"storage\"\nid = \"b\"\ncapacity_mwh = 1.0\np_max_mw = 0.5\nsoc_init = 1.0\n[[microgrid.device]]\ntype = \"pv\"\nid = \"p\"\npeak_mw = 1.0\ncurtailable = true\nprofile = { kind = \"csv\", path = \"profile.csv\", column = \"pv\" }\n[[microgrid.device]]\ntype = \"load\"\nid = \"l\"\nbase_mw = 1.0\nbus = 3\nprofile = { kind = \"constant\", value = 1.0 }\n",
     "[[microgrid]]\nid = \"{new}\"\n",
     "[[microgrid.device]]\ntype = \"load\"\nid = \"{new}\"\nbase_mw = 2.0\npower_factor = 0.1\n",

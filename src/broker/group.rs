@@ -69,7 +69,7 @@ pub struct GroupSpec {
 pub const MAX_GROUP_NAME: usize = 128;
 
 /// The most groups one simulation may hold (over all channels).
-pub const MAX_GROUPS: usize = u16::MAX as usize - 1;
+pub const MAX_GROUPS: usize = 1 << 30;
 
 /// Checks a group name: not empty, at most [`MAX_GROUP_NAME`] bytes, no
 /// control characters.
@@ -283,11 +283,11 @@ pub(crate) struct Groups {
     pub(crate) all: Vec<Group>,
     /// Per channel id, its group ids in creation order (empty until a
     /// group exists).
-    by_channel: Vec<Vec<u16>>,
+    by_channel: Vec<Vec<u32>>,
 }
 
 /// A group id's form in an open delivery when it is not a group's.
-pub(crate) const NO_GROUP: u16 = u16::MAX;
+pub(crate) const NO_GROUP: u32 = u32::MAX;
 
 impl Broker {
     /// Whether channel `ch` has consumer groups (one test of an empty table
@@ -312,7 +312,7 @@ impl Broker {
     }
 
     /// The ids of channel `ch`'s groups, in creation order.
-    pub(crate) fn channel_groups(&self, ch: ChannelId) -> &[u16] {
+    pub(crate) fn channel_groups(&self, ch: ChannelId) -> &[u32] {
         self.groups
             .by_channel
             .get(ch.index())
@@ -321,14 +321,14 @@ impl Broker {
 
     /// Group `id`.
     #[inline]
-    pub(crate) fn group(&self, id: u16) -> &Group {
-        &self.groups.all[usize::from(id)]
+    pub(crate) fn group(&self, id: u32) -> &Group {
+        &self.groups.all[id as usize]
     }
 
     /// Group `id`, to change.
     #[inline]
-    pub(crate) fn group_mut(&mut self, id: u16) -> &mut Group {
-        &mut self.groups.all[usize::from(id)]
+    pub(crate) fn group_mut(&mut self, id: u32) -> &mut Group {
+        &mut self.groups.all[id as usize]
     }
 
     /// Every group, by id.
@@ -337,7 +337,7 @@ impl Broker {
     }
 
     /// The group of channel `ch` that `agent` is a member of.
-    pub(crate) fn group_of(&self, ch: ChannelId, agent: AgentId) -> Option<u16> {
+    pub(crate) fn group_of(&self, ch: ChannelId, agent: AgentId) -> Option<u32> {
         self.channel_groups(ch)
             .iter()
             .copied()
@@ -403,7 +403,7 @@ impl Broker {
     }
 
     #[cold]
-    fn new_group(&mut self, ch: ChannelId, name: &str) -> Result<u16, GroupError> {
+    fn new_group(&mut self, ch: ChannelId, name: &str) -> Result<u32, GroupError> {
         if self.groups.all.len() >= MAX_GROUPS {
             return Err(GroupError::TooMany);
         }
@@ -413,7 +413,7 @@ impl Broker {
             .iter()
             .find(|s| s.name == name)
             .map_or(Strategy::RoundRobin, |s| s.strategy);
-        let id = self.groups.all.len() as u16;
+        let id = self.groups.all.len() as u32;
         self.groups.all.push(Group {
             channel: ch,
             name: name.to_string(),

@@ -38,7 +38,7 @@ pub(super) struct Pending {
     pub(super) timer: u32,
     /// The consumer group it was routed to (a delivery that moves to
     /// another member on redelivery), or `NO_GROUP`.
-    pub(super) group: u16,
+    pub(super) group: u32,
 }
 
 /// `Pending::timer` when no timeout is set.
@@ -67,11 +67,14 @@ impl SlotMeta {
         Some(&mut self.deliveries[i])
     }
 
-    /// Whether the broker has (or had) an obligation towards `agent`.
-    pub(super) fn has_delivery(&self, agent: u32) -> bool {
-        self.deliveries
+    /// The group of the broker's obligation towards `agent` (`NO_GROUP`
+    /// for a plain one), if it has (or had) one.
+    pub(super) fn delivery_group(&self, agent: u32) -> Option<u32> {
+        let i = self
+            .deliveries
             .binary_search_by_key(&agent, |p| p.agent)
-            .is_ok()
+            .ok()?;
+        Some(self.deliveries[i].group)
     }
 }
 

@@ -64,22 +64,26 @@ impl Core {
     }
 
     /// The member of group `gid` for the message in `slot`, by the
-    /// group's strategy: not `exclude`, not one that already has an
-    /// obligation on the message (acknowledged channels), and not a
-    /// crashed one unless `allow_crashed`.
+    /// group's strategy: not `exclude`, not a crashed one unless
+    /// `allow_crashed`, and (acknowledged channels) not one that already
+    /// has an obligation on the message, unless `again` and it is this
+    /// group's (the message is routed again: a duplicate from its uplink).
     fn pick_member(
         &mut self,
-        gid: u16,
+        gid: u32,
         slot: u32,
         exclude: Option<AgentId>,
         acked: bool,
-        allow_crashed: bool,
+        (allow_crashed, again): (bool, bool),
     ) -> Option<usize> {
         let agents = &self.agents;
         let crash = self.crash_seen && !allow_crashed;
         let meta = if acked { self.msgs.meta(slot) } else { None };
         let skip = |a: AgentId| {
-            (crash && agents[a.index()].crashed) || meta.is_some_and(|m| m.has_delivery(a.0))
+            (crash && agents[a.index()].crashed)
+                || meta
+                    .and_then(|m| m.delivery_group(a.0))
+                    .is_some_and(|g| !(again && g == gid))
         };
         let g = self.broker.group_mut(gid);
         match exclude {
@@ -105,9 +109,11 @@ impl Core {
         let mut sent = 0;
         for k in 0..self.broker.channel_groups(ch).len() {
             let gid = self.broker.channel_groups(ch)[k];
-            let Some(i) = self
-                .pick_member(gid, slot, None, acked, false)
-                .or_else(|| self.pick_member(gid, slot, None, acked, true))
+            // Up members first; a member that already has this message
+            // (routed again) only if nobody else can take it.
+            let Some(i) = [(false, false), (true, false), (true, true)]
+                .into_iter()
+                .find_map(|pass| self.pick_member(gid, slot, None, acked, pass))
             else {
                 continue;
             };
@@ -126,7 +132,7 @@ impl Core {
     }
 
     /// The delivery of `slot` to `agent` just tracked is group `gid`'s.
-    fn group_tracked(&mut self, slot: u32, agent: AgentId, gid: u16) {
+    fn group_tracked(&mut self, slot: u32, agent: AgentId, gid: u32) {
         let Some(p) = self.msgs.meta_mut(slot).delivery(agent.0) else {
             return;
         };
@@ -151,12 +157,12 @@ impl Core {
         &mut self,
         slot: u32,
         agent: u32,
-        gid: u16,
+        gid: u32,
         next: u16,
         cargo: Cargo,
     ) -> (u32, u16, Cargo) {
         let old = AgentId(agent);
-        let Some(i) = self.pick_member(gid, slot, Some(old), true, false) else {
+        let Some(i) = self.pick_member(gid, slot, Some(old), true, (false, false)) else {
             return (agent, next, cargo);
         };
         let g = self.broker.group_mut(gid);
@@ -187,7 +193,7 @@ impl Core {
     /// A group delivery held by `agent` closed in `state`.
     #[cold]
     #[inline(never)]
-    pub(super) fn group_closed(&mut self, gid: u16, agent: u32, state: PendingState) {
+    pub(super) fn group_closed(&mut self, gid: u32, agent: u32, state: PendingState) {
         let g = self.broker.group_mut(gid);
         if let Some(m) = g.member_mut(AgentId(agent)) {
             m.open = m.open.saturating_sub(1);
@@ -224,7 +230,7 @@ impl Core {
         let Some(gid) = self.broker.group_of(ch, AgentId(agent)) else {
             return false;
         };
-        let key = GROUP_SEEN | u32::from(gid);
+        let key = GROUP_SEEN | gid;
         let seen = &mut self.msgs.meta_mut(slot).seen;
         match seen.binary_search(&key) {
             Ok(_) => true,
