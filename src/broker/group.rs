@@ -15,8 +15,9 @@
 //! round-robin pick is O(1) (a cursor; members that must be skipped are
 //! stepped over); a least-loaded pick scans the members, O(members).
 //!
-//! **Invariant:** a channel without groups costs routing one test of an
-//! empty table (`Broker::grouped`).
+//! **Invariant:** in a run without groups, routing pays one test of an
+//! empty table (`Broker::grouped`); once a group exists, a channel without
+//! one pays an out-of-line lookup of its (empty) list.
 
 use std::collections::BTreeMap;
 
