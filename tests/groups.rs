@@ -284,6 +284,42 @@ fn a_lost_copy_is_redelivered_to_another_member() {
 }
 
 #[test]
+fn a_late_ack_from_the_member_that_had_it_closes_the_delivery() {
+    // w1's acks take 50 ms, longer than the 20 ms ack timeout; every copy
+    // to w2 is lost. A message first given to w1 is redelivered to w2 at
+    // 20 ms and closed by w1's ack at ~52 ms; one first given to w2 goes
+    // to w1 at 20 ms, to w2 again at 60 ms, and w1's ack closes it at
+    // ~72 ms. (If only the member holding the delivery could ack it, each
+    // would go round once more: 300 redeliveries.)
+    let r = run(&format!(
+        r#"{}{}
+[[network.link]]
+from = "w1"
+to = "broker"
+latency = {{ dist = "constant", value = "50ms" }}
+
+[[network.link]]
+from = "broker"
+to = "w2"
+loss = 1.0
+
+[[broker.channel]]
+topic = "{{env}}/jobs"
+qos = "at_least_once"
+publish_qos = "at_most_once"
+ack_timeout = "20ms"
+jitter = 0.0
+"#,
+        sink("w1", Some("a"), "push"),
+        sink("w2", Some("a"), "push")
+    ));
+    let s = &r.summary;
+    assert_eq!(s.groups.redelivered, 60 + 2 * 60);
+    assert_eq!((s.groups.acked, s.groups.lag), (120, 0));
+    assert_eq!(s.qos.counts.dead_lettered, 0);
+}
+
+#[test]
 fn a_group_of_one_retransmits_to_its_member_and_dead_letters_as_before() {
     let r = run(&format!("{}{LOSSY_W1}max_retries = 2\n", sink("w1", Some("a"), "push")));
     let s = &r.summary;
@@ -329,6 +365,17 @@ restart = "401ms"
         .filter(|x| (205..=395).contains(&(x.sent_ns / 1_000_000)))
         .count();
     assert_eq!(to_w1_while_down, 0);
+    // Not even sent: no copy of those is lost at the crashed w1 (only
+    // what was on its way at 201 ms).
+    let lost_at_w1 = r
+        .records
+        .iter()
+        .filter(|x| x.node == w1 && x.event == EventKind::Drop)
+        .filter(|x| x.detail == Reason::Crashed as u16)
+        .filter(|x| (205..=395).contains(&(x.sent_ns / 1_000_000)))
+        .count();
+    assert_eq!(lost_at_w1, 0);
+    assert!(r.summary.groups.redelivered <= 1, "{:?}", r.summary.groups);
     // Before and after, it has its turns.
     assert!(r.records.iter().any(|x| x.node == w1 && x.event == EventKind::Deliver && ms(x) < 200));
     assert!(r.records.iter().any(|x| x.node == w1 && x.event == EventKind::Deliver && ms(x) > 410));
