@@ -18,11 +18,9 @@ pub mod topic;
 mod wildcard;
 
 pub use dlq::DeadLetter;
-pub use group::{
-    GroupError, GroupSpec, MAX_GROUP_NAME, MAX_GROUPS, Strategy, check_group_name,
-};
-pub(crate) use group::NO_GROUP;
 pub(crate) use dlq::DeadLetters;
+pub(crate) use group::NO_GROUP;
+pub use group::{GroupError, GroupSpec, MAX_GROUP_NAME, MAX_GROUPS, Strategy, check_group_name};
 pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
 pub use server::{
     BufferOverflow, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, MAX_RATE, MAX_WORKERS,

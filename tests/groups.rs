@@ -68,7 +68,11 @@ impl Run {
     /// `deliver` records per agent name.
     fn delivered(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
-        for r in self.records.iter().filter(|r| r.event == EventKind::Deliver) {
+        for r in self
+            .records
+            .iter()
+            .filter(|r| r.event == EventKind::Deliver)
+        {
             *out.entry(self.agents[r.node as usize].clone()).or_default() += 1;
         }
         out
@@ -77,7 +81,11 @@ impl Run {
     /// Per message id, the agents a copy was delivered to.
     fn receivers(&self) -> BTreeMap<u64, Vec<String>> {
         let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for r in self.records.iter().filter(|r| r.event == EventKind::Deliver) {
+        for r in self
+            .records
+            .iter()
+            .filter(|r| r.event == EventKind::Deliver)
+        {
             out.entry(r.msg)
                 .or_default()
                 .push(self.agents[r.node as usize].clone());
@@ -134,7 +142,9 @@ fn assert_conserved(s: &Summary) {
     );
     assert_eq!(
         q.tracked_deliveries,
-        q.acked_deliveries + q.expired_deliveries + q.dead_lettered_deliveries
+        q.acked_deliveries
+            + q.expired_deliveries
+            + q.dead_lettered_deliveries
             + s.qos.unacked_deliveries,
         "deliveries: {s:#?}"
     );
@@ -176,12 +186,12 @@ fn round_robin_spreads_evenly_in_join_order() {
     }
     assert_eq!(d["plain"], 120);
     // In turn: the first message to w1, the second to w2, ...
-    let first: Vec<String> = r.receivers().values().take(4).map(|g| {
-        g.iter()
-            .find(|a| a.starts_with('w'))
-            .unwrap()
-            .clone()
-    }).collect();
+    let first: Vec<String> = r
+        .receivers()
+        .values()
+        .take(4)
+        .map(|g| g.iter().find(|a| a.starts_with('w')).unwrap().clone())
+        .collect();
     assert_eq!(first, ["w1", "w2", "w3", "w1"]);
     let a = r.group("a");
     let share: Vec<u64> = a.members.iter().map(|m| m.1).collect();
@@ -209,7 +219,9 @@ ack_timeout = "200ms"
 name = "a"
 strategy = "{strategy}"
 "#,
-        ["w1", "w2", "w3"].map(|w| sink(w, Some("a"), "push")).concat()
+        ["w1", "w2", "w3"]
+            .map(|w| sink(w, Some("a"), "push"))
+            .concat()
     )
 }
 
@@ -256,7 +268,10 @@ fn a_lost_copy_is_redelivered_to_another_member() {
     let (w1, w2) = (r.agent("w1"), r.agent("w2"));
     let d = r.delivered();
     assert_eq!(d.get("w1"), None);
-    assert_eq!(d["w2"], 120, "every message reaches w2, half of them redelivered");
+    assert_eq!(
+        d["w2"], 120,
+        "every message reaches w2, half of them redelivered"
+    );
     let redelivered: Vec<&Record> = r
         .records
         .iter()
@@ -321,7 +336,10 @@ jitter = 0.0
 
 #[test]
 fn a_group_of_one_retransmits_to_its_member_and_dead_letters_as_before() {
-    let r = run(&format!("{}{LOSSY_W1}max_retries = 2\n", sink("w1", Some("a"), "push")));
+    let r = run(&format!(
+        "{}{LOSSY_W1}max_retries = 2\n",
+        sink("w1", Some("a"), "push")
+    ));
     let s = &r.summary;
     assert_eq!(s.groups.redelivered, 0);
     assert_eq!(s.qos.counts.retransmitted_downlink, 240);
@@ -377,8 +395,16 @@ restart = "401ms"
     assert_eq!(lost_at_w1, 0);
     assert!(r.summary.groups.redelivered <= 1, "{:?}", r.summary.groups);
     // Before and after, it has its turns.
-    assert!(r.records.iter().any(|x| x.node == w1 && x.event == EventKind::Deliver && ms(x) < 200));
-    assert!(r.records.iter().any(|x| x.node == w1 && x.event == EventKind::Deliver && ms(x) > 410));
+    assert!(
+        r.records
+            .iter()
+            .any(|x| x.node == w1 && x.event == EventKind::Deliver && ms(x) < 200)
+    );
+    assert!(
+        r.records
+            .iter()
+            .any(|x| x.node == w1 && x.event == EventKind::Deliver && ms(x) > 410)
+    );
     // Every message was handled by a member, none given up on.
     assert_eq!(r.receivers().len(), 120);
     assert_eq!(r.summary.qos.counts.dead_lettered, 0);
@@ -412,7 +438,11 @@ fn exactly_once_holds_across_the_members_of_a_group() {
     let s = &once.summary;
     assert_eq!(s.groups.redelivered, 60);
     assert_eq!(s.qos.counts.duplicates_suppressed, 60);
-    assert_eq!(s.outcomes.get("sink.received"), Some(120.0), "each message handled once");
+    assert_eq!(
+        s.outcomes.get("sink.received"),
+        Some(120.0),
+        "each message handled once"
+    );
     assert_eq!(s.groups.acked, 120, "w2's acks close the redelivered ones");
     // At least once: the group handles the 60 messages twice.
     let twice = run(&lost_acks("at_least_once"));
@@ -501,7 +531,8 @@ fn pull_lag_rises_until_members_consume_and_falls_when_they_do() {
     assert_eq!(s.groups.lag_max, 30);
     assert_eq!(s.groups.lag, 20);
     assert_eq!(sim.pending("c", p1) + sim.pending("c", p2), 20);
-    let consumed = sim.agent::<Puller>(p1).unwrap().consumed + sim.agent::<Puller>(p2).unwrap().consumed;
+    let consumed =
+        sim.agent::<Puller>(p1).unwrap().consumed + sim.agent::<Puller>(p2).unwrap().consumed;
     assert_eq!(consumed, 30);
     // The tidy table carries the group and its members' shares.
     let agents = sim.agent_names();
@@ -639,8 +670,15 @@ fn a_member_that_leaves_gets_nothing_more() {
         .unwrap();
     sim.run_until(SimTime::ZERO + SimDuration::from_secs(1))
         .unwrap();
-    let q = sim.agent::<Quitter>(sim.agent_id("q").unwrap()).unwrap().got;
-    let m = sim.agent::<Member>(sim.agent_id("m").unwrap()).unwrap().got.len() as u64;
+    let q = sim
+        .agent::<Quitter>(sim.agent_id("q").unwrap())
+        .unwrap()
+        .got;
+    let m = sim
+        .agent::<Member>(sim.agent_id("m").unwrap())
+        .unwrap()
+        .got
+        .len() as u64;
     // Messages at 0..=50 ms alternate (q gets 0, 20, 40 ms: 3); after
     // 55 ms m gets them all. "both" subscribes plainly: all 20.
     assert_eq!((q, m), (3, 17));
@@ -651,13 +689,11 @@ fn a_member_that_leaves_gets_nothing_more() {
 
 #[test]
 fn a_message_addressed_to_a_member_reaches_it() {
-    let r = run(
-        &format!(
-            "{}{}\n[[agent]]\ntype = \"periodic\"\nname = \"direct\"\nchannel = \"{{env}}/jobs\"\nperiod = \"7ms\"\ncount = 10\nto = \"w2\"\n",
-            sink("w1", Some("a"), "push"),
-            sink("w2", Some("a"), "push")
-        ),
-    );
+    let r = run(&format!(
+        "{}{}\n[[agent]]\ntype = \"periodic\"\nname = \"direct\"\nchannel = \"{{env}}/jobs\"\nperiod = \"7ms\"\ncount = 10\nto = \"w2\"\n",
+        sink("w1", Some("a"), "push"),
+        sink("w2", Some("a"), "push")
+    ));
     let d = r.delivered();
     assert_eq!((d["w1"], d["w2"]), (60, 70));
     assert_eq!(r.summary.groups.routed, 120);
@@ -689,7 +725,11 @@ fn a_group_with_no_member_up_is_no_subscriber() {
 
 #[test]
 fn the_same_seed_gives_the_same_run() {
-    let text = format!("{BASE}{}{}", members(), LOSSY_W1.replace("loss = 1.0", "loss = 0.3"));
+    let text = format!(
+        "{BASE}{}{}",
+        members(),
+        LOSSY_W1.replace("loss = 1.0", "loss = 0.3")
+    );
     let (a, b) = (run_text(&text, 9), run_text(&text, 9));
     assert_eq!(a.summary, b.summary);
     assert_eq!(a.records, b.records);
@@ -731,7 +771,10 @@ strategy = "least_loaded"
     let e = Scenario::parse(&filter, "g.toml", Path::new("."))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("agent[1].channels[0]") && e.contains("topic filter"), "{e}");
+    assert!(
+        e.contains("agent[1].channels[0]") && e.contains("topic filter"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -753,12 +796,20 @@ fn the_documented_example_runs_and_shares_the_work() {
 
 #[test]
 fn the_shipped_work_queue_hands_each_job_to_one_worker() {
-    let sc = Scenario::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/work_queue.toml"))
-        .unwrap();
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/work_queue.toml")).unwrap();
+    let sc = Scenario::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/work_queue.toml"),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/work_queue.toml"),
+    )
+    .unwrap();
     let r = run_text(&text, sc.seed());
     let s = &r.summary;
-    assert_eq!((s.groups.routed, s.groups.acked, s.groups.lag), (1000, 1000, 0));
+    assert_eq!(
+        (s.groups.routed, s.groups.acked, s.groups.lag),
+        (1000, 1000, 0)
+    );
     assert!(s.groups.redelivered > 0);
     // Exactly once across the workers, and the auditor got every job.
     assert_eq!(s.outcomes.get("sink.received"), Some(2000.0));

@@ -311,7 +311,9 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         prop_assert!(g.redelivered <= q.retransmitted_downlink);
         let redelivered = rec
             .iter()
-            .filter(|r| r.event == EventKind::Retransmit && r.detail & busbar::trace::DETAIL_REDELIVER != 0)
+            .filter(|r| {
+                r.event == EventKind::Retransmit && r.detail & busbar::trace::DETAIL_REDELIVER != 0
+            })
             .count() as u64;
         prop_assert_eq!(redelivered, g.redelivered);
         if c.group.0 == 1 {
@@ -367,7 +369,11 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             let distinct: BTreeSet<_> = ids.iter().collect();
             prop_assert_eq!(distinct.len(), ids.len(), "a handler saw a duplicate");
         }
-        prop_assert_eq!(group_distinct, group_seen.len(), "the group saw a duplicate");
+        prop_assert_eq!(
+            group_distinct,
+            group_seen.len(),
+            "the group saw a duplicate"
+        );
     } else if c.qos == Qos::AtLeastOnce {
         let total: usize = seen.iter().map(Vec::len).sum();
         let distinct: usize = seen

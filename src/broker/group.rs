@@ -235,9 +235,7 @@ impl Group {
         from: AgentId,
         mut skip: impl FnMut(AgentId) -> bool,
     ) -> Option<usize> {
-        let start = self
-            .member_index(from)
-            .map_or(self.cursor, |i| i + 1);
+        let start = self.member_index(from).map_or(self.cursor, |i| i + 1);
         self.pick_from(start, |a| a == from || skip(a))
     }
 
@@ -495,9 +493,7 @@ mod tests {
         }
         assert!(b.grouped(c));
         let g = b.group_mut(0);
-        let picks: Vec<u32> = (0..6)
-            .map(|_| pick(g, |_| false))
-            .collect();
+        let picks: Vec<u32> = (0..6).map(|_| pick(g, |_| false)).collect();
         assert_eq!(picks, vec![3, 1, 2, 3, 1, 2]);
         // Skipping 3: the next after it.
         assert_eq!(pick(g, |a| a.0 == 3), 1);

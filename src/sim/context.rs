@@ -189,8 +189,7 @@ impl<'a> Context<'a> {
         group: &str,
         delivery: Delivery,
     ) -> Result<(), GroupError> {
-        self.core
-            .subscribe_group(self.me, channel, group, delivery)
+        self.core.subscribe_group(self.me, channel, group, delivery)
     }
 
     /// Leaves consumer group `group` on `channel`; true if this agent was a

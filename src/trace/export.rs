@@ -17,9 +17,9 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    DETAIL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY, DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST,
-    EXPIRED_UNACKED, EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE,
-    Reason, Record, TraceError, TraceReader,
+    DETAIL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY, DeadCause, EXPIRED_ON_ARRIVAL,
+    EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind, NODE_BROADCAST, NODE_BROKER,
+    NODE_ROUTER_BASE, NONE, Reason, Record, TraceError, TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.

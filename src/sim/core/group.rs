@@ -22,8 +22,8 @@
 
 use crate::broker::{Delivery, GroupError, NO_GROUP};
 use crate::message::{AgentId, ChannelId};
-use crate::metrics::{GroupsSummary, Summary};
 use crate::metrics::entity::GroupStats;
+use crate::metrics::{GroupsSummary, Summary};
 use crate::time::SimTime;
 use crate::trace::DETAIL_REDELIVER;
 

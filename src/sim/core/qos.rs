@@ -357,7 +357,13 @@ impl Core {
     /// Ends an open obligation in `state`, cancelling its timeout and
     /// releasing its reference.
     /// True if it was open.
-    pub(super) fn close(&mut self, slot: u32, agent: u32, publish: bool, state: PendingState) -> bool {
+    pub(super) fn close(
+        &mut self,
+        slot: u32,
+        agent: u32,
+        publish: bool,
+        state: PendingState,
+    ) -> bool {
         let Some(p) = self.obligation(slot, agent, publish) else {
             return false;
         };
