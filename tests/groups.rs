@@ -52,6 +52,19 @@ fn members() -> String {
     s
 }
 
+/// Two members of group `a`, `w1` and `w2` (push).
+fn pair() -> String {
+    sink("w1", Some("a"), "push") + &sink("w2", Some("a"), "push")
+}
+
+/// The jobs channel acknowledged with `qos` (publishes not), ack timeout
+/// 20 ms.
+fn acked(qos: &str) -> String {
+    format!(
+        "\n[[broker.channel]]\ntopic = \"{{env}}/jobs\"\nqos = \"{qos}\"\npublish_qos = \"at_most_once\"\nack_timeout = \"20ms\"\n"
+    )
+}
+
 struct Run {
     records: Vec<Record>,
     summary: Summary,
@@ -260,11 +273,7 @@ jitter = 0.0
 
 #[test]
 fn a_lost_copy_is_redelivered_to_another_member() {
-    let r = run(&format!(
-        "{}{}{LOSSY_W1}",
-        sink("w1", Some("a"), "push"),
-        sink("w2", Some("a"), "push")
-    ));
+    let r = run(&(pair() + LOSSY_W1));
     let (w1, w2) = (r.agent("w1"), r.agent("w2"));
     let d = r.delivered();
     assert_eq!(d.get("w1"), None);
@@ -307,7 +316,8 @@ fn a_late_ack_from_the_member_that_had_it_closes_the_delivery() {
     // ~72 ms. (If only the member holding the delivery could ack it, each
     // would go round once more: 300 redeliveries.)
     let r = run(&format!(
-        r#"{}{}
+        r#"{}{}jitter = 0.0
+
 [[network.link]]
 from = "w1"
 to = "broker"
@@ -317,16 +327,9 @@ latency = {{ dist = "constant", value = "50ms" }}
 from = "broker"
 to = "w2"
 loss = 1.0
-
-[[broker.channel]]
-topic = "{{env}}/jobs"
-qos = "at_least_once"
-publish_qos = "at_most_once"
-ack_timeout = "20ms"
-jitter = 0.0
 "#,
-        sink("w1", Some("a"), "push"),
-        sink("w2", Some("a"), "push")
+        pair(),
+        acked("at_least_once")
     ));
     let s = &r.summary;
     assert_eq!(s.groups.redelivered, 60 + 2 * 60);
@@ -357,20 +360,14 @@ fn a_group_of_one_retransmits_to_its_member_and_dead_letters_as_before() {
 fn a_crashed_member_is_skipped_and_what_it_missed_goes_to_another() {
     let r = run(&format!(
         r#"{}{}
-[[broker.channel]]
-topic = "{{env}}/jobs"
-qos = "at_least_once"
-publish_qos = "at_most_once"
-ack_timeout = "20ms"
-
 [[fault]]
 kind = "crash"
 agent = "w1"
 at = "201ms"
 restart = "401ms"
 "#,
-        sink("w1", Some("a"), "push"),
-        sink("w2", Some("a"), "push")
+        pair(),
+        acked("at_least_once")
     ));
     let w1 = r.agent("w1");
     let ms = |x: &Record| x.time_ns / 1_000_000;
@@ -415,20 +412,9 @@ restart = "401ms"
 /// never learns it and redelivers them to w2.
 fn lost_acks(qos: &str) -> String {
     format!(
-        r#"{}{}
-[[network.link]]
-from = "w1"
-to = "broker"
-loss = 1.0
-
-[[broker.channel]]
-topic = "{{env}}/jobs"
-qos = "{qos}"
-publish_qos = "at_most_once"
-ack_timeout = "20ms"
-"#,
-        sink("w1", Some("a"), "push"),
-        sink("w2", Some("a"), "push")
+        "{}{}\n[[network.link]]\nfrom = \"w1\"\nto = \"broker\"\nloss = 1.0\n",
+        pair(),
+        acked(qos)
     )
 }
 
@@ -560,11 +546,7 @@ fn pull_lag_rises_until_members_consume_and_falls_when_they_do() {
 fn acked_lag_counts_unacknowledged_deliveries() {
     // w1's copies are all lost: each stays in the lag until redelivered to
     // w2 and acked; at the end nothing is open.
-    let r = run(&format!(
-        "{}{}{LOSSY_W1}",
-        sink("w1", Some("a"), "push"),
-        sink("w2", Some("a"), "push")
-    ));
+    let r = run(&(pair() + LOSSY_W1));
     let a = r.group("a").counts;
     // A message every 5 ms, a lost one waits 20 ms plus a round trip: up
     // to about 3 of w1's and one of w2's are open at once.
@@ -690,9 +672,8 @@ fn a_member_that_leaves_gets_nothing_more() {
 #[test]
 fn a_message_addressed_to_a_member_reaches_it() {
     let r = run(&format!(
-        "{}{}\n[[agent]]\ntype = \"periodic\"\nname = \"direct\"\nchannel = \"{{env}}/jobs\"\nperiod = \"7ms\"\ncount = 10\nto = \"w2\"\n",
-        sink("w1", Some("a"), "push"),
-        sink("w2", Some("a"), "push")
+        "{}\n[[agent]]\ntype = \"periodic\"\nname = \"direct\"\nchannel = \"{{env}}/jobs\"\nperiod = \"7ms\"\ncount = 10\nto = \"w2\"\n",
+        pair()
     ));
     let d = r.delivered();
     assert_eq!((d["w1"], d["w2"]), (60, 70));
