@@ -486,18 +486,23 @@ impl Agent for Feeder {
     }
 }
 
+/// A simulation builder with 1 ms links and a feeder of `n` messages.
+fn feeding(n: u64) -> SimBuilder {
+    let link = toml::from_str("latency = { dist = \"constant\", value = \"1ms\" }").unwrap();
+    SimBuilder::new(1)
+        .default_link(link)
+        .agent("feed", Feeder { n, ch: None })
+}
+
 #[test]
 fn pull_lag_rises_until_members_consume_and_falls_when_they_do() {
-    let link = toml::from_str("latency = { dist = \"constant\", value = \"1ms\" }").unwrap();
     let puller = |ms| Puller {
         drain: Some(SimDuration::from_millis(ms)),
         ch: None,
         consumed: 0,
     };
-    let mut sim = SimBuilder::new(1)
-        .default_link(link)
+    let mut sim = feeding(50)
         .entity_metrics(true)
-        .agent("feed", Feeder { n: 50, ch: None })
         .agent("p1", puller(300))
         .agent("p2", puller(305))
         .build()
@@ -577,10 +582,7 @@ impl Agent for Member {
 
 #[test]
 fn members_take_turns_and_cannot_join_a_second_group() {
-    let link = toml::from_str("latency = { dist = \"constant\", value = \"1ms\" }").unwrap();
-    let mut sim = SimBuilder::new(1)
-        .default_link(link)
-        .agent("feed", Feeder { n: 20, ch: None })
+    let mut sim = feeding(20)
         .agent("m1", Member::default())
         .agent("m2", Member::default())
         .build()
@@ -635,10 +637,7 @@ impl Agent for Quitter {
 
 #[test]
 fn a_member_that_leaves_gets_nothing_more() {
-    let link = toml::from_str("latency = { dist = \"constant\", value = \"1ms\" }").unwrap();
-    let mut sim = SimBuilder::new(1)
-        .default_link(link)
-        .agent("feed", Feeder { n: 20, ch: None })
+    let mut sim = feeding(20)
         .agent(
             "q",
             Quitter {
@@ -684,10 +683,7 @@ fn a_message_addressed_to_a_member_reaches_it() {
 #[test]
 fn a_group_with_no_member_up_is_no_subscriber() {
     // Only a group member, which leaves: later messages have no receiver.
-    let link = toml::from_str("latency = { dist = \"constant\", value = \"1ms\" }").unwrap();
-    let mut sim = SimBuilder::new(1)
-        .default_link(link)
-        .agent("feed", Feeder { n: 10, ch: None })
+    let mut sim = feeding(10)
         .agent(
             "q",
             Quitter {
