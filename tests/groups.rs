@@ -4,6 +4,8 @@
 //! does not come; group-level dedup on exactly-once channels; lag; the
 //! scenario keys and their errors; determinism.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -142,26 +144,8 @@ fn run(extra: &str) -> Run {
 
 /// The identities of docs/summary.md, groups included.
 fn assert_conserved(s: &Summary) {
-    let q = &s.qos.counts;
-    assert_eq!(
-        s.published + s.duplicated_uplink + q.retransmitted_uplink,
-        s.routed + s.dropped_uplink + q.expired_uplink + s.in_flight_uplink + s.at_broker,
-        "uplink: {s:#?}"
-    );
-    assert_eq!(
-        s.copies + s.retained_copies + q.retransmitted_downlink + s.duplicated_downlink + s.evicted,
-        s.delivered + s.dropped_downlink + s.in_flight_downlink,
-        "downlink: {s:#?}"
-    );
-    assert_eq!(
-        q.tracked_deliveries,
-        q.acked_deliveries
-            + q.expired_deliveries
-            + q.dead_lettered_deliveries
-            + s.qos.unacked_deliveries,
-        "deliveries: {s:#?}"
-    );
-    let g = &s.groups;
+    common::assert_conserved(s);
+    let (g, q) = (&s.groups, &s.qos.counts);
     assert!(g.redelivered <= q.retransmitted_downlink, "{s:#?}");
     assert!(g.acked <= q.acked_deliveries, "{s:#?}");
     assert!(g.lag <= g.lag_max, "{s:#?}");
