@@ -305,3 +305,56 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::agent::builtin::{Periodic, Sink};
+    use crate::broker::{BrokerConfig, ChannelSpec, Delivery, Qos};
+    use crate::network::LinkModel;
+    use crate::sim::SimBuilder;
+    use crate::time::SimDuration;
+
+    #[test]
+    fn a_drained_run_with_redeliveries_leaves_the_store_empty() {
+        for qos in [Qos::AtLeastOnce, Qos::ExactlyOnce] {
+            let member = || Sink::new(&["c".into()], Delivery::Push, None).group(Some("w".into()));
+            let link: LinkModel = toml::from_str(
+                "latency = { dist = \"uniform\", min = \"1ms\", max = \"3ms\" }\nloss = 0.2\nduplicate = 0.05\n",
+            )
+            .expect("a link");
+            let mut sim = SimBuilder::new(3)
+                .broker(BrokerConfig {
+                    channels: vec![ChannelSpec {
+                        topic: "c".into(),
+                        qos: Some(qos),
+                        ack_timeout: Some(SimDuration::from_millis(5)),
+                        max_retries: Some(20),
+                        ..ChannelSpec::default()
+                    }],
+                    ..BrokerConfig::default()
+                })
+                .default_link(link)
+                .agent(
+                    "p",
+                    Periodic::new("c", SimDuration::from_millis(1)).limit(Some(500)),
+                )
+                .agent("plain", Sink::new(&["c".into()], Delivery::Push, None))
+                .agent("w1", member())
+                .agent("w2", member())
+                .agent("w3", member())
+                .build()
+                .expect("valid");
+            sim.run().expect("runs");
+            let s = sim.finish().expect("finishes");
+            assert!(s.groups.redelivered > 0, "{:?}", s.groups);
+            assert_eq!((s.groups.lag, s.qos.unacked_deliveries), (0, 0));
+            assert_eq!(sim.core.msgs.live(), 0, "{qos:?}: {:?}", s.groups);
+            let open: u64 = sim.core.broker.groups()[0]
+                .members
+                .iter()
+                .map(|m| m.open)
+                .sum();
+            assert_eq!(open, 0);
+        }
+    }
+}
