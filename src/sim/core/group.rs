@@ -308,16 +308,45 @@ impl Core {
 
 #[cfg(test)]
 mod tests {
-    use crate::agent::builtin::{Periodic, Sink};
     use crate::broker::{BrokerConfig, ChannelSpec, Delivery, Qos};
+    use crate::message::{ChannelId, MessageKind, Payload, Recipient};
     use crate::network::LinkModel;
-    use crate::sim::SimBuilder;
+    use crate::sim::{Agent, Context, SimBuilder};
     use crate::time::SimDuration;
+
+    /// Publishes on "c" every millisecond, `0` messages.
+    struct Pub(u32, Option<ChannelId>);
+    impl Agent for Pub {
+        fn on_start(&mut self, ctx: &mut Context<'_>) {
+            self.1 = Some(ctx.channel("c"));
+            ctx.set_timer(SimDuration::ZERO, 0);
+        }
+        fn on_timer(&mut self, ctx: &mut Context<'_>, _: u64) {
+            let ch = self.1.expect("interned");
+            ctx.publish(ch, Recipient::Broadcast, MessageKind::INFO, Payload::Empty);
+            self.0 -= 1;
+            if self.0 > 0 {
+                ctx.set_timer(SimDuration::from_millis(1), 0);
+            }
+        }
+    }
+
+    /// Subscribes to "c", or joins group "w" on it.
+    struct Sub(bool);
+    impl Agent for Sub {
+        fn on_start(&mut self, ctx: &mut Context<'_>) {
+            let ch = ctx.channel("c");
+            if self.0 {
+                ctx.subscribe_group(ch, "w", Delivery::Push).expect("joins");
+            } else {
+                ctx.subscribe(ch, Delivery::Push);
+            }
+        }
+    }
 
     #[test]
     fn a_drained_run_with_redeliveries_leaves_the_store_empty() {
         for qos in [Qos::AtLeastOnce, Qos::ExactlyOnce] {
-            let member = || Sink::new(&["c".into()], Delivery::Push, None).group(Some("w".into()));
             let link: LinkModel = toml::from_str(
                 "latency = { dist = \"uniform\", min = \"1ms\", max = \"3ms\" }\nloss = 0.2\nduplicate = 0.05\n",
             )
@@ -334,14 +363,11 @@ mod tests {
                     ..BrokerConfig::default()
                 })
                 .default_link(link)
-                .agent(
-                    "p",
-                    Periodic::new("c", SimDuration::from_millis(1)).limit(Some(500)),
-                )
-                .agent("plain", Sink::new(&["c".into()], Delivery::Push, None))
-                .agent("w1", member())
-                .agent("w2", member())
-                .agent("w3", member())
+                .agent("p", Pub(500, None))
+                .agent("plain", Sub(false))
+                .agent("w1", Sub(true))
+                .agent("w2", Sub(true))
+                .agent("w3", Sub(true))
                 .build()
                 .expect("valid");
             sim.run().expect("runs");
