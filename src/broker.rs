@@ -21,7 +21,7 @@ pub use dlq::DeadLetter;
 pub(crate) use dlq::DeadLetters;
 pub(crate) use group::NO_GROUP;
 pub use group::{GroupError, GroupSpec, MAX_GROUP_NAME, MAX_GROUPS, Strategy, check_group_name};
-pub use policy::{ChannelPolicy, ChannelSpec, MAX_RETRIES, Qos};
+pub use policy::{ChannelPolicy, ChannelSpec, MAX_PRIORITY, MAX_RETRIES, Qos};
 pub use server::{
     BufferOverflow, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, MAX_RATE, MAX_WORKERS,
     QueueOverflow, ServerModel,

@@ -120,6 +120,9 @@ pub struct ServerMetrics {
     /// every message that entered service (0 when a worker was free;
     /// blocked time included).
     pub wait: Histogram<u64>,
+    /// The same waits by channel priority (index = priority, up to the
+    /// highest priority seen).
+    pub wait_by_priority: Vec<Histogram<u64>>,
 }
 
 impl ServerMetrics {
@@ -142,7 +145,19 @@ impl ServerMetrics {
             held_area: 0,
             last_ns: 0,
             wait: histogram(),
+            wait_by_priority: Vec::new(),
         }
+    }
+
+    /// Records the wait of a message of `priority` that entered service.
+    #[inline]
+    pub fn record_wait(&mut self, priority: u8, ns: u64) {
+        self.wait.saturating_record(ns);
+        let p = usize::from(priority);
+        if self.wait_by_priority.len() <= p {
+            self.wait_by_priority.resize_with(p + 1, histogram);
+        }
+        self.wait_by_priority[p].saturating_record(ns);
     }
 
     /// Integrates the areas up to `now_ns` (call before any change of the
@@ -202,6 +217,21 @@ pub struct ServerSummary {
     pub blocked_ns: u64,
     /// Longest holding line, messages.
     pub held_max: u64,
+    /// The waits by channel priority, highest first, when more than one
+    /// priority level entered service (empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wait_by_priority: Vec<PriorityWait>,
+}
+
+/// The broker's queueing wait of the messages of one channel priority.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriorityWait {
+    /// The channel priority (0 to 9).
+    pub priority: u8,
+    /// Messages of this priority that entered service.
+    pub served: u64,
+    /// Their time from arrival at the broker to the start of service.
+    pub wait: Percentiles,
 }
 
 impl ServerSummary {
@@ -230,8 +260,25 @@ impl ServerSummary {
             blocked: m.blocked,
             blocked_ns: u64::try_from(m.held_area).unwrap_or(u64::MAX),
             held_max: m.held_max,
+            wait_by_priority: by_priority(&m.wait_by_priority),
         }
     }
+}
+
+fn by_priority(levels: &[Histogram<u64>]) -> Vec<PriorityWait> {
+    let used = levels.iter().filter(|h| !h.is_empty()).count();
+    if used < 2 {
+        return Vec::new();
+    }
+    (0..levels.len())
+        .rev()
+        .filter(|&p| !levels[p].is_empty())
+        .map(|p| PriorityWait {
+            priority: p as u8,
+            served: levels[p].len(),
+            wait: Percentiles::of(&levels[p]),
+        })
+        .collect()
 }
 
 /// What delivery guarantees did in a run (all zero when every channel is

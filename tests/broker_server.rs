@@ -9,11 +9,11 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use busbar::broker::{BufferOverflow, QueueOverflow};
+use busbar::broker::{BufferOverflow, ChannelSpec, QueueOverflow};
 use busbar::network::{FaultSpec, Latency, LinkModel};
 use busbar::{
     Agent, BrokerConfig, ChannelId, Context, Delivery, EventKind, MessageKind, Payload, Reason,
-    Recipient, Record, Scenario, SimBuilder, SimDuration, SimTime, Summary,
+    Recipient, Record, Scenario, SimBuilder, SimDuration, SimTime, Simulation, Summary,
 };
 
 /// Publishes on "c" with exponential inter-arrival times of mean `mean_ns`
@@ -21,6 +21,7 @@ use busbar::{
 struct Poisson {
     mean_ns: f64,
     until: SimTime,
+    channel: &'static str,
     ch: Option<ChannelId>,
 }
 
@@ -29,6 +30,7 @@ impl Poisson {
         Poisson {
             mean_ns: 1e9 / rate_per_s,
             until,
+            channel: "c",
             ch: None,
         }
     }
@@ -43,7 +45,7 @@ impl Poisson {
 
 impl Agent for Poisson {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
-        self.ch = Some(ctx.channel("c"));
+        self.ch = Some(ctx.channel(self.channel));
         self.next(ctx);
     }
     fn on_timer(&mut self, ctx: &mut Context<'_>, _: u64) {
@@ -60,6 +62,10 @@ impl Agent for Sub {
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         let c = ctx.channel("c");
         ctx.subscribe(c, self.0);
+        for name in ["hi", "lo"] {
+            let c = ctx.channel(name);
+            ctx.subscribe(c, self.0);
+        }
     }
 }
 
@@ -78,17 +84,23 @@ fn constant_links() -> LinkModel {
 /// subscriber, the broker `broker`; runs until everything drained.
 fn poisson(broker: BrokerConfig, rate: f64, secs: u64, seed: u64) -> (Summary, Vec<Record>) {
     let until = SimTime::ZERO + SimDuration::from_secs(secs);
+    let mut sim = pub_sub(broker, seed, Poisson::new(rate, until));
+    let records = sim.records();
+    (sim.finish().unwrap(), records)
+}
+
+/// `publisher` and one push subscriber through `broker`, run to the end.
+fn pub_sub(broker: BrokerConfig, seed: u64, publisher: impl Agent + 'static) -> Simulation {
     let mut sim = SimBuilder::new(seed)
         .default_link(constant_links())
         .broker(broker)
-        .agent("pub", Poisson::new(rate, until))
+        .agent("pub", publisher)
         .agent("sub", Sub(Delivery::Push))
         .trace_in_memory()
         .build()
         .unwrap();
     sim.run().unwrap();
-    let records = sim.records();
-    (sim.finish().unwrap(), records)
+    sim
 }
 
 fn exp_service(mean: SimDuration) -> BrokerConfig {
@@ -616,4 +628,149 @@ fn check_locates_bad_server_settings() {
     );
     let err = check(&format!("{MINIMAL}workerz = 2\n"));
     assert!(err.contains("workerz"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Priority levels (docs/broker_server.md, "Priority levels")
+
+/// `priority = p` on channel `topic`.
+fn prioritised(mut broker: BrokerConfig, levels: &[(&str, u8)]) -> BrokerConfig {
+    for &(topic, p) in levels {
+        broker.channels.push(ChannelSpec {
+            topic: topic.into(),
+            priority: Some(p),
+            ..ChannelSpec::default()
+        });
+    }
+    broker
+}
+
+#[test]
+fn two_priority_classes_match_cobhams_formula() {
+    // Non-preemptive priority M/M/1 (Cobham 1954): class k waits
+    // W0 / ((1 − σ(k−1)) (1 − σk)), with W0 = Σ λi E[Si²]/2 = ρ/μ for
+    // exponential service and σk the load of classes 1..k, highest first.
+    // λhi = λlo = 8 750/s, μ = 25 000/s: ρ = 0.7, W0 = 28 µs,
+    // Whi = 28/0.65 = 43.1 µs, Wlo = 28/(0.65 × 0.3) = 143.6 µs (FIFO
+    // would give both ρ/(μ−λ) = 93.3 µs).
+    let (lambda, mu) = (8_750.0, 25_000.0);
+    let (rho_hi, rho) = (lambda / mu, 2.0 * lambda / mu);
+    let w0 = rho / mu;
+    let broker = prioritised(exp_service(us(40)), &[("hi", 7), ("lo", 0)]);
+    let (mut hi, mut lo) = (0.0, 0.0);
+    let seeds = 1..5u64;
+    for seed in seeds.clone() {
+        let until = SimTime::ZERO + SimDuration::from_secs(10);
+        let mut sim = SimBuilder::new(seed)
+            .default_link(constant_links())
+            .broker(broker.clone())
+            .agent(
+                "pub_hi",
+                Poisson {
+                    channel: "hi",
+                    ..Poisson::new(lambda, until)
+                },
+            )
+            .agent(
+                "pub_lo",
+                Poisson {
+                    channel: "lo",
+                    ..Poisson::new(lambda, until)
+                },
+            )
+            .agent("sub", Sub(Delivery::Push))
+            .build()
+            .unwrap();
+        sim.run().unwrap();
+        let s = sim.finish().unwrap();
+        let b = s.broker_server.expect("a server model");
+        let levels: Vec<u8> = b.wait_by_priority.iter().map(|w| w.priority).collect();
+        assert_eq!(levels, vec![7, 0], "highest first");
+        assert_eq!(
+            b.wait_by_priority.iter().map(|w| w.served).sum::<u64>(),
+            b.served
+        );
+        hi += b.wait_by_priority[0].wait.mean_ns as f64;
+        lo += b.wait_by_priority[1].wait.mean_ns as f64;
+    }
+    let n = (seeds.end - seeds.start) as f64;
+    assert_near(
+        "high class Wq (ns)",
+        hi / n,
+        w0 / (1.0 - rho_hi) * 1e9,
+        0.06,
+    );
+    assert_near(
+        "low class Wq (ns)",
+        lo / n,
+        w0 / ((1.0 - rho_hi) * (1.0 - rho)) * 1e9,
+        0.06,
+    );
+}
+
+/// Publishes `burst` (channel, count) at time 0, in order.
+struct Mixed(Vec<(&'static str, u32)>);
+
+impl Agent for Mixed {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        for &(name, n) in &self.0 {
+            let ch = ctx.channel(name);
+            for _ in 0..n {
+                ctx.publish(ch, Recipient::Broadcast, MessageKind::INFO, Payload::Empty);
+            }
+        }
+    }
+}
+
+/// Runs one burst through a one-worker constant-time broker; the channel
+/// names in the order the broker routed them, and the channels of the
+/// messages dropped at the broker.
+fn mixed(broker: BrokerConfig, burst: Vec<(&'static str, u32)>) -> (Vec<String>, Vec<String>) {
+    let sim = pub_sub(broker, 3, Mixed(burst));
+    let records = sim.records();
+    let names = |k: EventKind, node: Option<u32>| -> Vec<String> {
+        records
+            .iter()
+            .filter(|r| r.event == k && node.is_none_or(|n| r.node == n))
+            .map(|r| sim.channel_names()[r.channel as usize].clone())
+            .collect()
+    };
+    let routed = names(EventKind::Route, None);
+    let dropped = names(EventKind::Drop, Some(busbar::trace::NODE_BROKER));
+    (routed, dropped)
+}
+
+#[test]
+fn the_highest_priority_waiting_is_served_first_fifo_within_a_level() {
+    let broker = prioritised(
+        BrokerConfig {
+            rate: Some(1000.0),
+            ..BrokerConfig::default()
+        },
+        &[("hi", 9), ("lo", 1)],
+    );
+    // All arrive together: the first (a "c", priority 0) finds the worker
+    // idle; then every "hi", every "lo", and the remaining "c" last.
+    let (routed, dropped) = mixed(broker, vec![("c", 2), ("lo", 2), ("hi", 2)]);
+    assert!(dropped.is_empty());
+    assert_eq!(routed, ["c", "hi", "hi", "lo", "lo", "c"]);
+}
+
+#[test]
+fn drop_oldest_evicts_the_lowest_priority_and_never_a_higher_one() {
+    let broker = prioritised(
+        BrokerConfig {
+            rate: Some(1000.0),
+            queue_capacity: Some(2),
+            queue_overflow: Some(QueueOverflow::DropOldest),
+            ..BrokerConfig::default()
+        },
+        &[("hi", 9), ("lo", 1)],
+    );
+    // "lo" #1 is served; "lo" #2, #3 wait. Each "hi" evicts the oldest
+    // "lo" waiting; the last "lo" finds two "hi" waiting and is dropped
+    // itself.
+    let (routed, dropped) = mixed(broker, vec![("lo", 3), ("hi", 2), ("lo", 1)]);
+    assert_eq!(dropped, ["lo", "lo", "lo"]);
+    assert_eq!(routed, ["lo", "hi", "hi"]);
 }

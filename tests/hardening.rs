@@ -62,6 +62,18 @@ fn microgrid_count_of_four_billion_is_refused_before_expanding() {
 }
 
 #[test]
+fn more_agents_than_pending_events_is_refused_by_the_scenario_check() {
+    // Found by the fuzzer: the file loaded, then the builder refused it.
+    let p = problem(&microgrids(3, "[limits]\nmax_pending_events = 2\n"));
+    assert!(p.contains("microgrid[0].count"), "{p}");
+    assert!(
+        p.contains("7 agents need as many pending start events"),
+        "{p}"
+    );
+    assert!(p.contains("max_pending_events = 2"), "{p}");
+}
+
+#[test]
 fn a_large_count_within_a_raised_limit_checks_every_name() {
     // Once: quadratic name checks, 48 s for 100 000 microgrids.
     let s = parse(&microgrids(50_000, "[limits]\nmax_agents = 200000\n")).unwrap();

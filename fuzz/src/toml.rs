@@ -174,6 +174,57 @@ fn values_for(key: &str) -> &'static [&'static str] {
         "delivery" => &["\"push\"", "\"pull\"", "\"poll\""],
         "strategy" => &["\"round_robin\"", "\"least_loaded\"", "\"random\""],
         "group" => &["\"workers\"", "\"\"", "\"w\\u0001\""],
+        "qos" | "publish_qos" => &[
+            "\"at_most_once\"",
+            "\"at_least_once\"",
+            "\"exactly_once\"",
+            "\"qos1\"",
+            "1",
+        ],
+        "queue_overflow" | "buffer_overflow" => &[
+            "\"reject_new\"",
+            "\"drop_oldest\"",
+            "\"block\"",
+            "\"drop_newest\"",
+        ],
+        "retain" | "dead_letter_expired" => &["true", "false", "0"],
+        "topic" => &[
+            "\"#\"",
+            "\"+\"",
+            "\"{env}/#\"",
+            "\"{env}/+/x\"",
+            "\"a/#/b\"",
+            "\"a#\"",
+            "\"a/+b\"",
+            "\"\"",
+            "\"{env}/telemetry\"",
+        ],
+        "backoff" | "jitter" | "rate" => &[
+            "0.0", "0.5", "0.999999", "1.0", "2.0", "1e9", "1e10", "-1.0", "nan", "inf",
+        ],
+        "max_retries" | "priority" | "workers" | "queue_capacity" | "dead_letter_capacity" => &[
+            "0",
+            "1",
+            "9",
+            "10",
+            "255",
+            "256",
+            "1000",
+            "1001",
+            "65536",
+            "65537",
+            "16777216",
+            "16777217",
+            "4294967296",
+            "-1",
+        ],
+        "service" => &[
+            "{ dist = \"constant\", value = \"0s\" }",
+            "{ dist = \"exponential\", mean = \"40us\" }",
+            "{ dist = \"exponential\", mean = \"1ns\" }",
+            "{ dist = \"lognormal\", median = \"1ms\", sigma = 3.0 }",
+            "{ dist = \"pareto\", scale = \"1us\", shape = 1.0 }",
+        ],
         "ordering" => &["\"fifo\"", "\"unordered\"", "\"lifo\""],
         "power_flow" => &["\"lindistflow\"", "\"dc\"", "\"\""],
         "both" | "curtailable" => &["true", "false", "1"],
@@ -307,6 +358,9 @@ fn is_duration_key(key: &str) -> bool {
             | "median"
             | "min"
             | "max"
+            | "ttl"
+            | "ack_timeout"
+            | "max_backoff"
     )
 }
 
@@ -363,6 +417,25 @@ const KEYS: &[&str] = &[
     "group",
     "strategy",
     "step",
+    "topic",
+    "qos",
+    "publish_qos",
+    "ttl",
+    "dead_letter_expired",
+    "retain",
+    "ack_timeout",
+    "backoff",
+    "max_backoff",
+    "jitter",
+    "max_retries",
+    "priority",
+    "dead_letter_capacity",
+    "service",
+    "rate",
+    "workers",
+    "queue_capacity",
+    "queue_overflow",
+    "buffer_overflow",
 ];
 
 /// Whole tables; `{name}` is an agent name found in the text, `{new}` a
@@ -385,7 +458,6 @@ const SNIPPETS: &[&str] = &[
     "[[agent]]\ntype = \"sink\"\nname = \"{new}\"\nchannels = [\"{env}/actions\", \"{env}/network_state\", \"{env}/state_updates\"]\n",
     "[[agent]]\ntype = \"sink\"\nname = \"{new}\"\nchannels = [\"{env}/x\"]\ngroup = \"workers\"\ndelivery = \"pull\"\n",
     "[[broker.group]]\nname = \"workers\"\nstrategy = \"least_loaded\"\n",
-    "[[broker.channel]]\ntopic = \"#\"\nqos = \"exactly_once\"\nack_timeout = \"1ms\"\n",
     "[[microgrid]]\nid = \"{new}\"\ncount = 2\n[[microgrid.device]]\ntype = \"storage\"\nid = \"b\"\ncapacity_mwh = 1.0\np_max_mw = 0.5\nsoc_init = 1.0\n[[microgrid.device]]\ntype = \"pv\"\nid = \"p\"\npeak_mw = 1.0\ncurtailable = true\nprofile = { kind = \"csv\", path = \"profile.csv\", column = \"pv\" }\n[[microgrid.device]]\ntype = \"load\"\nid = \"l\"\nbase_mw = 1.0\nbus = 3\nprofile = { kind = \"constant\", value = 1.0 }\n",
     "[[microgrid]]\nid = \"{new}\"\n",
     "[[microgrid.device]]\ntype = \"load\"\nid = \"{new}\"\nbase_mw = 2.0\npower_factor = 0.1\n",
@@ -394,6 +466,11 @@ const SNIPPETS: &[&str] = &[
     "[grid]\nstep = \"1ms\"\ndeadline = \"0s\"\n",
     "[grid]\nstep = \"1ns\"\ndeadline = \"1ns\"\nstart_hour = 23.999999\nline_r_pu = 0.0\nline_x_pu = 0.0\nline_rating_mva = 0.0\nbase_mva = 1e-300\nv_slack_pu = 0.0\n",
     "[simulation]\nname = \"again\"\nduration = \"1s\"\n",
+    "[[broker.channel]]\ntopic = \"#\"\nqos = \"at_least_once\"\nttl = \"1ms\"\nack_timeout = \"1ns\"\nmax_retries = 1000\nbackoff = 1.0\njitter = 0.0\n",
+    "[[broker.channel]]\ntopic = \"{env}/+\"\nqos = \"exactly_once\"\npublish_qos = \"at_least_once\"\nretain = true\ndead_letter_expired = true\npriority = 9\n",
+    "[[broker.channel]]\ntopic = \"{env}/x\"\nqos = \"at_most_once\"\npublish_qos = \"exactly_once\"\nmax_backoff = \"1ns\"\n",
+    "[broker]\nrate = 1e9\nworkers = 65536\nqueue_capacity = 0\nqueue_overflow = \"block\"\nbuffer_overflow = \"drop_oldest\"\ndead_letter_capacity = 0\n",
+    "[broker]\nservice = { dist = \"exponential\", mean = \"1h\" }\nqueue_capacity = 1\nqueue_overflow = \"drop_oldest\"\n",
 ];
 
 /// A `key = value` pair found in the text: byte ranges of the key and the

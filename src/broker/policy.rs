@@ -93,6 +93,11 @@ pub struct ChannelSpec {
     /// Retransmissions before the message is dead-lettered. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// Priority at the broker's server queue, 0 (lowest, the default) to
+    /// [`MAX_PRIORITY`]: a waiting message of a higher priority enters
+    /// service before any of a lower one (`docs/broker_server.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
 }
 
 /// The resolved policy of one channel.
@@ -118,6 +123,8 @@ pub struct ChannelPolicy {
     pub jitter: f64,
     /// Retransmissions before dead-lettering.
     pub max_retries: u32,
+    /// Priority at the broker's server queue (0 to [`MAX_PRIORITY`]).
+    pub priority: u8,
 }
 
 impl Default for ChannelPolicy {
@@ -133,6 +140,7 @@ impl Default for ChannelPolicy {
             max_backoff: SimDuration::from_secs(10),
             jitter: 0.1,
             max_retries: 5,
+            priority: 0,
         }
     }
 }
@@ -171,6 +179,7 @@ impl ChannelPolicy {
             set(&mut p.max_backoff, s.max_backoff);
             set(&mut p.jitter, s.jitter);
             set(&mut p.max_retries, s.max_retries);
+            set(&mut p.priority, s.priority);
         }
         p.publish_qos = publish_qos.unwrap_or(p.qos);
         p
@@ -230,8 +239,16 @@ impl ChannelSpec {
                 format!("max_retries must be at most {MAX_RETRIES}, got {r}")
             });
         }
+        if let Some(p) = self.priority {
+            v.check(p <= MAX_PRIORITY, "priority", || {
+                format!("priority must be from 0 to {MAX_PRIORITY}, got {p}")
+            });
+        }
     }
 }
+
+/// The highest channel `priority` (ten levels, 0 to 9).
+pub const MAX_PRIORITY: u8 = 9;
 
 /// The largest `max_retries` accepted.
 pub const MAX_RETRIES: u32 = 1000;
@@ -309,12 +326,20 @@ mod tests {
             jitter: Some(1.0),
             ack_timeout: Some(SimDuration::ZERO),
             max_retries: Some(MAX_RETRIES + 1),
+            priority: Some(MAX_PRIORITY + 1),
             ..spec("a/#/b")
         };
         let mut v = Validator::new();
         bad.validate(&mut v);
         let err = v.finish().unwrap_err();
-        for key in ["topic", "backoff", "jitter", "ack_timeout", "max_retries"] {
+        for key in [
+            "topic",
+            "backoff",
+            "jitter",
+            "ack_timeout",
+            "max_retries",
+            "priority",
+        ] {
             assert!(err.has(key), "{key}: {err}");
         }
     }

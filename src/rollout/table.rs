@@ -46,6 +46,13 @@ const SUMMARY: &[&str] = &[
     "dead_lettered",
     "duplicates_seen",
     "duplicates_suppressed",
+    "retained_copies",
+    "evicted",
+    "at_broker",
+    "broker_utilisation",
+    "broker_queue_mean",
+    "broker_queue_max",
+    "broker_wait_p99_ns",
     "latency_count",
     "latency_p50_ns",
     "latency_p95_ns",
@@ -118,10 +125,23 @@ fn summary_values(s: &Summary) -> Vec<String> {
             s.qos.counts.dead_lettered,
             s.qos.counts.duplicates_seen,
             s.qos.counts.duplicates_suppressed,
+            s.retained_copies,
+            s.evicted,
+            s.at_broker,
         ]
         .iter()
         .map(u64::to_string),
     );
+    // The server model's figures; empty without one.
+    match &s.broker_server {
+        Some(b) => v.extend([
+            float(b.utilisation),
+            float(b.queue_length_mean),
+            b.queue_length_max.to_string(),
+            b.wait.p99_ns.to_string(),
+        ]),
+        None => v.extend(std::iter::repeat_n(String::new(), 4)),
+    }
     v.extend(pct(&s.latency));
     v.extend(pct(&s.age_of_information));
     v.push(s.trace_records.to_string());

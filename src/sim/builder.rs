@@ -18,14 +18,22 @@ use super::core::{AgentSlot, Core, Parts};
 use super::limits::Limits;
 use super::sink::{TraceSink, TraceTarget};
 
-/// The problem if `count` agents are more than `limits.max_agents` allows
+/// The problem if `count` agents are more than `limits.max_agents` allows,
+/// or than `limits.max_pending_events` (each agent starts with one event)
 /// (used by the builder and, before expanding anything, by a scenario).
 pub(crate) fn too_many_agents(count: u64, limits: &Limits) -> Option<String> {
-    (count > limits.max_agents).then(|| {
-        format!(
+    if count > limits.max_agents {
+        return Some(format!(
             "{count} agents are more than limits.max_agents = {}; raise [limits] max_agents \
              if the run is meant to be this large",
             limits.max_agents
+        ));
+    }
+    (count > limits.max_pending_events).then(|| {
+        format!(
+            "{count} agents need as many pending start events, more than \
+             limits.max_pending_events = {}; raise [limits] max_pending_events",
+            limits.max_pending_events
         )
     })
 }
@@ -211,18 +219,6 @@ impl SimBuilder {
         if let Some(m) = too_many_agents(self.agents.len() as u64, &self.limits) {
             v.fail("agent", m);
         }
-        v.check(
-            self.agents.len() as u64 <= self.limits.max_pending_events,
-            "agent",
-            || {
-                format!(
-                    "{} agents need as many pending start events, more than \
-                     limits.max_pending_events = {}",
-                    self.agents.len(),
-                    self.limits.max_pending_events
-                )
-            },
-        );
         let names: Vec<&str> = self.agents.iter().map(|(n, _)| n.as_str()).collect();
         v.at("network", |v| self.network.validate(v, &names));
         let agent_names: Vec<String> = self.agents.iter().map(|(n, _)| n.clone()).collect();

@@ -27,12 +27,77 @@ use super::{Core, Event, MsgHead};
 /// A worker that serves nothing.
 const IDLE: u32 = u32::MAX;
 
-/// A message held by the server: its store slot and when it arrived at the
-/// broker, ns.
+/// A message held by the server: its store slot, its channel's priority
+/// and when it arrived at the broker, ns.
 #[derive(Clone, Copy, Debug)]
 struct Held {
     slot: u32,
+    priority: u8,
     arrived_ns: u64,
+}
+
+/// The waiting messages: one FIFO per priority level, served highest level
+/// first (strict priority), oldest first within a level. A bit per level
+/// says which are non-empty, so taking the next message is one
+/// leading-zeros count, whatever the number of levels.
+#[derive(Default)]
+struct Waiting {
+    levels: Vec<VecDeque<Held>>,
+    /// Bit `p` is set when level `p` holds a message.
+    nonempty: u16,
+    len: usize,
+}
+
+impl Waiting {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push_back(&mut self, h: Held) {
+        let p = usize::from(h.priority);
+        if self.levels.len() <= p {
+            self.levels.resize_with(p + 1, VecDeque::new);
+        }
+        self.levels[p].push_back(h);
+        self.nonempty |= 1 << p;
+        self.len += 1;
+    }
+
+    fn take(&mut self, p: usize) -> Option<Held> {
+        let h = self.levels[p].pop_front()?;
+        if self.levels[p].is_empty() {
+            self.nonempty &= !(1 << p);
+        }
+        self.len -= 1;
+        Some(h)
+    }
+
+    /// The next message to serve: the oldest of the highest priority.
+    fn pop_front(&mut self) -> Option<Held> {
+        if self.nonempty == 0 {
+            return None;
+        }
+        self.take(15 - self.nonempty.leading_zeros() as usize)
+    }
+
+    /// The lowest priority that has a waiting message.
+    fn lowest(&self) -> Option<u8> {
+        (self.nonempty != 0).then(|| self.nonempty.trailing_zeros() as u8)
+    }
+
+    /// The oldest message of the lowest priority (what `drop_oldest`
+    /// evicts).
+    fn pop_lowest(&mut self) -> Option<Held> {
+        let p = self.lowest()?;
+        self.take(usize::from(p))
+    }
+
+    /// Every waiting message, in service order; leaves the queue empty.
+    fn drain(&mut self) -> impl Iterator<Item = Held> + '_ {
+        self.nonempty = 0;
+        self.len = 0;
+        self.levels.iter_mut().rev().flat_map(|l| l.drain(..))
+    }
 }
 
 /// The server's state (its figures are in `Metrics::server`).
@@ -42,8 +107,8 @@ pub(super) struct Server {
     rng: RngStream,
     capacity: usize,
     overflow: QueueOverflow,
-    /// Messages waiting for a worker, oldest first.
-    queue: VecDeque<Held>,
+    /// Messages waiting for a worker, by priority.
+    queue: Waiting,
     /// Messages refused by a full queue under `block`, oldest first.
     holding: VecDeque<Held>,
     /// The slot each worker serves, or [`IDLE`].
@@ -64,7 +129,7 @@ impl Server {
             rng: RngStream::new(seed, u64::from(env), "broker/service"),
             capacity: model.queue_capacity,
             overflow: model.overflow,
-            queue: VecDeque::new(),
+            queue: Waiting::default(),
             holding: VecDeque::new(),
             workers: vec![IDLE; n as usize],
             free: (0..n).rev().collect(),
@@ -106,8 +171,10 @@ impl Core {
         let m = self.srv_metrics();
         m.advance(now);
         m.arrived += 1;
+        let channel = self.msgs.get(slot).channel;
         let held = Held {
             slot,
+            priority: self.broker.policy(channel).priority,
             arrived_ns: now,
         };
         if let Some(w) = self.srv().free.pop() {
@@ -119,14 +186,16 @@ impl Core {
         }
         match srv.overflow {
             QueueOverflow::RejectNew => self.overflow_at_broker(slot),
-            QueueOverflow::DropOldest => match srv.queue.pop_front() {
-                Some(old) => {
+            QueueOverflow::DropOldest => match srv.queue.lowest() {
+                Some(p) if p <= held.priority => {
+                    let old = srv.queue.pop_lowest().expect("a waiting message");
                     self.srv_metrics().queue_len -= 1;
                     self.overflow_at_broker(old.slot);
                     self.enqueue(held);
                 }
-                // A queue of capacity 0 has nothing older to evict.
-                None => self.overflow_at_broker(slot),
+                // A queue of capacity 0 has nothing older to evict, and
+                // an arrival never evicts a message of a higher priority.
+                _ => self.overflow_at_broker(slot),
             },
             QueueOverflow::Block => {
                 srv.holding.push_back(held);
@@ -159,7 +228,7 @@ impl Core {
         let now = self.now;
         let m = self.srv_metrics();
         m.busy += 1;
-        m.wait.saturating_record(now.0 - held.arrived_ns);
+        m.record_wait(held.priority, now.0 - held.arrived_ns);
         let srv = self.srv();
         srv.workers[w as usize] = held.slot;
         let service = srv.sampler.sample(&mut srv.rng);
@@ -247,7 +316,7 @@ impl Core {
         srv.epoch = srv.epoch.wrapping_add(1);
         let n = srv.workers.len() as u32;
         let mut lost: Vec<u32> = srv.workers.iter().copied().filter(|&s| s != IDLE).collect();
-        lost.extend(srv.queue.drain(..).map(|h| h.slot));
+        lost.extend(srv.queue.drain().map(|h| h.slot));
         lost.extend(srv.holding.drain(..).map(|h| h.slot));
         srv.workers.fill(IDLE);
         srv.free = (0..n).rev().collect();
