@@ -73,19 +73,21 @@ fn traffic() -> SimBuilder {
         .agent("b", Sink::new(&["env0/x".into()], Delivery::Push, None))
 }
 
+/// Lognormal latency around 80 µs, 1 % loss.
+fn lossy_link() -> LinkModel {
+    LinkModel {
+        latency: Latency::Lognormal {
+            median: SimDuration::from_micros(80),
+            sigma: 0.5,
+        },
+        loss: busbar::network::Loss::bernoulli(0.01),
+        ..LinkModel::default()
+    }
+}
+
 #[test]
 fn a_warm_loop_allocates_nothing_per_message() {
-    let sim = traffic()
-        .default_link(LinkModel {
-            latency: Latency::Lognormal {
-                median: SimDuration::from_micros(80),
-                sigma: 0.5,
-            },
-            loss: busbar::network::Loss::bernoulli(0.01),
-            ..LinkModel::default()
-        })
-        .build()
-        .unwrap();
+    let sim = traffic().default_link(lossy_link()).build().unwrap();
     assert_no_allocation_per_message_when_warm(sim);
 }
 
@@ -131,14 +133,7 @@ fn a_consumer_group_on_an_acknowledged_channel_allocates_nothing_per_message() {
     };
     let sim = SimBuilder::new(1)
         .broker(broker)
-        .default_link(LinkModel {
-            latency: Latency::Lognormal {
-                median: SimDuration::from_micros(80),
-                sigma: 0.5,
-            },
-            loss: busbar::network::Loss::bernoulli(0.01),
-            ..LinkModel::default()
-        })
+        .default_link(lossy_link())
         .agent("src", Periodic::new("env0/x", every))
         .agent("plain", Sink::new(&["env0/x".into()], Delivery::Push, None))
         .agent("w1", member())
