@@ -31,7 +31,9 @@ pub mod scenario;
 pub mod replay;
 pub mod rollout;
 
-pub use broker::{BrokerConfig, ChannelSpec, DeadLetter, Delivery, Qos};
+pub use broker::{
+    BrokerConfig, ChannelSpec, DeadLetter, Delivery, GroupError, GroupSpec, Qos, Strategy,
+};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
 pub use metrics::{Metrics, Outcomes, QosMetrics, QosSummary, Summary};
 pub use network::{

@@ -379,6 +379,7 @@ impl Simulation {
         );
         summary.outcomes = self.outcomes();
         self.core.open_obligations(&mut summary.qos);
+        self.core.report_groups(&mut summary);
         Ok(summary)
     }
 }

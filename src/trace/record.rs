@@ -226,6 +226,10 @@ impl Reason {
 pub const DETAIL_ACK: u16 = 1 << 8;
 /// The same for the broker's ack of a publish, to the publisher.
 pub const DETAIL_PUBACK: u16 = 2 << 8;
+/// `detail` flag of a `retransmit` (whose low bits are the attempt): the
+/// broker sent the message to another member of a consumer group than the
+/// one that had it (a redelivery; node: the new member).
+pub const DETAIL_REDELIVER: u16 = 1 << 15;
 /// `detail` of a `publish` of a reply (a message with a correlation).
 pub const DETAIL_REPLY: u16 = 1;
 /// `detail` of an `expire`: the message reached the broker older than its

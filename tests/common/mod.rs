@@ -5,6 +5,7 @@ use proptest::test_runner::Config;
 /// Proptest settings: `default_cases` cases unless `BUSBAR_PROPTEST_CASES`
 /// says otherwise (e.g. `BUSBAR_PROPTEST_CASES=500 cargo test` for a deeper
 /// search; the default keeps the suite fast).
+#[allow(dead_code)] // not every test crate runs proptests
 pub fn proptest_config(default_cases: u32) -> Config {
     let cases = std::env::var("BUSBAR_PROPTEST_CASES")
         .ok()
@@ -14,4 +15,42 @@ pub fn proptest_config(default_cases: u32) -> Config {
         cases,
         ..Config::default()
     }
+}
+
+/// Every conservation identity of docs/summary.md that the summary alone
+/// can check (messages, copies, acks, tracked deliveries and publishes).
+#[allow(dead_code)] // not every test crate checks a summary
+pub fn assert_conserved(s: &busbar::Summary) {
+    let q = &s.qos.counts;
+    assert_eq!(
+        s.published + s.duplicated_uplink + q.retransmitted_uplink,
+        s.routed + s.dropped_uplink + q.expired_uplink + s.in_flight_uplink + s.at_broker,
+        "uplink: {s:#?}"
+    );
+    assert_eq!(
+        s.copies + s.retained_copies + q.retransmitted_downlink + s.duplicated_downlink + s.evicted,
+        s.delivered + s.dropped_downlink + s.in_flight_downlink,
+        "downlink: {s:#?}"
+    );
+    assert_eq!(
+        q.acks_sent + q.acks_duplicated,
+        q.acks_received + q.acks_dropped + s.qos.acks_in_flight,
+        "acks: {s:#?}"
+    );
+    assert_eq!(
+        q.tracked_deliveries,
+        q.acked_deliveries
+            + q.expired_deliveries
+            + q.dead_lettered_deliveries
+            + s.qos.unacked_deliveries,
+        "deliveries: {s:#?}"
+    );
+    assert_eq!(
+        q.tracked_publishes,
+        q.acked_publishes
+            + q.expired_publishes
+            + q.dead_lettered_publishes
+            + s.qos.unacked_publishes,
+        "publishes: {s:#?}"
+    );
 }
