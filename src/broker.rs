@@ -10,6 +10,7 @@
 //! agents did, never of a hash.
 
 mod dlq;
+mod group;
 mod policy;
 mod retained;
 mod server;
@@ -19,6 +20,8 @@ mod wildcard;
 
 pub use dlq::DeadLetter;
 pub(crate) use dlq::DeadLetters;
+pub(crate) use group::NO_GROUP;
+pub use group::{GroupError, GroupSpec, MAX_GROUP_NAME, MAX_GROUPS, Strategy, check_group_name};
 pub use policy::{ChannelPolicy, ChannelSpec, MAX_PRIORITY, MAX_RETRIES, Qos};
 pub use server::{
     BufferOverflow, DEFAULT_QUEUE_CAPACITY, MAX_QUEUE_CAPACITY, MAX_RATE, MAX_WORKERS,
@@ -84,6 +87,11 @@ pub struct BrokerConfig {
     /// Default 10 000, at most [`MAX_BUFFER_CAPACITY`].
     #[serde(default = "default_buffer_capacity")]
     pub dead_letter_capacity: usize,
+    /// `[[broker.group]]`: the assignment strategy of each consumer group,
+    /// by name (docs/broker_groups.md). A group without an entry is
+    /// round-robin.
+    #[serde(default, rename = "group", skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupSpec>,
     /// `[broker.sessions]`: subscriptions and connections travel the
     /// network, the broker keeps a registry of online agents and sessions
     /// for offline ones (docs/broker_sessions.md). Default: off.
@@ -115,6 +123,7 @@ impl Default for BrokerConfig {
             queue_capacity: None,
             queue_overflow: None,
             buffer_overflow: BufferOverflow::RejectNew,
+            groups: Vec::new(),
             sessions: None,
         }
     }
@@ -143,6 +152,7 @@ impl BrokerConfig {
             }
         });
         self.validate_server(v);
+        group::validate_groups(&self.groups, v);
         if let Some(s) = &self.sessions {
             v.at("sessions", |v| s.validate(v));
         }
@@ -196,6 +206,8 @@ pub(crate) struct Broker {
     wildcards: wildcard::Wildcards,
     /// Retained messages (`retained.rs`).
     retained: retained::Retained,
+    /// Consumer groups (`group.rs`).
+    groups: group::Groups,
 }
 
 impl Broker {

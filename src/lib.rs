@@ -31,7 +31,10 @@ pub mod scenario;
 pub mod replay;
 pub mod rollout;
 
-pub use broker::{BrokerConfig, ChannelSpec, DeadLetter, Delivery, Qos, SessionConfig};
+pub use broker::{
+    BrokerConfig, ChannelSpec, DeadLetter, Delivery, GroupError, GroupSpec, Qos, SessionConfig,
+    Strategy,
+};
 pub use message::{AgentId, ChannelId, KindNames, Message, MessageKind, MsgId, Payload, Recipient};
 pub use metrics::{
     Metrics, Outcomes, QosMetrics, QosSummary, SessionMetrics, SessionSummary, Summary,

@@ -564,6 +564,14 @@ fn print_summary(
             q.duplicates_seen, q.duplicates_suppressed, q.expired_uplink, q.dead_lettered
         )?;
     }
+    let g = &s.groups;
+    if g.groups > 0 {
+        writeln!(
+            out,
+            "groups: {} routed {}, redelivered {}, acked {}; lag at the end {}, max {}",
+            g.groups, g.routed, g.redelivered, g.acked, g.lag, g.lag_max
+        )?;
+    }
     if let Some(b) = &s.broker_server {
         writeln!(
             out,

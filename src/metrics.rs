@@ -568,6 +568,55 @@ impl Percentiles {
     }
 }
 
+/// Counters of one consumer group (docs/broker_groups.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupCounts {
+    /// Messages routed to the group (each sent to one member).
+    pub routed: u64,
+    /// Retransmissions the broker sent to another member than the one
+    /// that had the message (`retransmit` events with detail `redeliver`).
+    pub redelivered: u64,
+    /// The group's acknowledged deliveries that were acknowledged (by the
+    /// member that had the message, or by one that had it before).
+    pub acked: u64,
+    /// Messages of the group not yet done: on an acknowledged channel,
+    /// deliveries not yet acknowledged, expired or dead-lettered; on an
+    /// unacknowledged channel, copies waiting in members' pull buffers.
+    pub lag: u64,
+    /// The largest `lag` ever.
+    pub lag_max: u64,
+}
+
+/// The consumer groups' headline figures in a [`Summary`]: every group of
+/// the run together (docs/summary.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupsSummary {
+    /// Consumer groups created (a group is a name on a channel).
+    pub groups: u64,
+    /// Messages routed to a group, summed over groups.
+    pub routed: u64,
+    /// Redeliveries to another member, summed over groups.
+    pub redelivered: u64,
+    /// Acknowledged group deliveries, summed over groups.
+    pub acked: u64,
+    /// Lag at the end of the run, summed over groups.
+    pub lag: u64,
+    /// The largest lag any one group reached.
+    pub lag_max: u64,
+}
+
+impl GroupsSummary {
+    /// Adds one group's counters.
+    pub fn add(&mut self, c: &GroupCounts) {
+        self.groups += 1;
+        self.routed += c.routed;
+        self.redelivered += c.redelivered;
+        self.acked += c.acked;
+        self.lag += c.lag;
+        self.lag_max = self.lag_max.max(c.lag_max);
+    }
+}
+
 /// What a run reports: the `busbar run` summary and its `--json` form.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Summary {
@@ -642,6 +691,8 @@ pub struct Summary {
     pub broker_server: Option<ServerSummary>,
     /// Delivery guarantees: acks, retransmissions, expiry, dead letters.
     pub qos: QosSummary,
+    /// Consumer groups (all zero without any).
+    pub groups: GroupsSummary,
     /// Network sessions, `None` (`null`) without `[broker.sessions]`.
     pub sessions: Option<SessionSummary>,
 }
@@ -727,6 +778,7 @@ impl Summary {
             evicted: m.evicted,
             at_broker,
             broker_server: m.server.as_ref().map(|s| ServerSummary::of(s, sim_time_ns)),
+            groups: GroupsSummary::default(),
             sessions: None,
         }
     }

@@ -105,6 +105,11 @@ tagged_enum! {
             /// Age beyond which an arrival is late.
             #[serde(default)]
             deadline: Option<SimDuration>,
+            /// Join this consumer group on each channel instead of
+            /// subscribing (channel names only, no filters;
+            /// docs/broker_groups.md).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            group: Option<String>,
         },
     }
 }
@@ -167,10 +172,28 @@ impl AgentSpec {
                     v.check(is_agent(to), "to", || format!("no agent is called {to:?}"));
                 }
             }
-            AgentSpec::Sink { channels, .. } => {
+            AgentSpec::Sink {
+                channels, group, ..
+            } => {
                 v.check(!channels.is_empty(), "channels", || {
                     "list at least one channel".into()
                 });
+                if let Some(g) = group {
+                    if let Err(m) = crate::broker::check_group_name(g) {
+                        v.fail("group", m);
+                    }
+                    for (i, c) in channels.iter().enumerate() {
+                        v.at("channels", |v| {
+                            v.index(i, |v| {
+                                v.check(!crate::broker::topic::is_wildcard(c), "", || {
+                                    format!(
+                                        "{c:?} is a topic filter; a sink with a group joins it on channel names only"
+                                    )
+                                });
+                            })
+                        });
+                    }
+                }
                 for (i, c) in channels.iter().enumerate() {
                     v.at("channels", |v| {
                         v.index(i, |v| {
@@ -559,12 +582,16 @@ impl Scenario {
                     channels,
                     delivery,
                     deadline,
+                    group,
                 } => {
                     let chans: Vec<String> = channels
                         .iter()
                         .map(|c| c.replace("{env}", &prefix))
                         .collect();
-                    b.agent(name, Sink::new(&chans, *delivery, *deadline))
+                    b.agent(
+                        name,
+                        Sink::new(&chans, *delivery, *deadline).group(group.clone()),
+                    )
                 }
             };
         }

@@ -386,6 +386,7 @@ impl Simulation {
         );
         summary.outcomes = self.outcomes();
         self.core.open_obligations(&mut summary.qos);
+        self.core.report_groups(&mut summary);
         summary.sessions = self.core.session_summary().map(|s| s.0);
         self.core.release_sessions();
         Ok(summary)

@@ -181,7 +181,8 @@ pub use file::{
     TraceReader, TraceWriter,
 };
 pub use record::{
-    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REPLY, DeadCause,
-    EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind, NODE_BROADCAST,
-    NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp, SessionPhase, session_detail,
+    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY,
+    DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind,
+    NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp, SessionPhase,
+    session_detail,
 };

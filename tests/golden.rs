@@ -30,6 +30,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("seed_example.toml", "272562e5598dbaaa63b490864b97ba2a"),
     // cargo run --release -- run scenarios/two_agents.toml | grep digest
     ("two_agents.toml", "f54f706c449c0bc0eb414e53e7517ac3"),
+    // cargo run --release -- run scenarios/work_queue.toml | grep digest
+    ("work_queue.toml", "bafb864fb0b097144e9b5fe8b4881f0a"),
 ];
 
 fn scenarios_dir() -> PathBuf {

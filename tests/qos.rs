@@ -2,6 +2,8 @@
 //! the network, retransmissions back off, dead letters and expiry, and the
 //! promise of each QoS level.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -12,9 +14,6 @@ use busbar::{
     Recipient, Record, Scenario, SimBuilder, SimTime, Summary,
 };
 use busbar::{BrokerConfig, ChannelSpec, Qos, SimDuration};
-
-mod common;
-use common::assert_conserved;
 
 fn at(ms: u64) -> SimTime {
     SimTime::ZERO + SimDuration::from_millis(ms)
@@ -96,7 +95,7 @@ fn at_most_once_loses_what_the_network_loses_and_never_retransmits() {
     assert_eq!(s.qos.counts, Default::default());
     assert!(s.dropped_by_reason["loss"] > 30, "{s:#?}");
     assert!(s.delivered < 200);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -126,7 +125,7 @@ fn at_least_once_delivers_every_message_it_did_not_dead_letter() {
     // sees those twice.
     assert!(q.duplicates_seen > 0, "{q:#?}");
     assert_eq!(s.qos.unacked_deliveries, 0);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -172,7 +171,7 @@ max_retries = 3
     assert_eq!(q.retransmitted_downlink, 300);
     // The logger's deliveries were all acknowledged.
     assert_eq!(q.acked_deliveries, 100);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -316,7 +315,7 @@ fn exactly_once_never_shows_a_handler_a_duplicate_and_at_least_once_does() {
     // Every message reached the handler (none was dead-lettered).
     assert_eq!(q.dead_lettered_deliveries + q.dead_lettered_publishes, 0);
     assert_eq!(seen.len(), 200);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 
     let (seen, s, _) = handler_run(Qos::AtLeastOnce, Qos::AtLeastOnce, 1);
     assert!(has_duplicates(&seen), "at-least-once showed no duplicate");
@@ -325,7 +324,7 @@ fn exactly_once_never_shows_a_handler_a_duplicate_and_at_least_once_does() {
         200 + s.qos.counts.duplicates_seen,
         "{s:#?}"
     );
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -342,14 +341,14 @@ fn exactly_once_publish_is_routed_once_and_at_least_once_publish_may_be_routed_t
     assert_eq!(n.len(), 200, "every publish reached the broker");
     assert!(n.values().all(|&k| k == 1));
     assert!(s.qos.counts.retransmitted_uplink > 0);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 
     let (_, s, rec) = handler_run(Qos::AtLeastOnce, Qos::AtLeastOnce, 2);
     let n = routes(&rec);
     assert_eq!(n.len(), 200);
     assert!(n.values().any(|&k| k > 1), "a lost puback or a duplicate");
     assert_eq!(s.qos.counts.acked_publishes, 200);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -361,7 +360,7 @@ fn at_most_once_publish_with_acked_delivery_sends_no_puback() {
             .filter(|r| r.event == EventKind::Ack)
             .all(|r| r.detail == busbar::trace::DETAIL_ACK)
     );
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -386,7 +385,7 @@ dead_letter_expired = true
     for r in rec.iter().filter(|r| r.event == EventKind::Expire) {
         assert!(r.time_ns - r.sent_ns > 10_000_000);
     }
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]
@@ -414,7 +413,7 @@ jitter = 0.0
             .filter(|r| r.event == EventKind::Expire)
             .all(|r| r.detail == busbar::trace::EXPIRED_UNACKED && r.node == 1)
     );
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 /// At `at`, takes the dead letters of "c" and publishes them again.
@@ -528,7 +527,7 @@ until = "600ms"
     assert!(!rec.iter().filter(during).any(|r| r.node != NODE_BROKER));
     assert!(rec.iter().filter(during).any(|r| r.node == NODE_BROKER));
     assert!(s.qos.counts.retransmitted_downlink > 0);
-    assert_conserved(&s);
+    common::assert_conserved(&s);
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! crashed subscribers) and random channel policies, every message and ack
 //! is accounted for, at-least-once delivers everything it did not give up
 //! on, exactly-once never shows a handler a duplicate, and at-most-once
-//! never retransmits.
+//! never retransmits. With a consumer group beside the subscribers, the
+//! group gets each routed message once (redelivered to another member when
+//! unacknowledged) and exactly-once holds across its members.
 //!
 //! `BUSBAR_PROPTEST_CASES=500 cargo test --test qos_props` searches deeper.
 
@@ -15,7 +17,7 @@ use proptest::prelude::*;
 
 use busbar::network::{FaultSpec, LinkModel};
 use busbar::{
-    Agent, BrokerConfig, ChannelId, ChannelSpec, Context, Delivery, EventKind, Message,
+    Agent, BrokerConfig, ChannelId, ChannelSpec, Context, Delivery, EventKind, GroupSpec, Message,
     MessageKind, Payload, Qos, Recipient, SimBuilder, SimDuration, SimTime,
 };
 
@@ -63,8 +65,26 @@ impl Agent for Sub {
     }
 }
 
+/// Joins group "g" on "c" and keeps the ids its handler sees.
+#[derive(Default)]
+struct Member {
+    seen: Vec<u64>,
+}
+
+impl Agent for Member {
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        let ch = ctx.channel("c");
+        ctx.subscribe_group(ch, "g", Delivery::Push).unwrap();
+    }
+    fn on_message(&mut self, _: &mut Context<'_>, msg: &Message) {
+        self.seen.push(msg.id.0);
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Case {
+    /// Members of group "g" (0: no group) and whether it is least-loaded.
+    group: (usize, bool),
     publishers: usize,
     subscribers: usize,
     messages: u32,
@@ -110,7 +130,7 @@ fn case() -> impl Strategy<Value = Case> {
             proptest::option::of((0usize..3, window())),
             proptest::option::of((0usize..3, window())),
         ),
-        any::<u64>(),
+        (any::<u64>(), 0usize..4, any::<bool>()),
     )
         .prop_map(
             |(
@@ -118,8 +138,9 @@ fn case() -> impl Strategy<Value = Case> {
                 (ttl_ms, ack_timeout_ms, max_retries, jitter),
                 (loss, duplicate, corrupt),
                 (broker_down, link_down, crash),
-                seed,
+                (seed, members, least_loaded),
             )| Case {
+                group: (members, least_loaded),
                 publishers,
                 subscribers,
                 messages,
@@ -162,6 +183,14 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
             jitter: Some(c.jitter),
             ..ChannelSpec::default()
         }],
+        groups: vec![GroupSpec {
+            name: "g".into(),
+            strategy: if c.group.1 {
+                busbar::Strategy::LeastLoaded
+            } else {
+                busbar::Strategy::RoundRobin
+            },
+        }],
         ..BrokerConfig::default()
     };
     let mut b = SimBuilder::new(c.seed)
@@ -181,6 +210,14 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     for s in 0..c.subscribers {
         b = b.agent(&format!("s{s}"), Sub::default());
     }
+    for m in 0..c.group.0 {
+        b = b.agent(&format!("m{m}"), Member::default());
+    }
+    // Faults hit subscribers and members alike.
+    let receivers: Vec<String> = (0..c.subscribers)
+        .map(|s| format!("s{s}"))
+        .chain((0..c.group.0).map(|m| format!("m{m}")))
+        .collect();
     if let Some((at, d)) = c.broker_down {
         b = b.fault(fault(&format!(
             "kind = \"broker_down\"\nat = \"{at}ms\"\nuntil = \"{}ms\"\n",
@@ -188,16 +225,16 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         )));
     }
     if let Some((i, at, d)) = c.link_down {
-        let s = i % c.subscribers;
+        let s = &receivers[i % receivers.len()];
         b = b.fault(fault(&format!(
-            "kind = \"link_down\"\nfrom = \"broker\"\nto = \"s{s}\"\nat = \"{at}ms\"\nuntil = \"{}ms\"\n",
+            "kind = \"link_down\"\nfrom = \"broker\"\nto = \"{s}\"\nat = \"{at}ms\"\nuntil = \"{}ms\"\n",
             at + d
         )));
     }
     if let Some((i, at, d)) = c.crash {
-        let s = i % c.subscribers;
+        let s = &receivers[i % receivers.len()];
         b = b.fault(fault(&format!(
-            "kind = \"crash\"\nagent = \"s{s}\"\nat = \"{at}ms\"\nrestart = \"{}ms\"\n",
+            "kind = \"crash\"\nagent = \"{s}\"\nat = \"{at}ms\"\nrestart = \"{}ms\"\n",
             at + d
         )));
     }
@@ -211,6 +248,14 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
     let seen: Vec<Vec<u64>> = subs
         .iter()
         .map(|&id| sim.agent::<Sub>(id).unwrap().seen.clone())
+        .collect();
+    let members: Vec<_> = (0..c.group.0)
+        .map(|m| sim.agent_id(&format!("m{m}")).unwrap())
+        .collect();
+    // The group's handlers together.
+    let group_seen: Vec<u64> = members
+        .iter()
+        .flat_map(|&id| sim.agent::<Member>(id).unwrap().seen.clone())
         .collect();
     let rec = sim.records();
     let s = sim.finish().unwrap();
@@ -258,6 +303,26 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
         q.dead_lettered_deliveries + q.dead_lettered_publishes
     );
 
+    // The group: one copy of each routed message, nothing left in its lag.
+    let g = &s.groups;
+    if c.group.0 > 0 {
+        prop_assert_eq!(g.routed, s.routed);
+        prop_assert_eq!(g.lag, 0);
+        prop_assert!(g.redelivered <= q.retransmitted_downlink);
+        let redelivered = rec
+            .iter()
+            .filter(|r| {
+                r.event == EventKind::Retransmit && r.detail & busbar::trace::DETAIL_REDELIVER != 0
+            })
+            .count() as u64;
+        prop_assert_eq!(redelivered, g.redelivered);
+        if c.group.0 == 1 {
+            prop_assert_eq!(g.redelivered, 0);
+        }
+    } else {
+        prop_assert_eq!(*g, busbar::metrics::GroupsSummary::default());
+    }
+
     if c.qos == Qos::AtMostOnce && c.publish_qos == Qos::AtMostOnce {
         prop_assert_eq!(n(EventKind::Retransmit), 0);
         prop_assert_eq!(q.acks_sent, 0);
@@ -289,20 +354,35 @@ fn check(c: &Case) -> Result<(), TestCaseError> {
                     a
                 );
             }
+            if !members.is_empty() {
+                prop_assert!(
+                    members.iter().any(|a| ended.contains(&(m, a.0))),
+                    "message {} never reached the group and was not given up on",
+                    m
+                );
+            }
         }
     }
+    let group_distinct = group_seen.iter().collect::<BTreeSet<_>>().len();
     if c.qos == Qos::ExactlyOnce {
         for ids in &seen {
             let distinct: BTreeSet<_> = ids.iter().collect();
             prop_assert_eq!(distinct.len(), ids.len(), "a handler saw a duplicate");
         }
+        prop_assert_eq!(
+            group_distinct,
+            group_seen.len(),
+            "the group saw a duplicate"
+        );
     } else if c.qos == Qos::AtLeastOnce {
         let total: usize = seen.iter().map(Vec::len).sum();
         let distinct: usize = seen
             .iter()
             .map(|ids| ids.iter().collect::<BTreeSet<_>>().len())
             .sum();
-        prop_assert_eq!((total - distinct) as u64, q.duplicates_seen);
+        // A group counts as one receiver.
+        let group_dups = group_seen.len() - group_distinct;
+        prop_assert_eq!((total - distinct + group_dups) as u64, q.duplicates_seen);
     }
     Ok(())
 }

@@ -129,6 +129,8 @@ pub struct Sink {
     ids: Vec<u64>,
     /// Distinct messages received.
     unique: u64,
+    /// The consumer group it joins on each channel instead of subscribing.
+    group: Option<String>,
 }
 
 impl Sink {
@@ -138,7 +140,9 @@ impl Sink {
     /// # Panics
     ///
     /// When it starts, if a name with a wildcard is not a valid topic filter
-    /// ([`topic::check_filter`]; scenario files are checked before that).
+    /// ([`topic::check_filter`]), or with a [`group`](Sink::group) if it
+    /// cannot join it ([`Context::subscribe_group`]); scenario files are
+    /// checked before that.
     pub fn new(channels: &[String], delivery: Delivery, deadline: Option<SimDuration>) -> Sink {
         Sink {
             channel_names: channels.to_vec(),
@@ -150,7 +154,16 @@ impl Sink {
             last_seen: Vec::new(),
             ids: Vec::new(),
             unique: 0,
+            group: None,
         }
+    }
+
+    /// Join consumer group `group` on each channel instead of subscribing
+    /// ([`Context::subscribe_group`]): the sink then gets its group's
+    /// share of the messages. The channels must be names, not filters.
+    pub fn group(mut self, group: Option<String>) -> Self {
+        self.group = group;
+        self
     }
 
     /// Messages received by push.
@@ -189,7 +202,12 @@ impl Agent for Sink {
 
     fn on_start(&mut self, ctx: &mut Context<'_>) {
         for name in &self.channel_names {
-            if topic::is_wildcard(name) {
+            if let Some(group) = &self.group {
+                let ch = ctx.channel(name);
+                if let Err(e) = ctx.subscribe_group(ch, group, self.delivery) {
+                    panic!("sink {}: {e}", ctx.name());
+                }
+            } else if topic::is_wildcard(name) {
                 if let Err(e) = ctx.subscribe_filter(name, self.delivery) {
                     panic!("sink {}: {e}", ctx.name());
                 }

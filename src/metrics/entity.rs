@@ -271,6 +271,30 @@ pub struct Lag {
     seen: bool,
 }
 
+/// One consumer group's figures, reported by the engine at the end of a
+/// live run ([`EntityMetrics::set_groups`]; not in the records).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupStats {
+    /// The channel's id.
+    pub channel: u32,
+    /// The group's name.
+    pub name: String,
+    /// Its counters and lag.
+    pub counts: super::GroupCounts,
+    /// Per member (present or former), by agent id: messages the broker
+    /// gave it (first transmissions and redeliveries).
+    pub members: Vec<(u32, u64)>,
+}
+
+/// The group figures, (metric, unit), in table order.
+pub const GROUP_METRICS: [(&str, &str); 5] = [
+    ("group_routed", "messages"),
+    ("group_redelivered", "copies"),
+    ("group_acked", "messages"),
+    ("group_lag_max", "messages"),
+    ("group_lag_end", "messages"),
+];
+
 /// Metrics per channel and per agent, aggregated from trace records.
 #[derive(Clone, Debug, Default)]
 pub struct EntityMetrics {
@@ -278,6 +302,8 @@ pub struct EntityMetrics {
     agents: Vec<EntityStats>,
     /// By agent, then channel.
     lag: Vec<Vec<Lag>>,
+    /// Consumer groups, by group id (live runs only).
+    groups: Vec<GroupStats>,
     records: u64,
 }
 
@@ -448,6 +474,16 @@ impl EntityMetrics {
         l.max = l.max.max(waiting);
     }
 
+    /// The engine's report of the consumer groups at the end of a run.
+    pub fn set_groups(&mut self, groups: Vec<GroupStats>) {
+        self.groups = groups;
+    }
+
+    /// The consumer groups reported (live runs), by group id.
+    pub fn groups(&self) -> &[GroupStats] {
+        &self.groups
+    }
+
     /// The consumer lag of `agent`'s pull subscription to `channel`, if
     /// the engine reported it (live runs with entity metrics on, once a
     /// copy entered the buffer).
@@ -510,6 +546,24 @@ impl EntityMetrics {
                     metric,
                     Some(v),
                     unit,
+                ));
+            }
+        }
+        for g in &self.groups {
+            let entity = format!("{}/{}", name(names.channels, g.channel as usize), g.name);
+            let c = &g.counts;
+            let values = [c.routed, c.redelivered, c.acked, c.lag_max, c.lag];
+            for ((metric, unit), v) in GROUP_METRICS.iter().zip(values) {
+                rows.push(MetricRow::new("group", &entity, metric, Some(v), unit));
+            }
+            for &(a, n) in &g.members {
+                let member = format!("{entity}/{}", name(names.agents, a as usize));
+                rows.push(MetricRow::new(
+                    "group_member",
+                    &member,
+                    "assigned",
+                    Some(n),
+                    "messages",
                 ));
             }
         }
@@ -580,7 +634,8 @@ fn push_entity(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricRow {
     /// `channel`, `agent`, `subscription` (an agent's pull subscription to
-    /// a channel: `agent/channel`) or `run`.
+    /// a channel: `agent/channel`), `group` (`channel/group`),
+    /// `group_member` (`channel/group/agent`) or `run`.
     pub entity_type: &'static str,
     /// The channel's or agent's name, `agent/channel`, or `all`.
     pub entity: String,

@@ -50,6 +50,9 @@ const SUMMARY: &[&str] = &[
     "retained_copies",
     "evicted",
     "at_broker",
+    "group_routed",
+    "group_redelivered",
+    "group_lag_max",
     "broker_utilisation",
     "broker_queue_mean",
     "broker_queue_max",
@@ -129,6 +132,9 @@ fn summary_values(s: &Summary) -> Vec<String> {
             s.retained_copies,
             s.evicted,
             s.at_broker,
+            s.groups.routed,
+            s.groups.redelivered,
+            s.groups.lag_max,
         ]
         .iter()
         .map(u64::to_string),

@@ -9,7 +9,7 @@
 
 use std::any::Any;
 
-use crate::broker::{DeadLetter, Delivery, FilterError};
+use crate::broker::{DeadLetter, Delivery, FilterError, GroupError};
 use crate::message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, Recipient};
 use crate::metrics::Outcomes;
 use crate::rng::RngStream;
@@ -164,6 +164,49 @@ impl<'a> Context<'a> {
     /// subscription when the packet left.
     pub fn unsubscribe(&mut self, channel: ChannelId) -> bool {
         self.core.unsubscribe(self.me, channel)
+    }
+
+    /// Joins consumer group `group` on `channel` (a work queue;
+    /// docs/broker_groups.md): each message of the channel goes to every
+    /// plain subscriber and to **one** member of each group, picked by the
+    /// group's strategy (`[[broker.group]]`: round-robin unless configured
+    /// `least_loaded`). On an acknowledged channel a message whose ack does
+    /// not come in time is redelivered to another member. Joining again
+    /// only changes `delivery`.
+    ///
+    /// Refused ([`GroupError`]) for a bad name, or when this agent already
+    /// receives the channel otherwise (as a subscriber, or in another
+    /// group): it would get a message twice. Messages addressed to this
+    /// agent reach it as if it subscribed; a retained message is not sent
+    /// to a group member.
+    ///
+    /// ```
+    /// # use busbar::{Agent, Context, Delivery, Message};
+    /// struct Worker;
+    /// impl Agent for Worker {
+    ///     fn on_start(&mut self, ctx: &mut Context<'_>) {
+    ///         let jobs = ctx.channel("env0/jobs");
+    ///         ctx.subscribe_group(jobs, "workers", Delivery::Push).expect("a new member");
+    ///     }
+    ///     fn on_message(&mut self, _ctx: &mut Context<'_>, msg: &Message) {
+    ///         // This member's share of the jobs.
+    ///     }
+    /// }
+    /// ```
+    pub fn subscribe_group(
+        &mut self,
+        channel: ChannelId,
+        group: &str,
+        delivery: Delivery,
+    ) -> Result<(), GroupError> {
+        self.core.subscribe_group(self.me, channel, group, delivery)
+    }
+
+    /// Leaves consumer group `group` on `channel`; true if this agent was a
+    /// member. Copies on their way still arrive; what it held
+    /// unacknowledged is redelivered to another member at its ack timeout.
+    pub fn unsubscribe_group(&mut self, channel: ChannelId, group: &str) -> bool {
+        self.core.unsubscribe_group(self.me, channel, group)
     }
 
     /// Subscribes this agent to every channel whose name matches the MQTT

@@ -24,6 +24,7 @@ use super::sink::TraceSink;
 use super::timers::{TimerId, Timers};
 
 mod batch;
+mod group;
 mod lag;
 mod qos;
 mod request;
@@ -461,7 +462,7 @@ impl Core {
         };
         self.buffered -= n;
         self.metrics.cleared += n;
-        if self.trace.entity().is_some() {
+        if self.trace.entity().is_some() || self.broker.any_groups() {
             let agents = match agent {
                 Some((a, _)) => a.0..a.0 + 1,
                 None => 0..self.agents.len() as u32,
@@ -1122,7 +1123,7 @@ impl Core {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(&mut self, event: EventKind, h: MsgHead, node: u32, detail: u16) {
         let ok = self.trace.push(&Record {
             time_ns: self.now.0,
@@ -1214,18 +1215,24 @@ impl Core {
         self.record(EventKind::Route, h, NODE_BROKER, 0);
         let depart = self.now + self.broker.config().processing;
         match recipient {
-            Recipient::Agent(a) => match self.broker.subscription(channel, a) {
+            Recipient::Agent(a) => match self
+                .broker
+                .subscription(channel, a)
+                .or_else(|| self.broker.member_delivery(channel, a))
+            {
                 Some(d) => self.send_copy(h, slot, depart, bytes, a.0, d, acked),
                 None => self.drop_copy(h, a.0, Reason::NoSubscriber),
             },
             Recipient::Broadcast => {
                 let n = self.broker.subscribers(channel).len();
-                if n == 0 {
-                    self.drop_copy(h, NODE_BROADCAST, Reason::NoSubscriber);
-                }
                 for i in 0..n {
                     let sub = self.broker.subscribers(channel)[i];
                     self.send_copy(h, slot, depart, bytes, sub.agent.0, sub.delivery, acked);
+                }
+                let grouped = self.broker.grouped(channel)
+                    && self.route_to_groups(h, slot, depart, bytes, channel, acked) > 0;
+                if n == 0 && !grouped {
+                    self.drop_copy(h, NODE_BROADCAST, Reason::NoSubscriber);
                 }
             }
         }

@@ -36,6 +36,9 @@ pub(super) struct Pending {
     pub(super) cargo: Cargo,
     /// Its ack timeout's handle, or [`NO_TIMER`].
     pub(super) timer: u32,
+    /// The consumer group it was routed to (a delivery that moves to
+    /// another member on redelivery), or `NO_GROUP`.
+    pub(super) group: u32,
 }
 
 /// `Pending::timer` when no timeout is set.
@@ -62,6 +65,16 @@ impl SlotMeta {
             .binary_search_by_key(&agent, |p| p.agent)
             .ok()?;
         Some(&mut self.deliveries[i])
+    }
+
+    /// The group of the broker's obligation towards `agent` (`NO_GROUP`
+    /// for a plain one), if it has (or had) one.
+    pub(super) fn delivery_group(&self, agent: u32) -> Option<u32> {
+        let i = self
+            .deliveries
+            .binary_search_by_key(&agent, |p| p.agent)
+            .ok()?;
+        Some(self.deliveries[i].group)
     }
 }
 
@@ -176,6 +189,12 @@ impl MsgStore {
         self.meta[i].get_or_insert_with(|| spare.pop().unwrap_or_default())
     }
 
+    /// The guarantee state of a slot, if it has one.
+    #[inline]
+    pub(super) fn meta(&self, slot: u32) -> Option<&SlotMeta> {
+        self.meta.get(slot as usize)?.as_deref()
+    }
+
     /// Every live slot's guarantee state.
     pub(super) fn metas(&self) -> impl Iterator<Item = &SlotMeta> {
         self.meta.iter().flatten().map(|m| &**m)
@@ -183,7 +202,7 @@ impl MsgStore {
 
     /// Drops one reference and returns the message: moved out if this was
     /// the last reference, else a cheap clone (payload shared).
-    #[inline]
+    #[inline(always)]
     pub(super) fn take(&mut self, slot: u32) -> Message {
         let s = &mut self.slots[slot as usize];
         s.1 -= 1;

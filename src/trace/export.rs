@@ -19,10 +19,10 @@ use serde::Serialize;
 use crate::message::MessageKind;
 
 use crate::trace::{
-    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REPLY, DeadCause,
-    EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind, NODE_BROADCAST,
-    NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp, SessionPhase, TraceError,
-    TraceReader,
+    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY,
+    DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind,
+    NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp, SessionPhase,
+    TraceError, TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
@@ -119,6 +119,10 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
                 _ => Cow::Borrowed("?"),
             }
         }
+        EventKind::Retransmit if r.detail & DETAIL_REDELIVER != 0 => Cow::Owned(format!(
+            "attempt {} (redeliver)",
+            r.detail & !DETAIL_REDELIVER
+        )),
         EventKind::Retransmit => Cow::Owned(format!("attempt {}", r.detail)),
         EventKind::DeadLetter => {
             Cow::Borrowed(DeadCause::from_code(r.detail).map_or("?", DeadCause::name))

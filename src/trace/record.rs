@@ -362,6 +362,10 @@ impl SessionPhase {
 pub fn session_detail(op: SessionOp, phase: SessionPhase) -> u16 {
     (phase as u16) << 8 | op as u16
 }
+/// `detail` flag of a `retransmit` (whose low bits are the attempt): the
+/// broker sent the message to another member of a consumer group than the
+/// one that had it (a redelivery; node: the new member).
+pub const DETAIL_REDELIVER: u16 = 1 << 15;
 /// `detail` of a `publish` of a reply (a message with a correlation).
 pub const DETAIL_REPLY: u16 = 1;
 /// `detail` of an `expire`: the message reached the broker older than its

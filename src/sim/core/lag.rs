@@ -4,8 +4,11 @@
 //! say this (a `deliver` into a buffer is not a consume), so only a live run
 //! has it.
 //!
-//! **Invariant:** with entity metrics off this costs one predictable branch
-//! per buffer change and nothing else.
+//! The same report keeps the lag of consumer groups on unacknowledged
+//! channels (`group.rs`): copies waiting in members' buffers.
+//!
+//! **Invariant:** with entity metrics off and no consumer group this costs
+//! one predictable branch per buffer change and nothing else.
 //!
 //! [`EntityMetrics::set_lag`]: crate::metrics::EntityMetrics::set_lag
 
@@ -18,7 +21,7 @@ impl Core {
     /// consumed): report what waits there now, if entity metrics are on.
     #[inline(always)]
     pub(super) fn lag_changed(&mut self, agent: u32, channel: u32) {
-        if self.trace.entity().is_some() {
+        if self.trace.entity().is_some() || self.broker.any_groups() {
             self.report_lag(agent, channel);
         }
     }
@@ -31,6 +34,9 @@ impl Core {
             .pending(ChannelId(channel)) as u64;
         if let Some(e) = self.trace.entity_mut() {
             e.set_lag(agent, channel, waiting);
+        }
+        if self.broker.grouped(ChannelId(channel)) {
+            self.group_buffer_changed(agent, ChannelId(channel), waiting);
         }
     }
 }

@@ -18,7 +18,7 @@
 //! **Invariant:** with no such channel, none of this runs: the engine
 //! checks one flag (`Broker::guarantees`) on publish, routing and arrival.
 
-use crate::broker::{DeadLetter, Qos};
+use crate::broker::{DeadLetter, NO_GROUP, Qos};
 use crate::message::{AgentId, Message};
 use crate::metrics::QosSummary;
 use crate::rng::RngStream;
@@ -82,6 +82,7 @@ impl Core {
             state: PendingState::Open,
             cargo: Cargo::Push,
             timer: NO_TIMER,
+            group: NO_GROUP,
         });
         self.metrics.qos.tracked_publishes += 1;
         let leg = Leg {
@@ -155,6 +156,7 @@ impl Core {
                 state: PendingState::Open,
                 cargo,
                 timer: NO_TIMER,
+                group: NO_GROUP,
             },
         );
         self.msgs.add_ref(slot);
@@ -329,8 +331,15 @@ impl Core {
             .obligation(slot, agent, publish)
             .expect("an open obligation");
         pending.attempt = next;
-        let cargo = pending.cargo;
-        self.record(EventKind::Retransmit, h, dest, next);
+        let (cargo, group) = (pending.cargo, pending.group);
+        // A consumer group's delivery goes to another member.
+        let (agent, dest, detail, cargo) = if group == NO_GROUP {
+            (agent, dest, next, cargo)
+        } else {
+            let (to, detail, cargo) = self.redeliver(slot, agent, group, next, cargo);
+            (to, to, detail, cargo)
+        };
+        self.record(EventKind::Retransmit, h, dest, detail);
         if publish {
             self.metrics.qos.retransmitted_uplink += 1;
             let leg = Leg {
@@ -350,7 +359,13 @@ impl Core {
     /// Ends an open obligation in `state`, cancelling its timeout and
     /// releasing its reference.
     /// True if it was open.
-    fn close(&mut self, slot: u32, agent: u32, publish: bool, state: PendingState) -> bool {
+    pub(super) fn close(
+        &mut self,
+        slot: u32,
+        agent: u32,
+        publish: bool,
+        state: PendingState,
+    ) -> bool {
         let Some(p) = self.obligation(slot, agent, publish) else {
             return false;
         };
@@ -358,9 +373,13 @@ impl Core {
             return false;
         }
         p.state = state;
+        let (group, holder) = (p.group, p.agent);
         let timer = std::mem::replace(&mut p.timer, NO_TIMER);
         if timer != NO_TIMER {
             self.qos.timeouts.remove(timer);
+        }
+        if group != NO_GROUP {
+            self.group_closed(group, holder, state);
         }
         self.msgs.release(slot);
         true
@@ -439,6 +458,8 @@ impl Core {
                 false
             }
         };
+        // A consumer group sees a message once, whichever member got it.
+        let seen = seen || (self.broker.grouped(ch) && self.group_seen(slot, ch, agent));
         if seen {
             if exactly_once {
                 self.metrics.qos.duplicates_suppressed += 1;
@@ -457,7 +478,9 @@ impl Core {
         let h = MsgHead::of(self.msgs.get(slot));
         self.metrics.qos.acks_received += 1;
         self.record(EventKind::Ack, h, agent, DETAIL_ACK);
-        if self.close(slot, agent, false, PendingState::Acked) {
+        if self.close(slot, agent, false, PendingState::Acked)
+            || (self.broker.any_groups() && self.group_ack(slot, agent))
+        {
             self.metrics.qos.acked_deliveries += 1;
         }
         self.msgs.release(slot);
