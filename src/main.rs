@@ -32,6 +32,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[path = "main/output.rs"]
 mod output;
+#[path = "main/viz.rs"]
+mod viz;
 
 use output::{OutputFile, Stdout, Watch, WriteFailure};
 
@@ -149,7 +151,8 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Export a trace as CSV or JSON Lines.
+    /// Export a trace as CSV or JSON Lines, or to look at: Chrome
+    /// trace-event JSON for ui.perfetto.dev, or a Mermaid sequence diagram.
     Export {
         /// The trace file.
         trace: PathBuf,
@@ -159,6 +162,8 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        window: viz::WindowArgs,
     },
 }
 
@@ -166,6 +171,10 @@ enum Command {
 enum ExportFormat {
     Csv,
     Jsonl,
+    /// Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing).
+    Perfetto,
+    /// A Mermaid sequence diagram of a window of the run.
+    Mermaid,
 }
 
 /// An error with the exit code it maps to.
@@ -259,7 +268,8 @@ fn main() -> ExitCode {
             trace,
             format,
             output,
-        } => export_cmd(&trace, format, output.as_deref()),
+            window,
+        } => export_cmd(&trace, format, output.as_deref(), &window),
         Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
         Command::Batch {
             scenarios,
@@ -745,12 +755,24 @@ fn diff_cmd(a: &Path, b: &Path) -> Result<u8, Failure> {
     print_comparison(&c, "diff")
 }
 
-fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Result<u8, Failure> {
-    let mut r = open_trace(path)?;
+fn export_cmd(
+    path: &Path,
+    format: ExportFormat,
+    output: Option<&Path>,
+    window: &viz::WindowArgs,
+) -> Result<u8, Failure> {
     let format = match format {
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
+        ExportFormat::Perfetto => {
+            return viz::export_cmd(path, viz::Visual::Perfetto, output, window);
+        }
+        ExportFormat::Mermaid => {
+            return viz::export_cmd(path, viz::Visual::Mermaid, output, window);
+        }
     };
+    window.only_visual(if format == Format::Csv { "csv" } else { "jsonl" })?;
+    let mut r = open_trace(path)?;
     // An error from `export` is the output's if the writer saw one, else
     // the trace's.
     let input_error = |e: TraceError| bad_input(format!("{}: {e}", path.display()));

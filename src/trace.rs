@@ -174,6 +174,9 @@ mod file;
 mod record;
 
 pub mod export;
+pub mod mermaid;
+pub mod perfetto;
+pub mod window;
 
 pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{
