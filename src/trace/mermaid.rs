@@ -343,7 +343,7 @@ impl<'n> Builder<'n> {
         if self.cut {
             let _ = writeln!(
                 s,
-                "Note over Broker: truncated: {} of the window's {} arrows and notes shown (Mermaid's limits: {} edges, {} characters); narrow it with --from, --to or --filter",
+                "Note over Broker: truncated: {} of {} arrows and notes in the window shown (Mermaid limits: {} edges, {} characters), narrow it with --from, --to or --filter",
                 self.kept.len(),
                 self.total_edges,
                 self.options.max_edges,
@@ -405,4 +405,122 @@ pub fn mermaid_records<'r, W: Write>(
         }
     }
     b.finish(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::SimDuration;
+    use crate::trace::{NONE, Reason};
+
+    fn rec(t: u64, event: EventKind, msg: u64, sender: u32, node: u32) -> Record {
+        Record {
+            time_ns: t,
+            event,
+            kind: 0,
+            detail: if event == EventKind::Drop {
+                Reason::Loss as u16
+            } else {
+                0
+            },
+            channel: 0,
+            msg,
+            sender,
+            node,
+            sent_ns: t,
+        }
+    }
+
+    fn draw(records: &[Record], options: MermaidOptions) -> Result<String, VizError> {
+        let agents = ["mg1.bat".to_string(), "a;b\"c#d%e:f→g -->>x".to_string()];
+        let channels = ["env0/x".to_string()];
+        let kinds = [(0u8, "info".to_string())];
+        let names = Names {
+            agents: &agents,
+            channels: &channels,
+            kinds: &kinds,
+            routers: &[],
+            env: 0,
+        };
+        let mut out = Vec::new();
+        mermaid_records(records, &names, &Selection::default(), options, &mut out)?;
+        Ok(String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[test]
+    fn names_are_aliased_and_escaped() {
+        let text = draw(
+            &[
+                rec(0, EventKind::Publish, 0, 1, NODE_BROADCAST),
+                Record {
+                    sent_ns: 0,
+                    ..rec(1_204_000, EventKind::Deliver, 0, 1, 0)
+                },
+                rec(2_000_000, EventKind::Drop, 0, 1, 1),
+                rec(3_000_000, EventKind::Late, 0, 1, 0),
+                rec(4_000_000, EventKind::Timer, 0, 0, 0),
+            ],
+            MermaidOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            text,
+            "sequenceDiagram\n\
+             participant A1 as a#59;b#34;c#35;d#37;e#58;f#8594;g --#62;#62;x\n\
+             participant Broker\n\
+             participant A0 as mg1.bat\n\
+             A1->>Broker: t=0ms #35;0 env0/x (info)\n\
+             Broker->>A0: t=1.204ms #35;0 env0/x +1.204ms\n\
+             Broker-xA1: t=2ms #35;0 drop: loss\n\
+             Note over A0: late #35;0 t=3ms\n"
+                .replace("#35;0", "#0")
+        );
+    }
+
+    #[test]
+    fn limits_refuse_or_cut() {
+        let many: Vec<Record> = (0..10)
+            .map(|i| rec(i, EventKind::Publish, i, 0, NODE_BROADCAST))
+            .collect();
+        let small = MermaidOptions {
+            max_edges: 5,
+            ..MermaidOptions::default()
+        };
+        match draw(&many, small) {
+            Err(VizError::TooLarge { edges: 10, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(draw(&many[..5], small).is_ok(), "exactly at the limit");
+        let cut = draw(
+            &many,
+            MermaidOptions {
+                truncate: true,
+                ..small
+            },
+        )
+        .unwrap();
+        assert_eq!(cut.lines().filter(|l| l.contains("->>")).count(), 4);
+        assert!(cut.ends_with("--filter\n") && cut.contains("truncated: 4 of 10"));
+        let chars = MermaidOptions {
+            max_chars: 200,
+            ..MermaidOptions::default()
+        };
+        assert!(matches!(draw(&many, chars), Err(VizError::TooLarge { .. })));
+        let fault = Record {
+            detail: crate::trace::FaultKind::Crash.detail(true),
+            ..rec(5, EventKind::Fault, 0, NONE, NONE)
+        };
+        assert!(draw(&[fault], MermaidOptions::default()).unwrap().ends_with(
+            "Note over Broker: fault crash start t=0.000005ms\n"
+        ));
+        let _ = SimDuration(0);
+    }
+
+    #[test]
+    fn times_are_exact_milliseconds() {
+        assert_eq!(ms(0), "0ms");
+        assert_eq!(ms(1_204_000), "1.204ms");
+        assert_eq!(ms(17_515_289), "17.515289ms");
+        assert_eq!(ms(2_000_000_001), "2000.000001ms");
+    }
 }

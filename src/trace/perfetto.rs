@@ -435,3 +435,84 @@ pub fn perfetto_records<'r, W: Write>(
     }
     w.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(t: u64, event: EventKind, msg: u64, sender: u32, node: u32) -> Record {
+        Record {
+            time_ns: t,
+            event,
+            kind: 0,
+            detail: if event == EventKind::Drop { 1 } else { 0 },
+            channel: 0,
+            msg,
+            sender,
+            node,
+            sent_ns: t,
+        }
+    }
+
+    fn export(records: &[Record]) -> (PerfettoStats, String) {
+        let agents = ["a".to_string(), "b\"q".to_string()];
+        let channels = ["c".to_string()];
+        let names = Names {
+            agents: &agents,
+            channels: &channels,
+            kinds: &[],
+            routers: &[],
+            env: 0,
+        };
+        let mut out = Vec::new();
+        let stats =
+            perfetto_records(records, &names, "t", &Selection::default(), &mut out).unwrap();
+        (stats, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn slices_are_cut_at_the_next_slice_and_flows_follow_their_slices() {
+        let (stats, text) = export(&[
+            rec(0, EventKind::Timer, 7, 0, 0),
+            rec(0, EventKind::Publish, 0, 0, NODE_BROADCAST),
+            rec(30_000, EventKind::Deliver, 0, 0, 1),
+            rec(30_000, EventKind::Drop, 0, 0, 1),
+            rec(30_001, EventKind::Timer, 8, 1, 1),
+        ]);
+        assert_eq!(stats.flows, 2);
+        assert_eq!(stats.records, 5);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("\"ph\":\"M\"")).collect();
+        // The publish slice is pending until the sender's track ends, and
+        // its flow starts come after it in the file.
+        let find = |s: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(s))
+                .unwrap_or_else(|| panic!("{s} in {text}"))
+        };
+        let publish = find("\"cat\":\"publish\"");
+        let deliver = find("\"cat\":\"deliver\"");
+        assert!(find("\"ph\":\"s\",\"id\":0") > publish);
+        assert!(find("\"ph\":\"s\",\"id\":1") > publish);
+        assert!(find("\"ph\":\"f\",\"id\":0") > deliver);
+        assert!(lines[publish].contains("\"dur\":100.000"), "{}", lines[publish]);
+        // Two slices at one instant nest; the next one 1 ns later cuts them.
+        assert!(lines[deliver].contains("\"ts\":30.000,\"dur\":0.001"), "{}", lines[deliver]);
+        assert!(text.contains("\"name\":\"b\\\"q\""), "names are JSON strings");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["traceEvents"].as_array().unwrap().len() as u64, stats.events);
+    }
+
+    #[test]
+    fn time_going_back_or_unknown_nodes_do_not_panic() {
+        let (_, text) = export(&[
+            rec(50, EventKind::Deliver, 0, 0, 1),
+            rec(10, EventKind::Deliver, 1, 0, 1),
+            rec(20, EventKind::Deliver, 2, 0, 99),
+            rec(30, EventKind::Forward, 2, 0, NODE_ROUTER_BASE + 5),
+            rec(40, EventKind::Publish, 3, 77, NODE_BROADCAST),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["traceEvents"].is_array());
+    }
+}

@@ -134,7 +134,8 @@ pub struct Selection {
 #[derive(Clone, Debug)]
 pub struct Matcher {
     from_ns: u64,
-    to_ns: u64,
+    /// `None`: to the end.
+    to_ns: Option<u64>,
     /// `None`: no agent selector.
     agents: Option<Vec<bool>>,
     /// `None`: no channel selector.
@@ -179,11 +180,12 @@ impl From<std::io::Error> for VizError {
 impl Selection {
     /// Resolves the selection against a trace's names.
     pub fn matcher(&self, names: &Names<'_>) -> Result<Matcher, VizError> {
-        let to_ns = self.to.map_or(u64::MAX, |t| t.0);
-        if to_ns <= self.from.0 {
+        let to_ns = self.to.map(|t| t.0);
+        if let Some(to) = self.to
+            && to <= self.from
+        {
             return Err(VizError::Selection(format!(
-                "the window is empty: --to {} is not after --from {}",
-                SimDuration(to_ns),
+                "the window is empty: --to {to} is not after --from {}",
                 self.from
             )));
         }
@@ -240,7 +242,7 @@ impl Selection {
 impl Matcher {
     /// Whether the record is in the window and passes the selectors.
     pub fn selects(&self, r: &Record) -> bool {
-        if r.time_ns < self.from_ns || r.time_ns >= self.to_ns {
+        if r.time_ns < self.from_ns || self.past(r.time_ns) {
             return false;
         }
         if let Some(ev) = &self.events
@@ -264,14 +266,15 @@ impl Matcher {
 
     /// Whether the time is past the window (nothing later is selected).
     pub fn past(&self, time_ns: u64) -> bool {
-        time_ns >= self.to_ns
+        self.to_ns.is_some_and(|to| time_ns >= to)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{NODE_BROKER, sample_record};
+    use crate::trace::NODE_BROKER;
+    use crate::trace::record::sample_record;
 
     fn names<'a>(agents: &'a [String], channels: &'a [String]) -> Names<'a> {
         Names {
