@@ -7,8 +7,9 @@
 //!
 //! Statements, in trace order:
 //!
-//! - `publish`: `Sender->>Broker: t=1.204ms #12 channel (kind)`;
-//! - `deliver`: `Broker->>Recipient: t=... #12 channel +latency`;
+//! - `publish`: `Sender->>Broker: t=1.204ms msg 12 channel (kind)`;
+//! - `deliver`: `Broker->>Recipient: t=... msg 12 channel +latency`
+//!   (`#` would start a Mermaid comment, so it is always escaped);
 //! - `drop`: a crossed arrow with the reason, `Broker-xRecipient` for a
 //!   copy lost on its way to an agent or router, `Sender-xBroker` for one
 //!   lost at the broker (`drop: loss`, `drop: no_subscriber`);
@@ -210,13 +211,13 @@ impl<'n> Builder<'n> {
                     Some(from),
                     "->>",
                     broker,
-                    format!("t={t} #{id} {channel} ({kind}){reply}"),
+                    format!("t={t} msg {id} {channel} ({kind}){reply}"),
                 )
             }
             EventKind::Deliver => {
                 let to = self.part(r.node)?;
                 let age = ms(r.time_ns.saturating_sub(r.sent_ns));
-                (broker, "->>", Some(to), format!("t={t} #{id} {channel} +{age}"))
+                (broker, "->>", Some(to), format!("t={t} msg {id} {channel} +{age}"))
             }
             EventKind::Drop | EventKind::Retransmit => {
                 let at = self.part(r.node)?;
@@ -234,7 +235,7 @@ impl<'n> Builder<'n> {
                     Some(from),
                     arrow,
                     Some(to),
-                    format!("t={t} #{id} {what}{detail}"),
+                    format!("t={t} msg {id} {what}{detail}"),
                 )
             }
             EventKind::Late | EventKind::Expire | EventKind::DeadLetter => {
@@ -244,7 +245,7 @@ impl<'n> Builder<'n> {
                     Some(at),
                     "",
                     None,
-                    format!("{} #{id} t={t}{sep}{detail}", r.event.name()),
+                    format!("{} msg {id} t={t}{sep}{detail}", r.event.name()),
                 )
             }
             EventKind::Fault => {
@@ -469,11 +470,10 @@ mod tests {
              participant A1 as a#59;b#34;c#35;d#37;e#58;f#8594;g --#62;#62;x\n\
              participant Broker\n\
              participant A0 as mg1.bat\n\
-             A1->>Broker: t=0ms #35;0 env0/x (info)\n\
-             Broker->>A0: t=1.204ms #35;0 env0/x +1.204ms\n\
-             Broker-xA1: t=2ms #35;0 drop: loss\n\
-             Note over A0: late #35;0 t=3ms\n"
-                .replace("#35;0", "#0")
+             A1->>Broker: t=0ms msg 0 env0/x (info)\n\
+             Broker->>A0: t=1.204ms msg 0 env0/x +1.204ms\n\
+             Broker-xA1: t=2ms msg 0 drop: loss\n\
+             Note over A0: late msg 0 t=3ms\n"
         );
     }
 
