@@ -771,7 +771,11 @@ fn export_cmd(
             return viz::export_cmd(path, viz::Visual::Mermaid, output, window);
         }
     };
-    window.only_visual(if format == Format::Csv { "csv" } else { "jsonl" })?;
+    window.only_visual(if format == Format::Csv {
+        "csv"
+    } else {
+        "jsonl"
+    })?;
     let mut r = open_trace(path)?;
     // An error from `export` is the output's if the writer saw one, else
     // the trace's.

@@ -7,8 +7,10 @@
 //! [`Digest`], the [`Digester`] over records and the [`PayloadDigester`];
 //! `file` holds the file format ([`TraceWriter`], [`TraceReader`],
 //! [`RecordCursor`], [`Header`], [`Footer`], [`Part`], [`TraceError`]);
-//! [`export`] writes them as CSV or JSON Lines (replay and diff, which also
-//! read traces, sit above in `crate::replay`).
+//! [`export`] writes them as CSV or JSON Lines, [`perfetto`] as Chrome
+//! trace-event JSON and [`mermaid`] as a sequence diagram, both over a
+//! [`window`] of time and filters (replay and diff, which also read
+//! traces, sit above in `crate::replay`).
 //!
 //! # Digests
 //!

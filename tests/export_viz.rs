@@ -196,9 +196,6 @@ fn perfetto_export_is_valid_and_shows_every_record() {
     let shown = validate(&v);
     let rows = rows(&t);
     assert_eq!(shown.len(), rows.len(), "one slice or instant per record");
-    for (e, r) in shown.iter().zip(&rows) {
-        let _ = (e, r);
-    }
     let mut by_event: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &rows {
         *by_event.entry(r.1.as_str()).or_default() += 1;
@@ -231,7 +228,11 @@ fn perfetto_export_is_valid_and_shows_every_record() {
     assert_eq!(names[0], "broker");
     assert!(names.iter().any(|n| n.starts_with("router ")), "{names:?}");
     assert!(shown.iter().any(|e| e["cat"] == "fault"));
-    assert!(shown.iter().any(|e| e["cat"] == "forward" && e["ph"] == "i"));
+    assert!(
+        shown
+            .iter()
+            .any(|e| e["cat"] == "forward" && e["ph"] == "i")
+    );
     // Deterministic.
     assert_eq!(perfetto(&t, &[]).0, bytes, "same trace, same bytes");
     // To a file, the same bytes.
@@ -254,7 +255,10 @@ fn perfetto_window_and_filters_select_what_they_say() {
     assert!(want > 0);
     assert_eq!(shown.len(), want);
     for e in &shown {
-        assert!((1_000_000_000..1_500_000_000).contains(&ns(&e["ts"])), "{e}");
+        assert!(
+            (1_000_000_000..1_500_000_000).contains(&ns(&e["ts"])),
+            "{e}"
+        );
     }
 
     let agent = rows.iter().find(|r| r.1 == "deliver").unwrap().3.clone();
@@ -265,12 +269,18 @@ fn perfetto_window_and_filters_select_what_they_say() {
     assert_eq!(shown.len(), want);
     for e in &shown {
         let a = &e["args"];
-        assert!(a["sender"] == agent.as_str() || a["node"] == agent.as_str(), "{e}");
+        assert!(
+            a["sender"] == agent.as_str() || a["node"] == agent.as_str(),
+            "{e}"
+        );
     }
 
     let (_, v) = perfetto(&t, &["--filter", "kind=drop,kind=fault"]);
     let shown = validate(&v);
-    let want = rows.iter().filter(|r| r.1 == "drop" || r.1 == "fault").count();
+    let want = rows
+        .iter()
+        .filter(|r| r.1 == "drop" || r.1 == "fault")
+        .count();
     assert_eq!(shown.len(), want);
     assert_eq!(flow_count(&v), 0, "no publish selected, no arrows");
 
@@ -279,7 +289,12 @@ fn perfetto_window_and_filters_select_what_they_say() {
     let top = channel.split('/').next().unwrap();
     let (_, v) = perfetto(
         &t,
-        &["--filter", &format!("channel={top}/#"), "--filter", "kind=publish"],
+        &[
+            "--filter",
+            &format!("channel={top}/#"),
+            "--filter",
+            "kind=publish",
+        ],
     );
     let shown = validate(&v);
     let want = rows
@@ -295,11 +310,24 @@ fn bad_windows_and_filters_are_refused() {
     let dir = TempDir::new().unwrap();
     let t = trace(&dir, "two_agents");
     let t = s(&t);
-    let e = failing(&["export", t, "--format", "perfetto", "--filter", "agent=nobody"]);
+    let e = failing(&[
+        "export",
+        t,
+        "--format",
+        "perfetto",
+        "--filter",
+        "agent=nobody",
+    ]);
     assert!(e.contains("no agent named \"nobody\""), "{e}");
     let e = failing(&["export", t, "--format", "mermaid", "--filter", "colour=red"]);
     assert!(e.contains("unknown selector"), "{e}");
-    let e = failing(&["export", t, "--format", "perfetto", "--from", "2s", "--to", "1s"]);
+    let e = failing(&[
+        "export", t, "--format", "perfetto", "--from", "2s", "--to", "1s",
+    ]);
+    assert!(e.contains("window is empty"), "{e}");
+    let e = failing(&[
+        "export", t, "--format", "mermaid", "--from", "1s", "--to", "1000ms",
+    ]);
     assert!(e.contains("window is empty"), "{e}");
     let e = failing(&["export", t, "--format", "perfetto", "--from", "2 parsecs"]);
     assert!(e.contains("parsecs"), "{e}");
@@ -315,9 +343,13 @@ fn bad_windows_and_filters_are_refused() {
     }
 }
 
+/// A diagram statement: from (or the note's participant), to (none for a
+/// note), and the arrow and text.
+type Statement = (String, Option<String>, String);
+
 /// The participants declared and the statements of a diagram; panics on
 /// a line that is neither.
-fn mermaid_lines(text: &str) -> (BTreeSet<String>, Vec<(String, Option<String>, String)>) {
+fn mermaid_lines(text: &str) -> (BTreeSet<String>, Vec<Statement>) {
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("sequenceDiagram"));
     let mut declared = BTreeSet::new();
@@ -337,7 +369,11 @@ fn mermaid_lines(text: &str) -> (BTreeSet<String>, Vec<(String, Option<String>, 
                 .iter()
                 .find_map(|op| arrow.split_once(op).map(|(a, b)| (a, *op, b)))
                 .unwrap_or_else(|| panic!("not an arrow: {l}"));
-            statements.push((from.to_string(), Some(to.to_string()), format!("{op} {text}")));
+            statements.push((
+                from.to_string(),
+                Some(to.to_string()),
+                format!("{op} {text}"),
+            ));
         }
         for bad in [';', '"', '%'] {
             assert!(!l.contains(bad), "{bad} in {l}");
@@ -345,7 +381,10 @@ fn mermaid_lines(text: &str) -> (BTreeSet<String>, Vec<(String, Option<String>, 
         // `#` starts a comment except in an entity code (`#59;`).
         for (i, _) in l.match_indices('#') {
             let code = l[i + 1..].split(';').next().unwrap();
-            assert!(!code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()), "{l}");
+            assert!(
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_digit()),
+                "{l}"
+            );
         }
     }
     (declared, statements)
@@ -387,7 +426,9 @@ fn mermaid_diagram_is_well_formed() {
     let (_, statements) = mermaid_lines(&text);
     let want = rows
         .iter()
-        .filter(|r| r.0 < 150_000_000 && ["publish", "deliver", "drop", "late"].contains(&r.1.as_str()))
+        .filter(|r| {
+            r.0 < 150_000_000 && ["publish", "deliver", "drop", "late"].contains(&r.1.as_str())
+        })
         .count();
     assert_eq!(statements.len(), want);
 }
@@ -424,6 +465,14 @@ fn mermaid_refuses_or_cuts_a_diagram_past_the_limits() {
     }
     assert!(String::from_utf8_lossy(&out.stderr).contains("was cut"));
     // A small enough window is not cut.
-    let out = ok(&["export", s(&t), "--format", "mermaid", "--to", "100ms", "--truncate"]);
+    let out = ok(&[
+        "export",
+        s(&t),
+        "--format",
+        "mermaid",
+        "--to",
+        "100ms",
+        "--truncate",
+    ]);
     assert!(!String::from_utf8(out.stdout).unwrap().contains("truncated"));
 }

@@ -32,9 +32,7 @@ use std::io::{Read, Seek, Write};
 
 use crate::trace::export::Names;
 use crate::trace::window::{Matcher, Selection, VizError};
-use crate::trace::{
-    EventKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, Record, TraceReader,
-};
+use crate::trace::{EventKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, Record, TraceReader};
 
 /// Mermaid's default `maxEdges`.
 pub const MAX_EDGES: u64 = 500;
@@ -164,9 +162,7 @@ impl<'n> Builder<'n> {
 
     fn declaration(names: &Names<'_>, p: Part) -> String {
         let label = match p {
-            Part::Agent(a) => {
-                names.agents.get(a as usize).map_or("?", String::as_str)
-            }
+            Part::Agent(a) => names.agents.get(a as usize).map_or("?", String::as_str),
             Part::Broker => "Broker",
             Part::Router(r) => names.routers.get(r as usize).map_or("?", String::as_str),
         };
@@ -217,7 +213,12 @@ impl<'n> Builder<'n> {
             EventKind::Deliver => {
                 let to = self.part(r.node)?;
                 let age = ms(r.time_ns.saturating_sub(r.sent_ns));
-                (broker, "->>", Some(to), format!("t={t} msg {id} {channel} +{age}"))
+                (
+                    broker,
+                    "->>",
+                    Some(to),
+                    format!("t={t} msg {id} {channel} +{age}"),
+                )
             }
             EventKind::Drop | EventKind::Retransmit => {
                 let at = self.part(r.node)?;
@@ -254,7 +255,7 @@ impl<'n> Builder<'n> {
             }
             _ => return None,
         };
-        let Some(a) = a else { return None };
+        let a = a?;
         let text = if let Some(b) = b {
             format!("{}{arrow}{}: {text}\n", a.id(), b.id())
         } else {
@@ -411,7 +412,6 @@ pub fn mermaid_records<'r, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::SimDuration;
     use crate::trace::{NONE, Reason};
 
     fn rec(t: u64, event: EventKind, msg: u64, sender: u32, node: u32) -> Record {
@@ -510,10 +510,11 @@ mod tests {
             detail: crate::trace::FaultKind::Crash.detail(true),
             ..rec(5, EventKind::Fault, 0, NONE, NONE)
         };
-        assert!(draw(&[fault], MermaidOptions::default()).unwrap().ends_with(
-            "Note over Broker: fault crash start t=0.000005ms\n"
-        ));
-        let _ = SimDuration(0);
+        assert!(
+            draw(&[fault], MermaidOptions::default())
+                .unwrap()
+                .ends_with("Note over Broker: fault crash start t=0.000005ms\n")
+        );
     }
 
     #[test]

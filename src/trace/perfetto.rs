@@ -168,7 +168,10 @@ impl<'n, W: Write> Writer<'n, W> {
 
     fn metadata(&mut self, tid: u32, name: &str, key: &str, value: &str) -> Result<(), VizError> {
         let mut b = Vec::new();
-        let _ = write!(b, "{{\"name\":\"{name}\",\"ph\":\"M\",\"ts\":0,\"pid\":{PID},");
+        let _ = write!(
+            b,
+            "{{\"name\":\"{name}\",\"ph\":\"M\",\"ts\":0,\"pid\":{PID},"
+        );
         if tid != 0 {
             let _ = write!(b, "\"tid\":{tid},");
         } else {
@@ -481,7 +484,10 @@ mod tests {
         ]);
         assert_eq!(stats.flows, 2);
         assert_eq!(stats.records, 5);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.contains("\"ph\":\"M\"")).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.contains("\"ph\":\"M\""))
+            .collect();
         // The publish slice is pending until the sender's track ends, and
         // its flow starts come after it in the file.
         let find = |s: &str| {
@@ -495,12 +501,26 @@ mod tests {
         assert!(find("\"ph\":\"s\",\"id\":0") > publish);
         assert!(find("\"ph\":\"s\",\"id\":1") > publish);
         assert!(find("\"ph\":\"f\",\"id\":0") > deliver);
-        assert!(lines[publish].contains("\"dur\":100.000"), "{}", lines[publish]);
+        assert!(
+            lines[publish].contains("\"dur\":100.000"),
+            "{}",
+            lines[publish]
+        );
         // Two slices at one instant nest; the next one 1 ns later cuts them.
-        assert!(lines[deliver].contains("\"ts\":30.000,\"dur\":0.001"), "{}", lines[deliver]);
-        assert!(text.contains("\"name\":\"b\\\"q\""), "names are JSON strings");
+        assert!(
+            lines[deliver].contains("\"ts\":30.000,\"dur\":0.001"),
+            "{}",
+            lines[deliver]
+        );
+        assert!(
+            text.contains("\"name\":\"b\\\"q\""),
+            "names are JSON strings"
+        );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["traceEvents"].as_array().unwrap().len() as u64, stats.events);
+        assert_eq!(
+            v["traceEvents"].as_array().unwrap().len() as u64,
+            stats.events
+        );
     }
 
     #[test]

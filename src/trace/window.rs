@@ -43,9 +43,9 @@ impl FromStr for Selector {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Selector, String> {
-        let (key, value) = s
-            .split_once('=')
-            .ok_or_else(|| format!("{s:?}: a selector is agent=NAME, channel=NAME or kind=EVENT"))?;
+        let (key, value) = s.split_once('=').ok_or_else(|| {
+            format!("{s:?}: a selector is agent=NAME, channel=NAME or kind=EVENT")
+        })?;
         let value = value.trim();
         if value.is_empty() {
             return Err(format!("{s:?}: the value is empty"));
@@ -256,7 +256,8 @@ impl Matcher {
             return false;
         }
         if let Some(ag) = &self.agents {
-            let is = |id: u32| id < NODE_ROUTER_BASE && ag.get(id as usize).copied().unwrap_or(false);
+            let is =
+                |id: u32| id < NODE_ROUTER_BASE && ag.get(id as usize).copied().unwrap_or(false);
             if !(is(r.sender) || is(r.node)) {
                 return false;
             }
@@ -296,7 +297,13 @@ mod tests {
                 Selector::Event(EventKind::Drop)
             ]
         );
-        for bad in ["agent", "agent=", "colour=red", "kind=dropped", "channel=a/b#"] {
+        for bad in [
+            "agent",
+            "agent=",
+            "colour=red",
+            "kind=dropped",
+            "channel=a/b#",
+        ] {
             assert!(parse_filter(bad).is_err(), "{bad}");
         }
     }
