@@ -27,6 +27,7 @@ use busbar::rollout::table;
 use busbar::scenario::{Override, Scenario};
 use busbar::time::SimDuration;
 use busbar::trace::export::{Format, Names, export};
+use busbar::trace::window::VizError;
 use busbar::trace::{MAGIC, TraceError, TraceReader};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -777,39 +778,11 @@ fn export_cmd(
         "jsonl"
     })?;
     let mut r = open_trace(path)?;
-    // An error from `export` is the output's if the writer saw one, else
-    // the trace's.
-    let input_error = |e: TraceError| bad_input(format!("{}: {e}", path.display()));
-    match output {
-        Some(o) => {
-            let (guard, file) = OutputFile::create(o, &[path]).map_err(bad_input)?;
-            let mut w = Watch::new(file);
-            if let Err(e) = export(&mut r, format, &mut w) {
-                return Err(match w.take_error() {
-                    Some(we) => bad_input(format!("{}: {we}", guard.path().display())),
-                    None => input_error(e),
-                });
-            }
-            guard.commit().map_err(bad_input)?;
-        }
-        None => {
-            let mut w = Watch::new(std::io::stdout().lock());
-            let res = export(&mut r, format, &mut w).and_then(|_| {
-                use std::io::Write;
-                w.flush().map_err(TraceError::Io)
-            });
-            if let Err(e) = res {
-                return match w.take_error().map(output::stdout_failure) {
-                    // A closed pipe (`busbar export t.bin | head`) is the
-                    // reader's choice.
-                    Some(WriteFailure::ClosedPipe) => Ok(0),
-                    Some(WriteFailure::Error(m)) => Err(bad_input(m)),
-                    None => Err(input_error(e)),
-                };
-            }
-        }
-    }
-    Ok(0)
+    viz::write_to(path, output, |w| {
+        export(&mut r, format, w)
+            .map(|_| ())
+            .map_err(VizError::from)
+    })
 }
 
 /// Writes the live run's metrics per entity and puts the file in place.

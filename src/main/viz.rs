@@ -119,7 +119,7 @@ pub fn export_cmd(
 /// Runs `f` on the output (a file put in place on success, or standard
 /// output); an error is the output's if the writer saw one, else the
 /// trace's.
-fn write_to(
+pub fn write_to(
     path: &Path,
     output: Option<&Path>,
     f: impl FnOnce(&mut dyn Write) -> Result<(), VizError>,

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Seek, Write};
 
 use crate::trace::export::Names;
-use crate::trace::window::{Matcher, Selection, VizError};
+use crate::trace::window::{Matcher, Selection, VizError, footer_names, stream};
 use crate::trace::{EventKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, Record, TraceReader};
 
 /// Mermaid's default `maxEdges`.
@@ -372,22 +372,9 @@ pub fn mermaid<R: Read + Seek, W: Write>(
     out: W,
 ) -> Result<MermaidStats, VizError> {
     let footer = reader.footer().clone();
-    let names = Names {
-        agents: &footer.agents,
-        channels: &footer.channels,
-        kinds: &footer.kinds,
-        routers: &footer.routers,
-        env: reader.header().env,
-    };
+    let names = footer_names(&footer, reader.header().env);
     let mut b = Builder::new(&names, selection.matcher(&names)?, options);
-    let mut cursor = reader.cursor();
-    'read: while let Some(batch) = cursor.next_batch()? {
-        for r in batch {
-            if !b.record(r) {
-                break 'read;
-            }
-        }
-    }
+    stream(reader, |r| Ok(b.record(r)))?;
     b.finish(out)
 }
 
@@ -412,25 +399,9 @@ pub fn mermaid_records<'r, W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{NONE, Reason};
+    use crate::trace::NONE;
 
-    fn rec(t: u64, event: EventKind, msg: u64, sender: u32, node: u32) -> Record {
-        Record {
-            time_ns: t,
-            event,
-            kind: 0,
-            detail: if event == EventKind::Drop {
-                Reason::Loss as u16
-            } else {
-                0
-            },
-            channel: 0,
-            msg,
-            sender,
-            node,
-            sent_ns: t,
-        }
-    }
+    use crate::trace::window::test_record as rec;
 
     fn draw(records: &[Record], options: MermaidOptions) -> Result<String, VizError> {
         let agents = ["mg1.bat".to_string(), "a;b\"c#d%e:f→g -->>x".to_string()];

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::io::{BufWriter, Read, Seek, Write};
 
 use crate::trace::export::Names;
-use crate::trace::window::{Matcher, Selection, VizError};
+use crate::trace::window::{Matcher, Selection, VizError, footer_names, stream};
 use crate::trace::{
     EventKind, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Record, TraceReader,
 };
@@ -400,23 +400,10 @@ pub fn perfetto<R: Read + Seek, W: Write>(
     out: W,
 ) -> Result<PerfettoStats, VizError> {
     let footer = reader.footer().clone();
-    let names = Names {
-        agents: &footer.agents,
-        channels: &footer.channels,
-        kinds: &footer.kinds,
-        routers: &footer.routers,
-        env: reader.header().env,
-    };
+    let names = footer_names(&footer, reader.header().env);
     let (title, other) = trace_info(reader);
     let mut w = Writer::new(&names, &title, &other, selection.matcher(&names)?, out)?;
-    let mut cursor = reader.cursor();
-    'read: while let Some(batch) = cursor.next_batch()? {
-        for r in batch {
-            if !w.record(r)? {
-                break 'read;
-            }
-        }
-    }
+    stream(reader, |r| w.record(r))?;
     w.finish()
 }
 
@@ -443,19 +430,7 @@ pub fn perfetto_records<'r, W: Write>(
 mod tests {
     use super::*;
 
-    fn rec(t: u64, event: EventKind, msg: u64, sender: u32, node: u32) -> Record {
-        Record {
-            time_ns: t,
-            event,
-            kind: 0,
-            detail: if event == EventKind::Drop { 1 } else { 0 },
-            channel: 0,
-            msg,
-            sender,
-            node,
-            sent_ns: t,
-        }
-    }
+    use crate::trace::window::test_record as rec;
 
     fn export(records: &[Record]) -> (PerfettoStats, String) {
         let agents = ["a".to_string(), "b\"q".to_string()];

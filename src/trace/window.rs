@@ -25,8 +25,10 @@ use std::str::FromStr;
 use thiserror::Error;
 
 use crate::time::SimDuration;
+use std::io::{Read, Seek};
+
 use crate::trace::export::Names;
-use crate::trace::{EventKind, NODE_ROUTER_BASE, NONE, Record, TraceError};
+use crate::trace::{EventKind, Footer, NODE_ROUTER_BASE, NONE, Record, TraceError, TraceReader};
 
 /// One `--filter` selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +270,56 @@ impl Matcher {
     /// Whether the time is past the window (nothing later is selected).
     pub fn past(&self, time_ns: u64) -> bool {
         self.to_ns.is_some_and(|to| time_ns >= to)
+    }
+}
+
+/// The names of a trace's footer (the reader's footer is cloned first, as
+/// reading records borrows the reader).
+pub(crate) fn footer_names(footer: &Footer, env: u32) -> Names<'_> {
+    Names {
+        agents: &footer.agents,
+        channels: &footer.channels,
+        kinds: &footer.kinds,
+        routers: &footer.routers,
+        env,
+    }
+}
+
+/// Feeds a trace's records in order to `f` until it returns `false` (past
+/// the window) or the records end.
+pub(crate) fn stream<R: Read + Seek>(
+    reader: &mut TraceReader<R>,
+    mut f: impl FnMut(&Record) -> Result<bool, VizError>,
+) -> Result<(), VizError> {
+    let mut cursor = reader.cursor();
+    while let Some(batch) = cursor.next_batch()? {
+        for r in batch {
+            if !f(r)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A record for the visual exports' tests: a drop is a loss, the message
+/// was sent when the record happened, channel 0, kind 0.
+#[cfg(test)]
+pub(crate) fn test_record(t: u64, event: EventKind, msg: u64, sender: u32, node: u32) -> Record {
+    Record {
+        time_ns: t,
+        event,
+        kind: 0,
+        detail: if event == EventKind::Drop {
+            crate::trace::Reason::Loss as u16
+        } else {
+            0
+        },
+        channel: 0,
+        msg,
+        sender,
+        node,
+        sent_ns: t,
     }
 }
 
