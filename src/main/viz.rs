@@ -1,5 +1,5 @@
 //! `busbar export --format perfetto|mermaid`: the visual exports and their
-//! window and filter flags.
+//! window and filter flags; and where every `export` writes (`write_to`).
 
 use std::io::Write;
 use std::path::Path;
@@ -145,6 +145,8 @@ pub fn write_to(
             let res = f(&mut w).and_then(|()| w.flush().map_err(VizError::from));
             if let Err(e) = res {
                 return match w.take_error().map(output::stdout_failure) {
+                    // A closed pipe (`busbar export t.bin | head`) is the
+                    // reader's choice.
                     Some(WriteFailure::ClosedPipe) => Ok(0),
                     Some(WriteFailure::Error(m)) => Err(bad_input(m)),
                     None => Err(input_error(e)),
