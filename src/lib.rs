@@ -30,6 +30,7 @@ pub mod grid;
 pub mod scenario;
 pub mod replay;
 pub mod rollout;
+pub mod report;
 
 pub use broker::{
     BrokerConfig, ChannelSpec, DeadLetter, Delivery, GroupError, GroupSpec, Qos, SessionConfig,

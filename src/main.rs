@@ -166,6 +166,18 @@ enum Command {
         #[command(flatten)]
         window: viz::WindowArgs,
     },
+    /// One self-contained HTML file of plots (inline SVG, no network
+    /// access needed) from a trace (latency per channel, age of
+    /// information, deadline misses per step, drops by reason) or from a
+    /// batch's results CSV (each headline outcome against the swept
+    /// parameter, with 95 % intervals).
+    Report {
+        /// A trace file (`run --trace`) or a results CSV (`batch --out`).
+        input: PathBuf,
+        /// The HTML file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -272,6 +284,7 @@ fn main() -> ExitCode {
             window,
         } => export_cmd(&trace, format, output.as_deref(), &window),
         Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
+        Command::Report { input, output } => report_cmd(&input, &output),
         Command::Batch {
             scenarios,
             envs,
@@ -783,6 +796,39 @@ fn export_cmd(
             .map(|_| ())
             .map_err(VizError::from)
     })
+}
+
+fn report_cmd(input: &Path, output: &Path) -> Result<u8, Failure> {
+    use std::io::Read;
+    let mut f = busbar::files::open_regular(input, "input", busbar::files::MAX_TRACE_BYTES)
+        .map_err(bad_input)?;
+    let mut magic = [0u8; 8];
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| bad_input(format!("{}: {e}", input.display())))?;
+    drop(f);
+    let report = if busbar::report::is_trace(&magic[..n]) {
+        let mut r = open_trace(input)?;
+        busbar::report::from_trace(&mut r)
+    } else {
+        let f = busbar::files::open_regular(input, "results CSV", busbar::files::MAX_RESULTS_BYTES)
+            .map_err(bad_input)?;
+        busbar::report::from_batch_csv(BufReader::new(f))
+    }
+    .map_err(|e| bad_input(format!("{}: {e}", input.display())))?;
+    let (guard, file) = OutputFile::create(output, &[input]).map_err(bad_input)?;
+    let mut w = BufWriter::new(file);
+    std::io::Write::write_all(&mut w, report.to_html().as_bytes())
+        .and_then(|_| std::io::Write::flush(&mut w))
+        .map_err(|e| bad_input(format!("{}: {e}", guard.path().display())))?;
+    drop(w);
+    guard.commit().map_err(bad_input)?;
+    eprintln!(
+        "report: {} plots -> {}",
+        report.plots.len(),
+        output.display()
+    );
+    Ok(0)
 }
 
 /// Writes the live run's metrics per entity and puts the file in place.

@@ -214,14 +214,14 @@ pub fn record(p: &Prepared, row: &Row) -> Vec<String> {
 /// Mean and spread of one column over the environments of a variant
 /// (Welford's running mean and variance: constant memory).
 #[derive(Clone, Copy, Debug, Default)]
-struct Running {
-    n: u64,
-    mean: f64,
+pub(crate) struct Running {
+    pub(crate) n: u64,
+    pub(crate) mean: f64,
     m2: f64,
 }
 
 impl Running {
-    fn push(&mut self, x: f64) {
+    pub(crate) fn push(&mut self, x: f64) {
         if x.is_nan() {
             return;
         }
@@ -233,7 +233,7 @@ impl Running {
 
     /// Half-width of the 95 % confidence interval of the mean (Student's
     /// t), NaN with fewer than two values.
-    fn half_width(&self) -> f64 {
+    pub(crate) fn half_width(&self) -> f64 {
         if self.n < 2 {
             return f64::NAN;
         }
@@ -262,7 +262,7 @@ fn t975(df: u64) -> f64 {
 }
 
 /// The headline columns of the end-of-batch table, when present.
-const HEADLINE: [&str; 10] = [
+pub(crate) const HEADLINE: [&str; 10] = [
     "delivered",
     "dropped",
     "late",
