@@ -6,7 +6,8 @@
 //! is the drop reason for `drop` events and empty otherwise. `kind` is the
 //! name the trace's footer gives the record's kind code; a code it does not
 //! name prints as `custom:{code - 64}` from code 64 on, else `kind:{code}`.
-//! For `timer` events `msg_id` holds the timer's tag, `sender`/`recipient`
+//! For `timer` events `msg_id` is empty (JSON: `null`; a timer has no
+//! message), `detail` holds the timer's tag as `tag=N`, `sender`/`recipient`
 //! the agent, and `kind` is empty; `kind` is empty too for `session` events
 //! and for the drops, duplicates and forwards of session control packets
 //! and their acks (docs/broker_sessions.md).
@@ -64,8 +65,8 @@ pub struct Row<'a> {
     pub time_ns: u64,
     /// Event name.
     pub event: &'static str,
-    /// Message id (timer tag for timers).
-    pub msg_id: u64,
+    /// Message id; `None` for timers (their tag is in `detail`).
+    pub msg_id: Option<u64>,
     /// Environment index.
     pub env: u32,
     /// Channel name (empty for timers).
@@ -82,7 +83,7 @@ pub struct Row<'a> {
     /// lost ack), a fault's kind and `start`/`end`, `ack`/`puback` for acks
     /// (and their duplicates and forwards), `attempt N` for a
     /// retransmission, a dead letter's cause, an expiry's `on_arrival` or
-    /// `unacked`; else empty.
+    /// `unacked`, a timer's `tag=N`; else empty.
     pub detail: Cow<'static, str>,
 }
 
@@ -128,6 +129,7 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
             Cow::Borrowed(DeadCause::from_code(r.detail).map_or("?", DeadCause::name))
         }
         EventKind::Publish if r.detail == DETAIL_REPLY => Cow::Borrowed("reply"),
+        EventKind::Timer => Cow::Owned(format!("tag={}", r.msg)),
         EventKind::Expire => Cow::Borrowed(match r.detail {
             EXPIRED_ON_ARRIVAL => "on_arrival",
             EXPIRED_UNACKED => "unacked",
@@ -186,7 +188,7 @@ impl Names<'_> {
             seq,
             time_ns: r.time_ns,
             event: r.event.name(),
-            msg_id: r.msg,
+            msg_id: (!timer).then_some(r.msg),
             env: self.env,
             channel: if r.channel == NONE {
                 ""
