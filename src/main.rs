@@ -32,6 +32,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[path = "main/output.rs"]
 mod output;
+#[path = "main/show.rs"]
+mod show;
 
 use output::{OutputFile, Stdout, Watch, WriteFailure};
 
@@ -160,6 +162,19 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Show one message's whole life in a trace: its publish, every hop,
+    /// each copy's fate, lateness and grid step, and a summary. Exit 1 if
+    /// an id is not in the trace.
+    Show {
+        /// The trace file.
+        trace: PathBuf,
+        /// The message id (repeatable: `--msg 12 --msg 40`).
+        #[arg(long = "msg", value_name = "ID", required = true)]
+        msgs: Vec<u64>,
+        /// Print JSON (one array of lives) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -261,6 +276,7 @@ fn main() -> ExitCode {
             output,
         } => export_cmd(&trace, format, output.as_deref()),
         Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
+        Command::Show { trace, msgs, json } => show::show_cmd(&trace, &msgs, json),
         Command::Batch {
             scenarios,
             envs,

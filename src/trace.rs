@@ -174,6 +174,7 @@ mod file;
 mod record;
 
 pub mod export;
+pub mod life;
 
 pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{

@@ -646,6 +646,7 @@ fn write_batches(records: &[Record], sizes: &[usize]) -> Vec<u8> {
         payload_digest: Digest([0; 16]),
         stopped: None,
         routers: Vec::new(),
+        deadlines: Vec::new(),
     })
     .unwrap()
 }

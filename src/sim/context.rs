@@ -415,6 +415,36 @@ impl<'a> Context<'a> {
         self.core.mark_late(self.me, msg);
     }
 
+    /// Reports that `msg` missed the deadline called `deadline`: it had to
+    /// arrive within `limit` of being sent. Like [`Context::mark_late`],
+    /// and the `late` trace record names the deadline (the trace footer
+    /// keeps each name with its limit; the export prints
+    /// `deadline NAME LIMIT, late by X`, where X = (time − sent) − limit).
+    /// Name deadlines `{what}.{deadline}` (`sink.deadline`); a name is
+    /// interned with its limit, so two limits under one name are two
+    /// deadlines.
+    pub fn mark_late_for(&mut self, msg: &Message, deadline: &str, limit: SimDuration) {
+        self.core
+            .mark_late_for(self.me, msg, deadline, limit, SimDuration::ZERO);
+    }
+
+    /// Like [`Context::mark_late_for`] for a deadline that recurs every
+    /// `period` (virtual time, from 0): `msg` had to arrive within `limit`
+    /// of the start of the period it was sent in, `floor(sent / period) ·
+    /// period` — the grid's step deadline (`grid.step_deadline`, period
+    /// the step). The export's lateness is then
+    /// time − (that start + limit).
+    pub fn mark_late_for_period(
+        &mut self,
+        msg: &Message,
+        deadline: &str,
+        limit: SimDuration,
+        period: SimDuration,
+    ) {
+        self.core
+            .mark_late_for(self.me, msg, deadline, limit, period);
+    }
+
     /// Reports the age of a piece of information at the moment this agent
     /// used it (age-of-information metric).
     pub fn record_age(&mut self, age: SimDuration) {

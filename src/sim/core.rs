@@ -230,6 +230,10 @@ pub(super) struct Core {
     agents: Vec<AgentSlot>,
     agent_ids: BTreeMap<String, AgentId>,
     kinds: KindNames,
+    /// The deadlines agents named in [`Core::mark_late_for`], as (name,
+    /// limit, period), in order of first use; a `late` record's `detail` is
+    /// its deadline's index + 1 (0: unnamed).
+    deadlines: Vec<(String, SimDuration, SimDuration)>,
     timers: Timers,
     trace: TraceSink,
     metrics: Metrics,
@@ -293,6 +297,7 @@ impl Core {
             agents: p.agents,
             agent_ids: p.agent_ids,
             kinds: p.kinds,
+            deadlines: Vec::new(),
             timers: Timers::default(),
             trace: p.trace,
             metrics: Metrics::default(),
@@ -513,6 +518,46 @@ impl Core {
     pub(super) fn mark_late(&mut self, me: AgentId, msg: &Message) {
         self.metrics.late += 1;
         self.record(EventKind::Late, MsgHead::of(msg), me.0, 0);
+    }
+
+    /// [`Core::mark_late`] for the deadline `name` of `limit` (counted from
+    /// the send time, or with a nonzero `period` from the start of the
+    /// period the message was sent in): interned (name, limit and period
+    /// together) into the table the trace footer holds; the record's
+    /// `detail` is its index + 1. Past 65 535 distinct deadlines the record
+    /// names none (detail 0).
+    pub(super) fn mark_late_for(
+        &mut self,
+        me: AgentId,
+        msg: &Message,
+        name: &str,
+        limit: SimDuration,
+        period: SimDuration,
+    ) {
+        self.metrics.late += 1;
+        let found = self
+            .deadlines
+            .iter()
+            .position(|(n, l, p)| *l == limit && *p == period && n == name);
+        let i = match found {
+            Some(i) => i,
+            None if self.deadlines.len() < usize::from(u16::MAX) => {
+                self.deadlines.push((name.to_string(), limit, period));
+                self.deadlines.len() - 1
+            }
+            None => usize::from(u16::MAX),
+        };
+        let detail = u16::try_from(i + 1).unwrap_or(0);
+        self.record(EventKind::Late, MsgHead::of(msg), me.0, detail);
+    }
+
+    /// The deadlines named so far, as (name, limit ns, period ns), by
+    /// index.
+    pub(super) fn deadline_names(&self) -> Vec<(String, u64, u64)> {
+        self.deadlines
+            .iter()
+            .map(|(n, l, p)| (n.clone(), l.as_nanos(), p.as_nanos()))
+            .collect()
     }
 
     // Inlined into the agent's call (through `Context::publish`): the

@@ -6,6 +6,14 @@
 //! is the drop reason for `drop` events and empty otherwise. `kind` is the
 //! name the trace's footer gives the record's kind code; a code it does not
 //! name prints as `custom:{code - 64}` from code 64 on, else `kind:{code}`.
+//! On a `late` row that names its deadline, `detail` reads
+//! `deadline NAME LIMIT, late by X` (durations exact, as
+//! [`SimDuration`](crate::time::SimDuration) prints them), where X is
+//! time − (sent + limit) ([`life::Lateness`](crate::trace::life::Lateness)).
+//! JSON Lines rows have the same fields, plus `step` (the grid step of the
+//! record's message, [`life::grid_step`](crate::trace::life::grid_step);
+//! `null` without a grid) and, on a named `late` row, `deadline`,
+//! `limit_ns`, `period_ns` and `late_by_ns`.
 //! For `timer` events `msg_id` is empty (JSON: `null`; a timer has no
 //! message), `detail` holds the timer's tag as `tag=N`, `sender`/`recipient`
 //! the agent, and `kind` is empty; `kind` is empty too for `session` events
@@ -238,6 +246,15 @@ pub fn export<R: Read + Seek, W: Write>(
         routers: &footer.routers,
         env: reader.header().env,
     };
+    let deadlines = &footer.deadlines;
+    let step = crate::trace::life::grid_step(reader.header());
+    let row = |seq: u64, r: &Record| {
+        let mut row = names.row(seq, r);
+        if r.event == EventKind::Late {
+            row.detail = crate::trace::life::detail_text(r, deadlines);
+        }
+        row
+    };
     let mut seq = 0u64;
     match format {
         Format::Csv => {
@@ -249,7 +266,7 @@ pub fn export<R: Read + Seek, W: Write>(
             w.write_record(CSV_COLUMNS).map_err(csv_err)?;
             reader.for_each_batch(|batch| {
                 for r in batch {
-                    w.serialize(names.row(seq, r)).map_err(csv_err)?;
+                    w.serialize(row(seq, r)).map_err(csv_err)?;
                     seq += 1;
                 }
                 Ok(())
@@ -260,8 +277,12 @@ pub fn export<R: Read + Seek, W: Write>(
             let mut w = std::io::BufWriter::new(out);
             reader.for_each_batch(|batch| {
                 for r in batch {
-                    serde_json::to_writer(&mut w, &names.row(seq, r))
-                        .map_err(|e| TraceError::Io(e.into()))?;
+                    let line = JsonRow {
+                        row: row(seq, r),
+                        step: crate::trace::life::record_step(r, step),
+                        late: crate::trace::life::Lateness::of(r, deadlines),
+                    };
+                    serde_json::to_writer(&mut w, &line).map_err(|e| TraceError::Io(e.into()))?;
                     w.write_all(b"\n")?;
                     seq += 1;
                 }
@@ -271,6 +292,18 @@ pub fn export<R: Read + Seek, W: Write>(
         }
     }
     Ok(seq)
+}
+
+/// A JSON Lines row: the CSV's fields, then `step` (the message's grid
+/// step, `null` without a grid or a message) and, on a `late` row that
+/// names its deadline, `deadline`, `limit_ns`, `period_ns`, `late_by_ns`.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    #[serde(flatten)]
+    row: Row<'a>,
+    step: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    late: Option<crate::trace::life::Lateness>,
 }
 
 fn csv_err(e: csv::Error) -> TraceError {

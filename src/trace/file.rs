@@ -17,7 +17,7 @@ use super::{Digest, Digester, Record};
 /// The magic bytes that open every trace file.
 pub const MAGIC: &[u8; 8] = b"BUSBARTR";
 /// The trace file format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 /// The largest frame body a reader accepts (bytes).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Most records per batch frame (and per digest update).
@@ -64,6 +64,13 @@ pub struct Footer {
     pub stopped: Option<String>,
     /// Router names by router index (node `NODE_ROUTER_BASE + r`).
     pub routers: Vec<String>,
+    /// The deadlines `late` records name, as (name, limit ns, period ns),
+    /// by index: a `late` record's `detail` is the index + 1, or 0 for a
+    /// deadline not named ([`Context::mark_late`](crate::Context::mark_late)).
+    /// With period 0 the limit counts from the message's send time; else
+    /// from the start of the period it was sent in,
+    /// `floor(sent_ns / period) · period`. Since format version 5.
+    pub deadlines: Vec<(String, u64, u64)>,
 }
 
 impl Footer {
@@ -751,6 +758,7 @@ mod tests {
             payload_digest: Digest([7; 16]),
             stopped: None,
             routers: Vec::new(),
+            deadlines: Vec::new(),
         })
         .unwrap()
     }
@@ -815,6 +823,8 @@ mod tests {
                 payload_digest: Digest([0; 16]),
                 stopped: None,
                 routers: Vec::new(),
+                deadlines: Vec::new(),
+            deadlines: Vec::new(),
             })
             .unwrap();
         let mut r = TraceReader::new(Cursor::new(bytes)).unwrap();
@@ -906,7 +916,7 @@ mod tests {
         // the header's check; each check seeds the next.
         let bytes = write(&[]);
         let mut pre = Vec::from(&MAGIC[..]);
-        pre.extend_from_slice(&4u16.to_le_bytes());
+        pre.extend_from_slice(&5u16.to_le_bytes());
         assert_eq!(bytes[..10], pre[..]);
         let mut seed = xxhash_rust::xxh3::xxh3_64(&pre);
         let mut pos = 10;
@@ -936,7 +946,7 @@ mod tests {
             TraceError::BadMagic
         ));
         bytes[0] = b'B';
-        for v in [1u16, 2, 3, 5, 99] {
+        for v in [1u16, 2, 3, 4, 6, 99] {
             bytes[8..10].copy_from_slice(&v.to_le_bytes());
             match TraceReader::new(Cursor::new(bytes.clone())).err().unwrap() {
                 TraceError::Version { found } => assert_eq!(found, v),
