@@ -178,7 +178,7 @@ pub mod life;
 
 pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{
-    CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
+    CHUNK, Deadline, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
     TraceReader, TraceWriter,
 };
 pub use record::{

@@ -15,7 +15,7 @@ use crate::network::{Faults, Network, Transit, Transition};
 use crate::queue::{EventQueue, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
-use crate::trace::{DETAIL_REPLY, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+use crate::trace::{DETAIL_REPLY, Deadline, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
 
 use super::clock::Clock;
 use super::limits::{Limits, SimError};
@@ -230,10 +230,10 @@ pub(super) struct Core {
     agents: Vec<AgentSlot>,
     agent_ids: BTreeMap<String, AgentId>,
     kinds: KindNames,
-    /// The deadlines agents named in [`Core::mark_late_for`], as (name,
-    /// limit, period), in order of first use; a `late` record's `detail` is
-    /// its deadline's index + 1 (0: unnamed).
-    deadlines: Vec<(String, SimDuration, SimDuration)>,
+    /// The deadlines agents named in [`Core::mark_late_for`], in order of
+    /// first use; a `late` record's `detail` is its deadline's index + 1
+    /// (0: unnamed).
+    deadlines: Vec<Deadline>,
     timers: Timers,
     trace: TraceSink,
     metrics: Metrics,
@@ -520,29 +520,17 @@ impl Core {
         self.record(EventKind::Late, MsgHead::of(msg), me.0, 0);
     }
 
-    /// [`Core::mark_late`] for the deadline `name` of `limit` (counted from
-    /// the send time, or with a nonzero `period` from the start of the
-    /// period the message was sent in): interned (name, limit and period
-    /// together) into the table the trace footer holds; the record's
-    /// `detail` is its index + 1. Past 65 535 distinct deadlines the record
-    /// names none (detail 0).
-    pub(super) fn mark_late_for(
-        &mut self,
-        me: AgentId,
-        msg: &Message,
-        name: &str,
-        limit: SimDuration,
-        period: SimDuration,
-    ) {
+    /// [`Core::mark_late`] for the deadline `d` (its name, limit, period
+    /// and step): interned into the table the trace footer holds; the
+    /// record's `detail` is its index + 1. Past 65 535 distinct deadlines
+    /// the record names none (detail 0).
+    pub(super) fn mark_late_for(&mut self, me: AgentId, msg: &Message, d: Deadline) {
         self.metrics.late += 1;
-        let found = self
-            .deadlines
-            .iter()
-            .position(|(n, l, p)| *l == limit && *p == period && n == name);
+        let found = self.deadlines.iter().position(|e| *e == d);
         let i = match found {
             Some(i) => i,
             None if self.deadlines.len() < usize::from(u16::MAX) => {
-                self.deadlines.push((name.to_string(), limit, period));
+                self.deadlines.push(d);
                 self.deadlines.len() - 1
             }
             None => usize::from(u16::MAX),
@@ -551,13 +539,9 @@ impl Core {
         self.record(EventKind::Late, MsgHead::of(msg), me.0, detail);
     }
 
-    /// The deadlines named so far, as (name, limit ns, period ns), by
-    /// index.
-    pub(super) fn deadline_names(&self) -> Vec<(String, u64, u64)> {
-        self.deadlines
-            .iter()
-            .map(|(n, l, p)| (n.clone(), l.as_nanos(), p.as_nanos()))
-            .collect()
+    /// The deadlines named so far, by index.
+    pub(super) fn deadline_names(&self) -> Vec<Deadline> {
+        self.deadlines.clone()
     }
 
     // Inlined into the agent's call (through `Context::publish`): the

@@ -99,7 +99,7 @@ pub(super) struct Names {
     pub(super) channels: Vec<String>,
     pub(super) kinds: Vec<(u8, String)>,
     pub(super) routers: Vec<String>,
-    pub(super) deadlines: Vec<(String, u64, u64)>,
+    pub(super) deadlines: Vec<crate::trace::Deadline>,
 }
 
 pub(super) struct TraceSink {

@@ -42,6 +42,34 @@ pub struct Header {
     pub env: u32,
 }
 
+/// A deadline a `late` record names (the footer's table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    /// Its name: `grid.step_deadline`, `sink.deadline`.
+    pub name: String,
+    /// Its limit, ns.
+    pub limit_ns: u64,
+    /// 0: the message was due `limit_ns` after it was sent. Else the
+    /// deadline recurs every `period_ns` and the message was due at
+    /// `step · period_ns + limit_ns`.
+    pub period_ns: u64,
+    /// The period the message belonged to (0 when `period_ns` is 0).
+    pub step: u64,
+}
+
+impl Deadline {
+    /// When a message sent at `sent_ns` was due, ns (saturating).
+    pub fn due_ns(&self, sent_ns: u64) -> u64 {
+        match self.period_ns {
+            0 => sent_ns.saturating_add(self.limit_ns),
+            p => self
+                .step
+                .saturating_mul(p)
+                .saturating_add(self.limit_ns),
+        }
+    }
+}
+
 /// The last frame: names for the ids in records, count and digests.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Footer {
@@ -64,13 +92,11 @@ pub struct Footer {
     pub stopped: Option<String>,
     /// Router names by router index (node `NODE_ROUTER_BASE + r`).
     pub routers: Vec<String>,
-    /// The deadlines `late` records name, as (name, limit ns, period ns),
-    /// by index: a `late` record's `detail` is the index + 1, or 0 for a
-    /// deadline not named ([`Context::mark_late`](crate::Context::mark_late)).
-    /// With period 0 the limit counts from the message's send time; else
-    /// from the start of the period it was sent in,
-    /// `floor(sent_ns / period) · period`. Since format version 5.
-    pub deadlines: Vec<(String, u64, u64)>,
+    /// The deadlines `late` records name, by index: a `late` record's
+    /// `detail` is the index + 1, or 0 for a deadline not named
+    /// ([`Context::mark_late`](crate::Context::mark_late)). Since format
+    /// version 5.
+    pub deadlines: Vec<super::Deadline>,
 }
 
 impl Footer {

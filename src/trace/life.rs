@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::time::SimDuration;
 use crate::trace::export::Names;
 use crate::trace::{
-    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, EventKind, Header, NODE_BROKER,
+    DETAIL_ACK, Deadline, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, EventKind, Header, NODE_BROKER,
     Record, TraceError, TraceReader,
 };
 
@@ -74,14 +74,19 @@ pub struct Lateness {
     /// The deadline's name (`grid.step_deadline`, `sink.deadline`).
     pub deadline: String,
     /// Its limit, ns: from the send time, or with a period from the start
-    /// of the period the message was sent in.
+    /// of the message's step (`step · period`).
     pub limit_ns: u64,
     /// Its period, ns (0: the limit counts from the send time).
     pub period_ns: u64,
-    /// How late: time − (anchor + limit), ns, where the anchor is the send
-    /// time or `floor(sent / period) · period`. Negative only for a message
-    /// the agent judged by another measure (its own clock, or the step in
-    /// its payload when it was sent after its step ended).
+    /// With a period: the step the message belonged to, as the agent that
+    /// marked it numbered it (the grid: the step in the state update's
+    /// payload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_step: Option<u64>,
+    /// How late: time − due, ns, where due is sent + limit, or with a
+    /// period `step · period + limit`. Negative only when the agent judged
+    /// by its own clock (a `[[clock]]`), which the trace's true times
+    /// ignore.
     pub late_by_ns: i64,
 }
 
@@ -89,21 +94,17 @@ impl Lateness {
     /// The deadline a `late` record names (its `detail` − 1 in the footer's
     /// deadline table), or `None` for another record, a `late` of an
     /// unnamed deadline, or an index the table does not hold.
-    pub fn of(r: &Record, deadlines: &[(String, u64, u64)]) -> Option<Lateness> {
+    pub fn of(r: &Record, deadlines: &[Deadline]) -> Option<Lateness> {
         if r.event != EventKind::Late || r.detail == 0 {
             return None;
         }
-        let (name, limit, period) = deadlines.get(usize::from(r.detail) - 1)?;
-        let anchor = match *period {
-            0 => r.sent_ns,
-            p => r.sent_ns / p * p,
-        };
-        let due = i128::from(anchor) + i128::from(*limit);
-        let by = i128::from(r.time_ns) - due;
+        let d = deadlines.get(usize::from(r.detail) - 1)?;
+        let by = i128::from(r.time_ns) - i128::from(d.due_ns(r.sent_ns));
         Some(Lateness {
-            deadline: name.clone(),
-            limit_ns: *limit,
-            period_ns: *period,
+            deadline: d.name.clone(),
+            limit_ns: d.limit_ns,
+            period_ns: d.period_ns,
+            deadline_step: (d.period_ns > 0).then_some(d.step),
             late_by_ns: i64::try_from(by).unwrap_or(i64::MAX),
         })
     }
@@ -126,7 +127,7 @@ impl fmt::Display for Lateness {
 /// The `detail` text of a record with its deadline resolved: a named
 /// `late` reads `deadline NAME LIMIT, late by X`; any other record its
 /// [`export::detail`](crate::trace::export::detail).
-pub fn detail_text(r: &Record, deadlines: &[(String, u64, u64)]) -> Cow<'static, str> {
+pub fn detail_text(r: &Record, deadlines: &[Deadline]) -> Cow<'static, str> {
     match Lateness::of(r, deadlines) {
         Some(l) => Cow::Owned(l.to_string()),
         None => crate::trace::export::detail(r),
@@ -314,7 +315,7 @@ impl Tracker {
 /// What resolving a record needs beyond [`Names`].
 struct Extra<'a> {
     step: Option<SimDuration>,
-    deadlines: &'a [(String, u64, u64)],
+    deadlines: &'a [Deadline],
 }
 
 /// The lives of the messages `ids` (in the order given; a repeated id is
