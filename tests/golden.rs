@@ -23,7 +23,7 @@ const GOLDEN: &[(&str, &str)] = &[
     // cargo run --release -- run scenarios/large_100x5.toml | grep digest
     ("large_100x5.toml", "fb87a3435b71368330dea8b1b528cd4f"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
-    ("lossy_jitter.toml", "a943191f9693c372cf4742a9f68f6893"),
+    ("lossy_jitter.toml", "0819b9584a6d0831d0662331ca7a2bd0"),
     // cargo run --release -- run scenarios/qos_levels.toml | grep digest
     ("qos_levels.toml", "5aef70f50f1bbee940a86201b32cd830"),
     // cargo run --release -- run scenarios/seed_example.toml | grep digest
