@@ -352,7 +352,9 @@ fn check_csv(csv_text: &str, summary: &serde_json::Value) {
         if event == "timer" {
             // A timer has no message: its tag is in `detail`.
             assert_eq!(&row[3], "", "row {i}: a timer row with a msg_id");
-            let tag = row[10].strip_prefix("tag=").expect("a timer's detail is tag=N");
+            let tag = row[10]
+                .strip_prefix("tag=")
+                .expect("a timer's detail is tag=N");
             tag.parse::<u64>().expect("a timer's tag is an integer");
         } else {
             row[3].parse::<u64>().expect("msg_id is an integer");

@@ -182,7 +182,12 @@ fn the_table_shows_hops_fates_and_a_summary() {
     let rows = csv_rows(&t);
     let drop = rows.iter().find(|r| &r[2] == "drop").unwrap();
     let id = &drop[3];
-    let out = busbar(&["show".as_ref(), t.as_os_str(), "--msg".as_ref(), id.as_ref()]);
+    let out = busbar(&[
+        "show".as_ref(),
+        t.as_os_str(),
+        "--msg".as_ref(),
+        id.as_ref(),
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
@@ -192,7 +197,11 @@ fn the_table_shows_hops_fates_and_a_summary() {
     );
     assert!(out.stdout.contains(" publish "), "{}", out.stdout);
     assert!(out.stdout.contains(" route "), "{}", out.stdout);
-    assert!(out.stdout.contains(&format!(" {}", &drop[10])), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(" {}", &drop[10])),
+        "{}",
+        out.stdout
+    );
     let last = lines.last().unwrap();
     assert!(last.starts_with("summary: delivered "), "{last}");
     assert!(!last.contains("dropped 0"), "{last}");
@@ -214,7 +223,12 @@ fn an_unknown_id_exits_1_and_bad_input_exits_2() {
     assert!(out.stderr.contains("no message 999999"), "{}", out.stderr);
     assert!(out.stdout.contains("message 3: "), "{}", out.stdout);
     // Found ids exit 0.
-    let out = busbar(&["show".as_ref(), t.as_os_str(), "--msg".as_ref(), "3".as_ref()]);
+    let out = busbar(&[
+        "show".as_ref(),
+        t.as_os_str(),
+        "--msg".as_ref(),
+        "3".as_ref(),
+    ]);
     assert_eq!(out.code, 0);
     // A corrupt trace: a flipped bit in the middle of the records.
     let mut bytes = std::fs::read(&t).unwrap();
@@ -222,7 +236,12 @@ fn an_unknown_id_exits_1_and_bad_input_exits_2() {
     bytes[mid] ^= 0x10;
     let bad = dir.path().join("bad.bin");
     std::fs::write(&bad, &bytes).unwrap();
-    let out = busbar(&["show".as_ref(), bad.as_os_str(), "--msg".as_ref(), "3".as_ref()]);
+    let out = busbar(&[
+        "show".as_ref(),
+        bad.as_os_str(),
+        "--msg".as_ref(),
+        "3".as_ref(),
+    ]);
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
     // Truncated, missing, not an id.
@@ -230,9 +249,24 @@ fn an_unknown_id_exits_1_and_bad_input_exits_2() {
     std::fs::write(&cut, &bytes[..mid]).unwrap();
     let none = dir.path().join("none.bin");
     for args in [
-        vec!["show".as_ref(), cut.as_os_str(), "--msg".as_ref(), "3".as_ref()],
-        vec!["show".as_ref(), none.as_os_str(), "--msg".as_ref(), "3".as_ref()],
-        vec!["show".as_ref(), t.as_os_str(), "--msg".as_ref(), "x".as_ref()],
+        vec![
+            "show".as_ref(),
+            cut.as_os_str(),
+            "--msg".as_ref(),
+            "3".as_ref(),
+        ],
+        vec![
+            "show".as_ref(),
+            none.as_os_str(),
+            "--msg".as_ref(),
+            "3".as_ref(),
+        ],
+        vec![
+            "show".as_ref(),
+            t.as_os_str(),
+            "--msg".as_ref(),
+            "x".as_ref(),
+        ],
         vec!["show".as_ref(), t.as_os_str()],
     ] {
         assert_eq!(busbar(&args).code, 2, "{args:?}");
@@ -339,7 +373,10 @@ fn late_rows_name_the_deadline_and_how_late() {
     let late: Vec<_> = rows.iter().filter(|r| &r[2] == "late").collect();
     assert!(!late.is_empty());
     for row in &late {
-        let (time, sent) = (row[1].parse::<u64>().unwrap(), row[9].parse::<u64>().unwrap());
+        let (time, sent) = (
+            row[1].parse::<u64>().unwrap(),
+            row[9].parse::<u64>().unwrap(),
+        );
         let rest = row[10]
             .strip_prefix("deadline grid.step_deadline 150ms, late by ")
             .unwrap_or_else(|| panic!("{row:?}"));

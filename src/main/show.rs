@@ -46,12 +46,18 @@ fn table(out: &mut Stdout, life: &MessageLife) -> Result<(), String> {
     if !life.found {
         return writeln!(out, "message {}: not in the trace", life.msg);
     }
-    let step = life.step.map_or(String::new(), |k| format!(", grid step {k}"));
+    let step = life
+        .step
+        .map_or(String::new(), |k| format!(", grid step {k}"));
     writeln!(
         out,
         "message {}: {} from {} on {} to {}, sent at {}{step}",
         life.msg,
-        if life.kind.is_empty() { "?" } else { &life.kind },
+        if life.kind.is_empty() {
+            "?"
+        } else {
+            &life.kind
+        },
         life.sender,
         life.channel,
         life.recipient,

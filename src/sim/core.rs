@@ -15,7 +15,9 @@ use crate::network::{Faults, Network, Transit, Transition};
 use crate::queue::{EventQueue, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
-use crate::trace::{DETAIL_REPLY, Deadline, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+use crate::trace::{
+    DETAIL_REPLY, Deadline, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record,
+};
 
 use super::clock::Clock;
 use super::limits::{Limits, SimError};

@@ -62,10 +62,7 @@ impl Deadline {
     pub fn due_ns(&self, sent_ns: u64) -> u64 {
         match self.period_ns {
             0 => sent_ns.saturating_add(self.limit_ns),
-            p => self
-                .step
-                .saturating_mul(p)
-                .saturating_add(self.limit_ns),
+            p => self.step.saturating_mul(p).saturating_add(self.limit_ns),
         }
     }
 }
@@ -850,7 +847,7 @@ mod tests {
                 stopped: None,
                 routers: Vec::new(),
                 deadlines: Vec::new(),
-            deadlines: Vec::new(),
+                deadlines: Vec::new(),
             })
             .unwrap();
         let mut r = TraceReader::new(Cursor::new(bytes)).unwrap();

@@ -17,8 +17,8 @@ use serde::Serialize;
 use crate::time::SimDuration;
 use crate::trace::export::Names;
 use crate::trace::{
-    DETAIL_ACK, Deadline, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, EventKind, Header, NODE_BROKER,
-    Record, TraceError, TraceReader,
+    DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, Deadline, EventKind, Header,
+    NODE_BROKER, Record, TraceError, TraceReader,
 };
 
 /// Most records kept per message; the rest are counted, not kept.
