@@ -311,7 +311,7 @@ fn the_step_is_the_grid_environments_own_numbering() {
     for (i, row) in rows.iter().enumerate() {
         if row["event"] == "timer" && row["recipient"] == "env" {
             let tag: u64 = row["detail"].as_str().unwrap()[4..].parse().unwrap();
-            if tag % 2 != 0 {
+            if !tag.is_multiple_of(2) {
                 continue;
             }
             let k = tag / 2;

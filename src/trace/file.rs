@@ -847,7 +847,6 @@ mod tests {
                 stopped: None,
                 routers: Vec::new(),
                 deadlines: Vec::new(),
-                deadlines: Vec::new(),
             })
             .unwrap();
         let mut r = TraceReader::new(Cursor::new(bytes)).unwrap();
