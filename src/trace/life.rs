@@ -24,6 +24,10 @@ use crate::trace::{
 /// Most records kept per message; the rest are counted, not kept.
 pub const MAX_EVENTS: usize = 100_000;
 
+/// `[grid] step` when a scenario does not set it (the grid's default is
+/// this constant, so a trace's reader and the engine agree).
+pub const DEFAULT_GRID_STEP: SimDuration = SimDuration::from_secs(1);
+
 /// The grid step of the trace's scenario: `[grid] step` (or its default)
 /// when the scenario has `[[microgrid]]`s, i.e. when the grid environment
 /// ran; `None` otherwise, or if the scenario text does not parse.
@@ -42,7 +46,7 @@ pub fn grid_step(header: &Header) -> Option<SimDuration> {
     }
     let step = match doc.get("grid").and_then(|g| g.get("step")) {
         Some(v) => v.as_str()?.parse::<SimDuration>().ok()?,
-        None => crate::grid::GridSpec::default().step,
+        None => DEFAULT_GRID_STEP,
     };
     (step.as_nanos() > 0).then_some(step)
 }
@@ -328,13 +332,7 @@ pub fn message_lives<R: Read + Seek>(
     ids: &[u64],
 ) -> Result<Vec<MessageLife>, TraceError> {
     let footer = reader.footer().clone();
-    let names = Names {
-        agents: &footer.agents,
-        channels: &footer.channels,
-        kinds: &footer.kinds,
-        routers: &footer.routers,
-        env: reader.header().env,
-    };
+    let names = Names::of_footer(&footer, reader.header().env);
     let extra = Extra {
         step: grid_step(reader.header()),
         deadlines: &footer.deadlines,
