@@ -69,8 +69,7 @@ fn table(out: &mut Stdout, life: &MessageLife) -> Result<(), String> {
         "seq", "time", "age", "event", "at"
     )?;
     for e in &life.events {
-        writeln!(
-            out,
+        let line = format!(
             "{:>8}  {:>14}  {:>12}  {:<11}  {:<16}  {}",
             e.seq,
             SimDuration(e.time_ns).to_string(),
@@ -78,7 +77,8 @@ fn table(out: &mut Stdout, life: &MessageLife) -> Result<(), String> {
             e.event,
             e.node,
             e.detail
-        )?;
+        );
+        writeln!(out, "{}", line.trim_end())?;
     }
     if life.events_omitted > 0 {
         writeln!(out, "... {} more records not shown", life.events_omitted)?;

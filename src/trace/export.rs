@@ -12,7 +12,8 @@
 //! time − (sent + limit) ([`life::Lateness`](crate::trace::life::Lateness)).
 //! JSON Lines rows have the same fields, plus `step` (the grid step of the
 //! record's message, [`life::grid_step`](crate::trace::life::grid_step);
-//! `null` without a grid) and, on a named `late` row, `deadline`,
+//! `null` without a grid, and on rows that are not about a message:
+//! [`life::is_message_record`](crate::trace::life::is_message_record)) and, on a named `late` row, `deadline`,
 //! `limit_ns`, `period_ns` and `late_by_ns`.
 //! For `timer` events `msg_id` is empty (JSON: `null`; a timer has no
 //! message), `detail` holds the timer's tag as `tag=N`, `sender`/`recipient`

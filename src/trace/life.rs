@@ -18,7 +18,7 @@ use crate::time::SimDuration;
 use crate::trace::export::Names;
 use crate::trace::{
     DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, Deadline, EventKind, Header,
-    NODE_BROKER, Record, TraceError, TraceReader,
+    NODE_BROKER, Record, SessionOp, TraceError, TraceReader,
 };
 
 /// Most records kept per message; the rest are counted, not kept.
@@ -56,19 +56,26 @@ pub fn step_of(sent_ns: u64, step: SimDuration) -> u64 {
     sent_ns / step.as_nanos().max(1)
 }
 
-/// Whether a record carries a message (so a step and an age): not a timer,
-/// a fault or a session event.
-fn has_message(r: &Record) -> bool {
-    !matches!(
-        r.event,
-        EventKind::Timer | EventKind::Fault | EventKind::Session
-    )
+/// Whether a record's `msg` is a message id (so it has a step and an
+/// age): not a timer (its tag), a fault (its index in `[[fault]]`) or a
+/// session registry event (`keepalive_timeout`, `session_expired`: the
+/// agent's index). Session records of a control packet or of a copy
+/// queued or resumed in a session are about that message.
+pub fn is_message_record(r: &Record) -> bool {
+    match r.event {
+        EventKind::Timer | EventKind::Fault => false,
+        EventKind::Session => !matches!(
+            SessionOp::from_code((r.detail & 0xff) as u8),
+            Some(SessionOp::KeepaliveTimeout | SessionOp::SessionExpired) | None
+        ),
+        _ => true,
+    }
 }
 
 /// The step of a record's message, if the run had a grid step and the
 /// record carries a message.
 pub fn record_step(r: &Record, step: Option<SimDuration>) -> Option<u64> {
-    step.filter(|_| has_message(r))
+    step.filter(|_| is_message_record(r))
         .map(|s| step_of(r.sent_ns, s))
 }
 
@@ -324,7 +331,8 @@ struct Extra<'a> {
 
 /// The lives of the messages `ids` (in the order given; a repeated id is
 /// given once), read in one pass over the trace. A message the trace holds
-/// no record of has `found == false`. Timer records are not messages and
+/// no record of has `found == false`. Records whose `msg` is not a message
+/// id ([`is_message_record`]: timers, faults, session registry events)
 /// never match. The records are checked against the footer's digest as
 /// they stream: a mismatch is an error.
 pub fn message_lives<R: Read + Seek>(
@@ -352,8 +360,8 @@ pub fn message_lives<R: Read + Seek>(
     let mut seq = 0u64;
     reader.for_each_batch(|batch| {
         for r in batch {
-            if r.event != EventKind::Timer
-                && (lo..=hi).contains(&r.msg)
+            if (lo..=hi).contains(&r.msg)
+                && is_message_record(r)
                 && let Some(t) = trackers.get_mut(&r.msg)
             {
                 t.add(seq, r, &names, &extra);
