@@ -27,31 +27,25 @@ fn busbar<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Out {
     }
 }
 
+/// `busbar CMD TARGET FLAG VALUE`, which must succeed; its standard output.
+fn ok(cmd: &str, target: &Path, flag: &str, value: &std::ffi::OsStr) -> String {
+    let out = busbar(&[cmd.as_ref(), target.as_os_str(), flag.as_ref(), value]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+}
+
 /// Runs a shipped scenario with `--trace`; returns the trace's path.
 fn record(dir: &Path, scenario: &str) -> PathBuf {
     let t = dir.join(format!("{scenario}.bin"));
     let s = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("scenarios")
         .join(scenario);
-    let out = busbar(&[
-        "run".as_ref(),
-        s.as_os_str(),
-        "--trace".as_ref(),
-        t.as_os_str(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    ok("run", &s, "--trace", t.as_os_str());
     t
 }
 
 fn export(t: &Path, format: &str) -> String {
-    let out = busbar(&[
-        "export".as_ref(),
-        t.as_os_str(),
-        "--format".as_ref(),
-        format.as_ref(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    out.stdout
+    ok("export", t, "--format", format.as_ref())
 }
 
 fn csv_rows(t: &Path) -> Vec<csv::StringRecord> {
