@@ -27,6 +27,7 @@ use busbar::rollout::table;
 use busbar::scenario::{Override, Scenario};
 use busbar::time::SimDuration;
 use busbar::trace::export::{Format, Names, export};
+use busbar::trace::window::VizError;
 use busbar::trace::{MAGIC, TraceError, TraceReader};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -34,6 +35,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod output;
 #[path = "main/show.rs"]
 mod show;
+#[path = "main/viz.rs"]
+mod viz;
 
 use output::{OutputFile, Stdout, Watch, WriteFailure};
 
@@ -151,7 +154,8 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Export a trace as CSV or JSON Lines.
+    /// Export a trace as CSV or JSON Lines, or to look at: Chrome
+    /// trace-event JSON for ui.perfetto.dev, or a Mermaid sequence diagram.
     Export {
         /// The trace file.
         trace: PathBuf,
@@ -161,6 +165,8 @@ enum Command {
         /// Output file (default: standard output).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        window: viz::WindowArgs,
     },
     /// Show one message's whole life in a trace: its publish, every hop,
     /// each copy's fate, lateness and grid step, and a summary. Exit 1 if
@@ -181,6 +187,10 @@ enum Command {
 enum ExportFormat {
     Csv,
     Jsonl,
+    /// Chrome trace-event JSON (ui.perfetto.dev, chrome://tracing).
+    Perfetto,
+    /// A Mermaid sequence diagram of a window of the run.
+    Mermaid,
 }
 
 /// An error with the exit code it maps to.
@@ -274,7 +284,8 @@ fn main() -> ExitCode {
             trace,
             format,
             output,
-        } => export_cmd(&trace, format, output.as_deref()),
+            window,
+        } => export_cmd(&trace, format, output.as_deref(), &window),
         Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
         Command::Show { trace, msgs, json } => show::show_cmd(&trace, &msgs, json),
         Command::Batch {
@@ -761,45 +772,33 @@ fn diff_cmd(a: &Path, b: &Path) -> Result<u8, Failure> {
     print_comparison(&c, "diff")
 }
 
-fn export_cmd(path: &Path, format: ExportFormat, output: Option<&Path>) -> Result<u8, Failure> {
-    let mut r = open_trace(path)?;
+fn export_cmd(
+    path: &Path,
+    format: ExportFormat,
+    output: Option<&Path>,
+    window: &viz::WindowArgs,
+) -> Result<u8, Failure> {
     let format = match format {
         ExportFormat::Csv => Format::Csv,
         ExportFormat::Jsonl => Format::Jsonl,
+        ExportFormat::Perfetto => {
+            return viz::export_cmd(path, viz::Visual::Perfetto, output, window);
+        }
+        ExportFormat::Mermaid => {
+            return viz::export_cmd(path, viz::Visual::Mermaid, output, window);
+        }
     };
-    // An error from `export` is the output's if the writer saw one, else
-    // the trace's.
-    let input_error = |e: TraceError| bad_input(format!("{}: {e}", path.display()));
-    match output {
-        Some(o) => {
-            let (guard, file) = OutputFile::create(o, &[path]).map_err(bad_input)?;
-            let mut w = Watch::new(file);
-            if let Err(e) = export(&mut r, format, &mut w) {
-                return Err(match w.take_error() {
-                    Some(we) => bad_input(format!("{}: {we}", guard.path().display())),
-                    None => input_error(e),
-                });
-            }
-            guard.commit().map_err(bad_input)?;
-        }
-        None => {
-            let mut w = Watch::new(std::io::stdout().lock());
-            let res = export(&mut r, format, &mut w).and_then(|_| {
-                use std::io::Write;
-                w.flush().map_err(TraceError::Io)
-            });
-            if let Err(e) = res {
-                return match w.take_error().map(output::stdout_failure) {
-                    // A closed pipe (`busbar export t.bin | head`) is the
-                    // reader's choice.
-                    Some(WriteFailure::ClosedPipe) => Ok(0),
-                    Some(WriteFailure::Error(m)) => Err(bad_input(m)),
-                    None => Err(input_error(e)),
-                };
-            }
-        }
-    }
-    Ok(0)
+    window.only_visual(if format == Format::Csv {
+        "csv"
+    } else {
+        "jsonl"
+    })?;
+    let mut r = open_trace(path)?;
+    viz::write_to(path, output, |w| {
+        export(&mut r, format, w)
+            .map(|_| ())
+            .map_err(VizError::from)
+    })
 }
 
 /// Writes the live run's metrics per entity and puts the file in place.

@@ -7,9 +7,11 @@
 //! [`Digest`], the [`Digester`] over records and the [`PayloadDigester`];
 //! `file` holds the file format ([`TraceWriter`], [`TraceReader`],
 //! [`RecordCursor`], [`Header`], [`Footer`], [`Part`], [`TraceError`]);
-//! [`export`] writes them as CSV or JSON Lines, [`life`] follows one
-//! message through them (`busbar show --msg`) (replay and diff, which also
-//! read traces, sit above in `crate::replay`).
+//! [`export`] writes them as CSV or JSON Lines, [`perfetto`] as Chrome
+//! trace-event JSON and [`mermaid`] as a sequence diagram, both over a
+//! [`window`] of time and filters; [`life`] follows one message through
+//! them (`busbar show --msg`) (replay and diff, which also read traces,
+//! sit above in `crate::replay`).
 //!
 //! # Digests
 //!
@@ -179,6 +181,9 @@ mod record;
 
 pub mod export;
 pub mod life;
+pub mod mermaid;
+pub mod perfetto;
+pub mod window;
 
 pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{

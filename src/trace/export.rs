@@ -30,7 +30,7 @@ use crate::message::MessageKind;
 
 use crate::trace::{
     DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY,
-    DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind, Footer,
+    DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind,
     NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp, SessionPhase,
     TraceError, TraceReader,
 };
@@ -165,18 +165,7 @@ fn name(table: &[String], id: u32) -> &str {
     table.get(id as usize).map_or("?", String::as_str)
 }
 
-impl<'a> Names<'a> {
-    /// The names a trace's footer gives, for environment `env`.
-    pub fn of_footer(footer: &'a Footer, env: u32) -> Names<'a> {
-        Names {
-            agents: &footer.agents,
-            channels: &footer.channels,
-            kinds: &footer.kinds,
-            routers: &footer.routers,
-            env,
-        }
-    }
-
+impl Names<'_> {
     /// The name the footer gives a kind code, if it names it.
     pub fn kind_name(&self, code: u8) -> Option<&str> {
         self.kinds
@@ -251,7 +240,7 @@ pub fn export<R: Read + Seek, W: Write>(
     out: W,
 ) -> Result<u64, TraceError> {
     let footer = reader.footer().clone();
-    let names = Names::of_footer(&footer, reader.header().env);
+    let names = crate::trace::window::footer_names(&footer, reader.header().env);
     let deadlines = &footer.deadlines;
     let step = crate::trace::life::grid_step(reader.header());
     let row = |seq: u64, r: &Record| {

@@ -340,7 +340,7 @@ pub fn message_lives<R: Read + Seek>(
     ids: &[u64],
 ) -> Result<Vec<MessageLife>, TraceError> {
     let footer = reader.footer().clone();
-    let names = Names::of_footer(&footer, reader.header().env);
+    let names = crate::trace::window::footer_names(&footer, reader.header().env);
     let extra = Extra {
         step: grid_step(reader.header()),
         deadlines: &footer.deadlines,
