@@ -115,7 +115,8 @@ pub struct GridSpec {
 }
 
 fn default_step() -> SimDuration {
-    SimDuration::from_secs(1)
+    // Defined with the trace, which reads it from scenario text.
+    crate::trace::life::DEFAULT_GRID_STEP
 }
 fn one() -> f64 {
     1.0

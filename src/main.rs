@@ -33,6 +33,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[path = "main/output.rs"]
 mod output;
+#[path = "main/show.rs"]
+mod show;
 #[path = "main/viz.rs"]
 mod viz;
 
@@ -178,6 +180,19 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Show one message's whole life in a trace: its publish, every hop,
+    /// each copy's fate, lateness and grid step, and a summary. Exit 1 if
+    /// an id is not in the trace.
+    Show {
+        /// The trace file.
+        trace: PathBuf,
+        /// The message id (repeatable: `--msg 12 --msg 40`).
+        #[arg(long = "msg", value_name = "ID", required = true)]
+        msgs: Vec<u64>,
+        /// Print JSON (one array of lives) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -285,6 +300,7 @@ fn main() -> ExitCode {
         } => export_cmd(&trace, format, output.as_deref(), &window),
         Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
         Command::Report { input, output } => report_cmd(&input, &output),
+        Command::Show { trace, msgs, json } => show::show_cmd(&trace, &msgs, json),
         Command::Batch {
             scenarios,
             envs,

@@ -94,7 +94,7 @@ fn describe(names: &Names<'_>, seq: u64, r: &Record) -> String {
         "t={}ns {} msg={} channel={} {} -> {} kind={} sent={}ns{}",
         row.time_ns,
         row.event,
-        row.msg_id,
+        r.msg,
         row.channel,
         row.sender,
         row.recipient,

@@ -370,6 +370,7 @@ impl Simulation {
             channels: self.core.channel_names().to_vec(),
             kinds: self.core.kinds().table().to_vec(),
             routers: self.core.router_names().to_vec(),
+            deadlines: self.core.deadline_names(),
         };
         let stopped = self.stopped.clone();
         let digest = self.core.trace_mut().finish(names, stopped.clone())?;

@@ -9,8 +9,9 @@
 //! [`RecordCursor`], [`Header`], [`Footer`], [`Part`], [`TraceError`]);
 //! [`export`] writes them as CSV or JSON Lines, [`perfetto`] as Chrome
 //! trace-event JSON and [`mermaid`] as a sequence diagram, both over a
-//! [`window`] of time and filters (replay and diff, which also read
-//! traces, sit above in `crate::replay`).
+//! [`window`] of time and filters; [`life`] follows one message through
+//! them (`busbar show --msg`) (replay and diff, which also read traces,
+//! sit above in `crate::replay`).
 //!
 //! # Digests
 //!
@@ -37,11 +38,11 @@
 //!
 //! [`Summary::digest`]: crate::metrics::Summary::digest
 //!
-//! # File format (version 4)
+//! # File format (version 5)
 //!
 //! ```text
 //! magic    8 bytes  "BUSBARTR"
-//! version  u16 LE   FORMAT_VERSION (4; any other version is refused)
+//! version  u16 LE   FORMAT_VERSION (5; any other version is refused)
 //! frames   repeated: len u32 LE | tag u8 | body (len bytes) | check u64 LE
 //!          (len <= MAX_FRAME)
 //!          tag 1 Header   once, first; postcard: crate_version, scenario_path,
@@ -52,7 +53,10 @@
 //!                         kind names as (code, name) pairs, record count,
 //!                         records digest (16 bytes), payload digest
 //!                         (16 bytes), stop reason (Option<String>),
-//!                         router names
+//!                         router names, deadlines (since version 5:
+//!                         [`Deadline`] name, limit_ns, period_ns, step;
+//!                         a `late` record's detail is its index + 1,
+//!                         0 for none)
 //! ```
 //!
 //! Nothing may follow the footer.
@@ -176,14 +180,15 @@ mod file;
 mod record;
 
 pub mod export;
+pub mod life;
 pub mod mermaid;
 pub mod perfetto;
 pub mod window;
 
 pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{
-    CHUNK, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor, TraceError,
-    TraceReader, TraceWriter,
+    CHUNK, Deadline, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor,
+    TraceError, TraceReader, TraceWriter,
 };
 pub use record::{
     DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY,

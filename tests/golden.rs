@@ -23,13 +23,13 @@ const GOLDEN: &[(&str, &str)] = &[
     // cargo run --release -- run scenarios/large_100x5.toml | grep digest
     ("large_100x5.toml", "fb87a3435b71368330dea8b1b528cd4f"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
-    ("lossy_jitter.toml", "0df52377fc63ffbce9ce59dd10116425"),
+    ("lossy_jitter.toml", "0819b9584a6d0831d0662331ca7a2bd0"),
     // cargo run --release -- run scenarios/qos_levels.toml | grep digest
-    ("qos_levels.toml", "7ad31d9baee608ea5c5f20f9c6741274"),
+    ("qos_levels.toml", "5aef70f50f1bbee940a86201b32cd830"),
     // cargo run --release -- run scenarios/seed_example.toml | grep digest
     ("seed_example.toml", "272562e5598dbaaa63b490864b97ba2a"),
     // cargo run --release -- run scenarios/two_agents.toml | grep digest
-    ("two_agents.toml", "f54f706c449c0bc0eb414e53e7517ac3"),
+    ("two_agents.toml", "2893b7fc0420f07d151957003b5be63f"),
     // cargo run --release -- run scenarios/work_queue.toml | grep digest
     ("work_queue.toml", "bafb864fb0b097144e9b5fe8b4881f0a"),
 ];

@@ -252,6 +252,7 @@ fn crafted_trace(scenario: &str) -> PathBuf {
         payload_digest: empty,
         stopped: None,
         routers: Vec::new(),
+        deadlines: Vec::new(),
     };
     let w = TraceWriter::new(Vec::new(), &header).unwrap();
     let bytes = w.finish(&footer).unwrap();

@@ -328,9 +328,9 @@ fn bad_magic() {
 fn unsupported_version() {
     let dir = TempDir::new().unwrap();
     let bytes = good_bytes(dir.path());
-    // Version 1 (postcard-encoded record batches), 2 (no checksums) and 3
-    // (no router names) are no longer read.
-    for v in [0u16, 1, 2, 3, 5, 0xFFFF] {
+    // Version 1 (postcard-encoded record batches), 2 (no checksums), 3
+    // (no router names) and 4 (no deadline table) are no longer read.
+    for v in [0u16, 1, 2, 3, 4, 6, 0xFFFF] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         match read_bytes(b).unwrap_err() {
@@ -646,6 +646,7 @@ fn write_batches(records: &[Record], sizes: &[usize]) -> Vec<u8> {
         payload_digest: Digest([0; 16]),
         stopped: None,
         routers: Vec::new(),
+        deadlines: Vec::new(),
     })
     .unwrap()
 }
@@ -780,10 +781,10 @@ proptest! {
 }
 
 #[test]
-fn versions_1_to_3_are_refused() {
+fn versions_1_to_4_are_refused() {
     let bytes = write_batches(&[], &[]);
-    assert_eq!(FORMAT_VERSION, 4);
-    for v in [1u16, 2, 3] {
+    assert_eq!(FORMAT_VERSION, 5);
+    for v in [1u16, 2, 3, 4] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         let e = read_bytes(b).unwrap_err();
@@ -791,7 +792,7 @@ fn versions_1_to_3_are_refused() {
             TraceError::Version { found } if found == v => {}
             e => panic!("{e}"),
         }
-        assert!(e.to_string().contains("this build reads version 4"), "{e}");
+        assert!(e.to_string().contains("this build reads version 5"), "{e}");
     }
 }
 

@@ -528,6 +528,7 @@ mod tests {
             payload_digest: Digester::default().digest(),
             stopped: None,
             routers: Vec::new(),
+            deadlines: Vec::new(),
         };
         let bytes = TraceWriter::new(Vec::new(), &h)
             .unwrap()

@@ -230,9 +230,9 @@ impl Agent for Sink {
         }
         let age = ctx.now().saturating_since(ctx.stamp(msg));
         ctx.record_age(age);
-        if self.deadline.is_some_and(|d| age > d) {
+        if let Some(d) = self.deadline.filter(|d| age > *d) {
             self.late += 1;
-            ctx.mark_late(msg);
+            ctx.mark_late_for(msg, "sink.deadline", d);
         }
         // Indexed by sender: the cost per message does not grow with the
         // number of senders.

@@ -381,7 +381,7 @@ impl Agent for Environment {
         let k = k as u64;
         if self.done.is_some_and(|done| k <= done) {
             self.stats.late_updates += 1;
-            ctx.mark_late(msg);
+            ctx.mark_late_for_step(msg, "grid.step_deadline", k, self.step, self.deadline);
         }
         // The sender's stamp, as this agent's clock compares it.
         let sent = ctx.stamp(msg);

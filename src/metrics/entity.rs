@@ -1032,6 +1032,7 @@ mod tests {
             payload_digest: PayloadDigester::default().digest(),
             stopped: None,
             routers: Vec::new(),
+            deadlines: Vec::new(),
         })
         .unwrap()
     }

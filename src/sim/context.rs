@@ -14,6 +14,7 @@ use crate::message::{AgentId, ChannelId, Message, MessageKind, MsgId, Payload, R
 use crate::metrics::Outcomes;
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
+use crate::trace::Deadline;
 
 use super::core::Core;
 use super::timers::TimerId;
@@ -413,6 +414,49 @@ impl<'a> Context<'a> {
     /// in the `late` metric and recorded as a `late` trace event.
     pub fn mark_late(&mut self, msg: &Message) {
         self.core.mark_late(self.me, msg);
+    }
+
+    /// Reports that `msg` missed the deadline called `deadline`: it had to
+    /// arrive within `limit` of being sent. Like [`Context::mark_late`],
+    /// and the `late` trace record names the deadline (the trace footer
+    /// keeps each name with its limit; the export prints
+    /// `deadline NAME LIMIT, late by X`, where X = (time − sent) − limit).
+    /// Name deadlines `{what}.{deadline}` (`sink.deadline`); a name is
+    /// interned with its limit, so two limits under one name are two
+    /// deadlines.
+    pub fn mark_late_for(&mut self, msg: &Message, deadline: &str, limit: SimDuration) {
+        let d = Deadline {
+            name: deadline.to_string(),
+            limit_ns: limit.as_nanos(),
+            period_ns: 0,
+            step: 0,
+        };
+        self.core.mark_late_for(self.me, msg, d);
+    }
+
+    /// Like [`Context::mark_late_for`] for a deadline that recurs every
+    /// `period` (virtual time, from 0): `msg` belonged to period `step` and
+    /// had to arrive by `step · period + limit` — the grid's step deadline
+    /// (`grid.step_deadline`: period the step, limit the deadline offset,
+    /// `step` the one in the state update's payload). The export's
+    /// lateness is then time − (step · period + limit). Each step is its own
+    /// entry of the footer's table (at most 65 535 entries in all; later
+    /// ones are recorded unnamed).
+    pub fn mark_late_for_step(
+        &mut self,
+        msg: &Message,
+        deadline: &str,
+        step: u64,
+        period: SimDuration,
+        limit: SimDuration,
+    ) {
+        let d = Deadline {
+            name: deadline.to_string(),
+            limit_ns: limit.as_nanos(),
+            period_ns: period.as_nanos(),
+            step,
+        };
+        self.core.mark_late_for(self.me, msg, d);
     }
 
     /// Reports the age of a piece of information at the moment this agent

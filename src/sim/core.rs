@@ -15,7 +15,9 @@ use crate::network::{Faults, Network, Transit, Transition};
 use crate::queue::{EventQueue, QueueFull};
 use crate::rng::RngStream;
 use crate::time::{SimDuration, SimTime};
-use crate::trace::{DETAIL_REPLY, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record};
+use crate::trace::{
+    DETAIL_REPLY, Deadline, EventKind, NODE_BROADCAST, NODE_BROKER, NONE, Reason, Record,
+};
 
 use super::clock::Clock;
 use super::limits::{Limits, SimError};
@@ -230,6 +232,10 @@ pub(super) struct Core {
     agents: Vec<AgentSlot>,
     agent_ids: BTreeMap<String, AgentId>,
     kinds: KindNames,
+    /// The deadlines agents named in [`Core::mark_late_for`], in order of
+    /// first use; a `late` record's `detail` is its deadline's index + 1
+    /// (0: unnamed).
+    deadlines: Vec<Deadline>,
     timers: Timers,
     trace: TraceSink,
     metrics: Metrics,
@@ -293,6 +299,7 @@ impl Core {
             agents: p.agents,
             agent_ids: p.agent_ids,
             kinds: p.kinds,
+            deadlines: Vec::new(),
             timers: Timers::default(),
             trace: p.trace,
             metrics: Metrics::default(),
@@ -513,6 +520,30 @@ impl Core {
     pub(super) fn mark_late(&mut self, me: AgentId, msg: &Message) {
         self.metrics.late += 1;
         self.record(EventKind::Late, MsgHead::of(msg), me.0, 0);
+    }
+
+    /// [`Core::mark_late`] for the deadline `d` (its name, limit, period
+    /// and step): interned into the table the trace footer holds; the
+    /// record's `detail` is its index + 1. Past 65 535 distinct deadlines
+    /// the record names none (detail 0).
+    pub(super) fn mark_late_for(&mut self, me: AgentId, msg: &Message, d: Deadline) {
+        self.metrics.late += 1;
+        let found = self.deadlines.iter().position(|e| *e == d);
+        let i = match found {
+            Some(i) => i,
+            None if self.deadlines.len() < usize::from(u16::MAX) => {
+                self.deadlines.push(d);
+                self.deadlines.len() - 1
+            }
+            None => usize::from(u16::MAX),
+        };
+        let detail = u16::try_from(i + 1).unwrap_or(0);
+        self.record(EventKind::Late, MsgHead::of(msg), me.0, detail);
+    }
+
+    /// The deadlines named so far, by index.
+    pub(super) fn deadline_names(&self) -> Vec<Deadline> {
+        self.deadlines.clone()
     }
 
     // Inlined into the agent's call (through `Context::publish`): the

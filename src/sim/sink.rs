@@ -99,6 +99,7 @@ pub(super) struct Names {
     pub(super) channels: Vec<String>,
     pub(super) kinds: Vec<(u8, String)>,
     pub(super) routers: Vec<String>,
+    pub(super) deadlines: Vec<crate::trace::Deadline>,
 }
 
 pub(super) struct TraceSink {
@@ -336,6 +337,7 @@ impl TraceSink {
                 payload_digest,
                 stopped,
                 routers: names.routers,
+                deadlines: names.deadlines,
             })?;
         }
         Ok(Digest::of_run(records_digest, payload_digest))

@@ -6,7 +6,17 @@
 //! is the drop reason for `drop` events and empty otherwise. `kind` is the
 //! name the trace's footer gives the record's kind code; a code it does not
 //! name prints as `custom:{code - 64}` from code 64 on, else `kind:{code}`.
-//! For `timer` events `msg_id` holds the timer's tag, `sender`/`recipient`
+//! On a `late` row that names its deadline, `detail` reads
+//! `deadline NAME LIMIT, late by X` (durations exact, as
+//! [`SimDuration`](crate::time::SimDuration) prints them), where X is
+//! time − (sent + limit) ([`life::Lateness`](crate::trace::life::Lateness)).
+//! JSON Lines rows have the same fields, plus `step` (the grid step of the
+//! record's message, [`life::grid_step`](crate::trace::life::grid_step);
+//! `null` without a grid, and on rows that are not about a message:
+//! [`life::is_message_record`](crate::trace::life::is_message_record)) and, on a named `late` row, `deadline`,
+//! `limit_ns`, `period_ns` and `late_by_ns`.
+//! For `timer` events `msg_id` is empty (JSON: `null`; a timer has no
+//! message), `detail` holds the timer's tag as `tag=N`, `sender`/`recipient`
 //! the agent, and `kind` is empty; `kind` is empty too for `session` events
 //! and for the drops, duplicates and forwards of session control packets
 //! and their acks (docs/broker_sessions.md).
@@ -64,8 +74,8 @@ pub struct Row<'a> {
     pub time_ns: u64,
     /// Event name.
     pub event: &'static str,
-    /// Message id (timer tag for timers).
-    pub msg_id: u64,
+    /// Message id; `None` for timers (their tag is in `detail`).
+    pub msg_id: Option<u64>,
     /// Environment index.
     pub env: u32,
     /// Channel name (empty for timers).
@@ -82,7 +92,7 @@ pub struct Row<'a> {
     /// lost ack), a fault's kind and `start`/`end`, `ack`/`puback` for acks
     /// (and their duplicates and forwards), `attempt N` for a
     /// retransmission, a dead letter's cause, an expiry's `on_arrival` or
-    /// `unacked`; else empty.
+    /// `unacked`, a timer's `tag=N`; else empty.
     pub detail: Cow<'static, str>,
 }
 
@@ -128,6 +138,7 @@ pub fn detail(r: &Record) -> Cow<'static, str> {
             Cow::Borrowed(DeadCause::from_code(r.detail).map_or("?", DeadCause::name))
         }
         EventKind::Publish if r.detail == DETAIL_REPLY => Cow::Borrowed("reply"),
+        EventKind::Timer => Cow::Owned(format!("tag={}", r.msg)),
         EventKind::Expire => Cow::Borrowed(match r.detail {
             EXPIRED_ON_ARRIVAL => "on_arrival",
             EXPIRED_UNACKED => "unacked",
@@ -186,7 +197,7 @@ impl Names<'_> {
             seq,
             time_ns: r.time_ns,
             event: r.event.name(),
-            msg_id: r.msg,
+            msg_id: (!timer).then_some(r.msg),
             env: self.env,
             channel: if r.channel == NONE {
                 ""
@@ -229,12 +240,15 @@ pub fn export<R: Read + Seek, W: Write>(
     out: W,
 ) -> Result<u64, TraceError> {
     let footer = reader.footer().clone();
-    let names = Names {
-        agents: &footer.agents,
-        channels: &footer.channels,
-        kinds: &footer.kinds,
-        routers: &footer.routers,
-        env: reader.header().env,
+    let names = crate::trace::window::footer_names(&footer, reader.header().env);
+    let deadlines = &footer.deadlines;
+    let step = crate::trace::life::grid_step(reader.header());
+    let row = |seq: u64, r: &Record| {
+        let mut row = names.row(seq, r);
+        if r.event == EventKind::Late {
+            row.detail = crate::trace::life::detail_text(r, deadlines);
+        }
+        row
     };
     let mut seq = 0u64;
     match format {
@@ -247,7 +261,7 @@ pub fn export<R: Read + Seek, W: Write>(
             w.write_record(CSV_COLUMNS).map_err(csv_err)?;
             reader.for_each_batch(|batch| {
                 for r in batch {
-                    w.serialize(names.row(seq, r)).map_err(csv_err)?;
+                    w.serialize(row(seq, r)).map_err(csv_err)?;
                     seq += 1;
                 }
                 Ok(())
@@ -258,8 +272,12 @@ pub fn export<R: Read + Seek, W: Write>(
             let mut w = std::io::BufWriter::new(out);
             reader.for_each_batch(|batch| {
                 for r in batch {
-                    serde_json::to_writer(&mut w, &names.row(seq, r))
-                        .map_err(|e| TraceError::Io(e.into()))?;
+                    let line = JsonRow {
+                        row: row(seq, r),
+                        step: crate::trace::life::record_step(r, step),
+                        late: crate::trace::life::Lateness::of(r, deadlines),
+                    };
+                    serde_json::to_writer(&mut w, &line).map_err(|e| TraceError::Io(e.into()))?;
                     w.write_all(b"\n")?;
                     seq += 1;
                 }
@@ -269,6 +287,18 @@ pub fn export<R: Read + Seek, W: Write>(
         }
     }
     Ok(seq)
+}
+
+/// A JSON Lines row: the CSV's fields, then `step` (the message's grid
+/// step, `null` without a grid or a message) and, on a `late` row that
+/// names its deadline, `deadline`, `limit_ns`, `period_ns`, `late_by_ns`.
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    #[serde(flatten)]
+    row: Row<'a>,
+    step: Option<u64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    late: Option<crate::trace::life::Lateness>,
 }
 
 fn csv_err(e: csv::Error) -> TraceError {

@@ -17,7 +17,7 @@ use super::{Digest, Digester, Record};
 /// The magic bytes that open every trace file.
 pub const MAGIC: &[u8; 8] = b"BUSBARTR";
 /// The trace file format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 /// The largest frame body a reader accepts (bytes).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Most records per batch frame (and per digest update).
@@ -42,6 +42,31 @@ pub struct Header {
     pub env: u32,
 }
 
+/// A deadline a `late` record names (the footer's table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deadline {
+    /// Its name: `grid.step_deadline`, `sink.deadline`.
+    pub name: String,
+    /// Its limit, ns.
+    pub limit_ns: u64,
+    /// 0: the message was due `limit_ns` after it was sent. Else the
+    /// deadline recurs every `period_ns` and the message was due at
+    /// `step · period_ns + limit_ns`.
+    pub period_ns: u64,
+    /// The period the message belonged to (0 when `period_ns` is 0).
+    pub step: u64,
+}
+
+impl Deadline {
+    /// When a message sent at `sent_ns` was due, ns (saturating).
+    pub fn due_ns(&self, sent_ns: u64) -> u64 {
+        match self.period_ns {
+            0 => sent_ns.saturating_add(self.limit_ns),
+            p => self.step.saturating_mul(p).saturating_add(self.limit_ns),
+        }
+    }
+}
+
 /// The last frame: names for the ids in records, count and digests.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Footer {
@@ -64,6 +89,11 @@ pub struct Footer {
     pub stopped: Option<String>,
     /// Router names by router index (node `NODE_ROUTER_BASE + r`).
     pub routers: Vec<String>,
+    /// The deadlines `late` records name, by index: a `late` record's
+    /// `detail` is the index + 1, or 0 for a deadline not named
+    /// ([`Context::mark_late`](crate::Context::mark_late)). Since format
+    /// version 5.
+    pub deadlines: Vec<super::Deadline>,
 }
 
 impl Footer {
@@ -751,6 +781,7 @@ mod tests {
             payload_digest: Digest([7; 16]),
             stopped: None,
             routers: Vec::new(),
+            deadlines: Vec::new(),
         })
         .unwrap()
     }
@@ -815,6 +846,7 @@ mod tests {
                 payload_digest: Digest([0; 16]),
                 stopped: None,
                 routers: Vec::new(),
+                deadlines: Vec::new(),
             })
             .unwrap();
         let mut r = TraceReader::new(Cursor::new(bytes)).unwrap();
@@ -906,7 +938,7 @@ mod tests {
         // the header's check; each check seeds the next.
         let bytes = write(&[]);
         let mut pre = Vec::from(&MAGIC[..]);
-        pre.extend_from_slice(&4u16.to_le_bytes());
+        pre.extend_from_slice(&5u16.to_le_bytes());
         assert_eq!(bytes[..10], pre[..]);
         let mut seed = xxhash_rust::xxh3::xxh3_64(&pre);
         let mut pos = 10;
@@ -936,7 +968,7 @@ mod tests {
             TraceError::BadMagic
         ));
         bytes[0] = b'B';
-        for v in [1u16, 2, 3, 5, 99] {
+        for v in [1u16, 2, 3, 4, 6, 99] {
             bytes[8..10].copy_from_slice(&v.to_le_bytes());
             match TraceReader::new(Cursor::new(bytes.clone())).err().unwrap() {
                 TraceError::Version { found } => assert_eq!(found, v),
