@@ -7,9 +7,10 @@
 # Needs Node 20 with npx, network access to the npm registry and a
 # Chromium: /usr/bin/chromium, or the Debian package `chromium`, which this
 # script installs with apt-get when it runs as root. puppeteer's own
-# browser download is skipped. Not part of .ci/run: on a clean machine the
-# Chromium install and the mermaid-cli download take longer than CI's
-# budget for it (the Rust tests check the structure of the diagrams).
+# browser download is skipped. .ci/run calls it after
+# scripts/check_report.sh has installed Chromium (about 30 s with a warm
+# npm cache, a minute more on a clean machine for the mermaid-cli
+# download).
 #
 #   scripts/check_mermaid.sh            # builds target/release/busbar
 #   BUSBAR=path/to/busbar scripts/check_mermaid.sh
