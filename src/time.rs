@@ -262,6 +262,39 @@ impl fmt::Display for SimDuration {
     }
 }
 
+/// A duration written for people, still exact: a decimal number in the
+/// largest of `s`, `ms`, `us`, `ns` that is at most the duration, with the
+/// trailing zeros dropped (`1.078648076s`, `18.313041ms`, `750ns`).
+/// Round-trips through [`FromStr`]. See [`SimDuration::decimal`].
+#[derive(Clone, Copy, Debug)]
+pub struct Decimal(u64);
+
+impl SimDuration {
+    /// This duration as an exact decimal for people ([`Decimal`]), where
+    /// `Display` prints the largest unit that divides it (often `ns`).
+    pub fn decimal(self) -> Decimal {
+        Decimal(self.0)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0;
+        let (unit, name, digits) = match ns {
+            1_000_000_000.. => (1_000_000_000, "s", 9),
+            1_000_000.. => (1_000_000, "ms", 6),
+            1_000.. => (1_000, "us", 3),
+            _ => return write!(f, "{ns}ns"),
+        };
+        let (whole, frac) = (ns / unit, ns % unit);
+        if frac == 0 {
+            return write!(f, "{whole}{name}");
+        }
+        let frac = format!("{frac:0digits$}");
+        write!(f, "{whole}.{}{name}", frac.trim_end_matches('0'))
+    }
+}
+
 impl fmt::Display for SimTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "t={}", SimDuration(self.0))
@@ -329,6 +362,24 @@ mod tests {
 
     fn p(s: &str) -> u64 {
         s.parse::<SimDuration>().unwrap().0
+    }
+
+    #[test]
+    fn decimals_are_exact_readable_and_round_trip() {
+        for (ns, text) in [
+            (0, "0ns"),
+            (750, "750ns"),
+            (1_000, "1us"),
+            (1_500, "1.5us"),
+            (18_313_041, "18.313041ms"),
+            (1_078_648_076, "1.078648076s"),
+            (120_000_000_000, "120s"),
+            (u64::MAX, "18446744073.709551615s"),
+        ] {
+            let d = SimDuration(ns);
+            assert_eq!(d.decimal().to_string(), text);
+            assert_eq!(text.parse::<SimDuration>().unwrap(), d, "{text}");
+        }
     }
 
     #[test]

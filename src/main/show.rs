@@ -61,7 +61,7 @@ fn table(out: &mut Stdout, life: &MessageLife) -> Result<(), String> {
         life.sender,
         life.channel,
         life.recipient,
-        SimDuration(life.sent_ns),
+        SimDuration(life.sent_ns).decimal(),
     )?;
     writeln!(
         out,
@@ -72,8 +72,8 @@ fn table(out: &mut Stdout, life: &MessageLife) -> Result<(), String> {
         let line = format!(
             "{:>8}  {:>14}  {:>12}  {:<11}  {:<16}  {}",
             e.seq,
-            SimDuration(e.time_ns).to_string(),
-            SimDuration(e.age_ns).to_string(),
+            SimDuration(e.time_ns).decimal().to_string(),
+            SimDuration(e.age_ns).decimal().to_string(),
             e.event,
             e.node,
             e.detail

@@ -7,8 +7,9 @@
 //! name the trace's footer gives the record's kind code; a code it does not
 //! name prints as `custom:{code - 64}` from code 64 on, else `kind:{code}`.
 //! On a `late` row that names its deadline, `detail` reads
-//! `deadline NAME LIMIT, late by X` (durations exact, as
-//! [`SimDuration`](crate::time::SimDuration) prints them), where X is
+//! `deadline NAME LIMIT, late by X` (durations exact: LIMIT as
+//! [`SimDuration`](crate::time::SimDuration) prints it, X as its
+//! [`decimal`](crate::time::SimDuration::decimal) form), where X is
 //! time − (sent + limit) ([`life::Lateness`](crate::trace::life::Lateness)).
 //! JSON Lines rows have the same fields, plus `step` (the grid step of the
 //! record's message, [`life::grid_step`](crate::trace::life::grid_step);

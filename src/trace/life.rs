@@ -122,9 +122,9 @@ impl Lateness {
 }
 
 impl fmt::Display for Lateness {
-    /// `deadline grid.step_deadline 800ms, late by 12300us`.
+    /// `deadline grid.step_deadline 800ms, late by 12.3ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let by = SimDuration(self.late_by_ns.unsigned_abs());
+        let by = SimDuration(self.late_by_ns.unsigned_abs()).decimal();
         let sign = if self.late_by_ns < 0 { "-" } else { "" };
         write!(
             f,
