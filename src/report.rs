@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Seek};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::rollout::table::{HEADLINE, Running};
@@ -335,6 +336,33 @@ fn empty(
     .map_err(|e| e.to_string())
 }
 
+/// The chart of the over-time and distribution plots.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws one line of `pts` in `colour`, labelled in the legend.
+fn labelled_line(
+    c: &mut Chart<'_, '_>,
+    pts: impl IntoIterator<Item = (f64, f64)>,
+    colour: RGBAColor,
+    label: String,
+) -> Result<(), String> {
+    c.draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
+/// Draws the legend of the labelled lines at `pos`.
+fn legend<'a, 'b: 'a>(c: &mut Chart<'a, 'b>, pos: SeriesLabelPosition) -> Result<(), String> {
+    c.configure_series_labels()
+        .position(pos)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn latency_plot(g: &Gathered) -> Result<Plot, ReportError> {
     let title = "Latency distribution per channel";
     // The largest groups first; the rest pooled.
@@ -391,19 +419,14 @@ fn latency_plot(g: &Gathered) -> Result<Plot, ReportError> {
                 .filter(|(k, _)| k % stride == 0 || *k + 1 == v.len())
                 .map(|(k, &x)| (ms(x), (k + 1) as f64 / n))
                 .collect();
-            c.draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(format!("{name} ({} deliveries)", v.len()))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            labelled_line(
+                &mut c,
+                pts,
+                colour,
+                format!("{name} ({} deliveries)", v.len()),
+            )?;
         }
-        c.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut c, SeriesLabelPosition::LowerRight)
     })?;
     Ok(Plot {
         title: title.into(),
@@ -468,18 +491,9 @@ fn age_plot(g: &Gathered) -> Result<Plot, ReportError> {
             .draw()
             .map_err(|e| e.to_string())?;
         for (name, pts, colour) in [("mean", &mean, BLUE), ("max", &max, RED)] {
-            c.draw_series(LineSeries::new(pts.iter().copied(), colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            labelled_line(&mut c, pts.iter().copied(), colour.to_rgba(), name.into())?;
         }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut c, SeriesLabelPosition::MiddleRight)
     })?;
     Ok(Plot {
         title: title.into(),
@@ -641,18 +655,9 @@ fn drops_plot(g: &Gathered) -> Result<Plot, ReportError> {
                 .map(|(b, &c)| ((width * b as u64 + width / 2) as f64 / unit, c as f64))
                 .collect();
             let total: u64 = counts.iter().sum();
-            c.draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(format!("{name} ({total})"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+            labelled_line(&mut c, pts, colour, format!("{name} ({total})"))?;
         }
-        c.configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut c, SeriesLabelPosition::MiddleRight)
     })?;
     Ok(Plot {
         title: title.into(),

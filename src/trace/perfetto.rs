@@ -27,7 +27,7 @@
 //! The output is a function of the trace and the selection only: the same
 //! trace gives the same bytes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Seek, Write};
 
 use crate::trace::export::Names;
@@ -93,7 +93,7 @@ struct Writer<'n, W: Write> {
     names: &'n Names<'n>,
     matcher: Matcher,
     tracks: Vec<Track>,
-    published: HashMap<u64, Published>,
+    published: BTreeMap<u64, Published>,
     stats: PerfettoStats,
     first: bool,
 }
@@ -122,7 +122,7 @@ impl<'n, W: Write> Writer<'n, W> {
             names,
             matcher,
             tracks: (0..n_tracks).map(|_| Track::default()).collect(),
-            published: HashMap::new(),
+            published: BTreeMap::new(),
             stats: PerfettoStats::default(),
             first: true,
         };
