@@ -13,19 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
-  else
-    echo "check_report: /usr/bin/chromium not found (apt-get install chromium)" >&2
-    exit 1
-  fi
-fi
-if [ -z "${BUSBAR:-}" ]; then
-  cargo build --release --quiet
-  BUSBAR=target/release/busbar
-fi
+# shellcheck source=scripts/ensure_chromium_and_busbar.sh
+. scripts/ensure_chromium_and_busbar.sh check_report
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/busbar-report.XXXXXX")}
 mkdir -p "$OUT"
 profile=$(mktemp -d "${TMPDIR:-/tmp}/busbar-chromium.XXXXXX")
