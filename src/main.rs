@@ -67,6 +67,10 @@ enum Command {
         /// Write the binary trace here.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Keep the payloads published in the trace, at most BYTES of each
+        /// (1..=65536): the same as `--set simulation.trace_payloads=BYTES`.
+        #[arg(long, value_name = "BYTES", requires = "trace")]
+        trace_payloads: Option<u32>,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -271,12 +275,23 @@ fn main() -> ExitCode {
             seed,
             env,
             trace,
+            trace_payloads,
             json,
             metrics,
-            sets,
+            mut sets,
         } => run(
             &scenario,
-            &sets,
+            {
+                if let Some(b) = trace_payloads {
+                    sets.push(Override::new(
+                        busbar::validate::KeyPath::root()
+                            .key("simulation")
+                            .key("trace_payloads"),
+                        toml::Value::Integer(i64::from(b)),
+                    ));
+                }
+                &sets
+            },
             seed,
             env,
             Outputs {

@@ -242,6 +242,8 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
     let mut sim = scenario
         .builder(header.seed, header.env)
         .trace_in_memory()
+        // The payload digest covers them; no need to hold them.
+        .keep_payloads(None)
         .build()
         .map_err(RunError::from)?;
     let ln = names(

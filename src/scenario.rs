@@ -51,6 +51,12 @@ pub struct SimulationSpec {
     pub seed: u64,
     /// Virtual time to simulate.
     pub duration: SimDuration,
+    /// Keep the payloads published in the trace file (`run --trace`,
+    /// `batch --traces`), at most this many bytes of each (1..=65536);
+    /// absent: keep none. Exported by `busbar export --format jsonl` and
+    /// shown by `busbar show`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_payloads: Option<u32>,
 }
 
 impl SimulationSpec {
@@ -59,6 +65,18 @@ impl SimulationSpec {
             "name must not be empty".into()
         });
         v.at_least_one("duration", self.duration.as_nanos());
+        if let Some(l) = self.trace_payloads {
+            v.check(
+                (1..=crate::trace::MAX_PAYLOAD_LIMIT).contains(&l),
+                "trace_payloads",
+                || {
+                    format!(
+                        "trace_payloads must be in 1..={} bytes, got {l}",
+                        crate::trace::MAX_PAYLOAD_LIMIT
+                    )
+                },
+            );
+        }
     }
 }
 
@@ -498,6 +516,7 @@ impl Scenario {
             scenario: self.text.clone(),
             seed,
             env,
+            payload_limit: self.spec.simulation.trace_payloads,
         }
     }
 
@@ -556,6 +575,7 @@ impl Scenario {
             .network(spec.network.clone())
             .faults(spec.faults.clone())
             .clocks(spec.clocks.clone())
+            .keep_payloads(spec.simulation.trace_payloads)
             .kind_names(protocol::kind_names());
         b = self.grid.add_agents(b);
         let prefix = env_prefix(env);

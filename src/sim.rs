@@ -246,6 +246,13 @@ impl Simulation {
         self.core.trace().records()
     }
 
+    /// The payloads kept in memory (with [`SimBuilder::trace_in_memory`] and
+    /// [`SimBuilder::keep_payloads`]), one per message published, in publish
+    /// order, each cut to the limit; empty if none are kept.
+    pub fn payloads(&self) -> Vec<crate::trace::KeptPayload> {
+        self.core.trace().kept_payloads()
+    }
+
     /// Takes the records kept in memory so far (with
     /// [`SimBuilder::trace_in_memory`]), leaving the rest to come: a long run
     /// can be consumed piece by piece. Records still in the current chunk
@@ -603,6 +610,7 @@ mod tests {
             scenario: String::new(),
             seed: 1,
             env: 0,
+            payload_limit: None,
         }
     }
 

@@ -38,17 +38,22 @@
 //!
 //! [`Summary::digest`]: crate::metrics::Summary::digest
 //!
-//! # File format (version 5)
+//! # File format (version 6)
 //!
 //! ```text
 //! magic    8 bytes  "BUSBARTR"
-//! version  u16 LE   FORMAT_VERSION (5; any other version is refused)
+//! version  u16 LE   FORMAT_VERSION (6; any other version is refused)
 //! frames   repeated: len u32 LE | tag u8 | body (len bytes) | check u64 LE
 //!          (len <= MAX_FRAME)
 //!          tag 1 Header   once, first; postcard: crate_version, scenario_path,
-//!                         base_dir, scenario text, seed, env
+//!                         base_dir, scenario text, seed, env,
+//!                         payload_limit (Option<u32>, since version 6)
 //!          tag 2 Records  zero or more batches of 1..=CHUNK records, encoded
 //!                         as below
+//!          tag 4 Payloads (since version 6) only in a trace whose header has
+//!                         a payload_limit: just before each records batch
+//!                         that holds a publish, the payloads of that batch's
+//!                         publishes, encoded as below
 //!          tag 3 Footer   once, last; postcard: agent names, channel names,
 //!                         kind names as (code, name) pairs, record count,
 //!                         records digest (16 bytes), payload digest
@@ -160,6 +165,31 @@
 //! a flipped bit either fails to decode or changes the records and so the
 //! records digest.
 //!
+//! ## Payload frames
+//!
+//! A trace keeps payloads when its header's `payload_limit` is set
+//! (`[simulation] trace_payloads`, 1..=[`MAX_PAYLOAD_LIMIT`] bytes). Then
+//! every records batch that holds a `publish` record is preceded by exactly
+//! one payload frame with one entry per publish of the batch, in the same
+//! (message id) order; a batch without publishes has none. The body:
+//!
+//! ```text
+//! count    varint (1 ≤ count ≤ CHUNK)
+//! entry    repeated count times:
+//!   msg    varint: the first entry's message id; then id − previous id − 1
+//!   type   u8: 0 empty (nothing follows), 1 floats, 2 bytes, 3 text
+//!   full   varint: the whole payload's length (floats: values; else bytes)
+//!   kept   varint: how much of it follows: min(full, limit / 8) floats,
+//!          min(full, limit) bytes, or for text the longest prefix of at
+//!          most min(full, limit) bytes that ends on a UTF-8 character
+//!   data   kept × 8 bytes (f64 little-endian) or kept bytes
+//! ```
+//!
+//! A reader checks all of it: the count against the body, the kept lengths
+//! against the limit, text as UTF-8, no stray bytes, and the entries' ids
+//! against the publishes of the batch that follows
+//! ([`RecordCursor::payloads`], [`KeptPayload`]).
+//!
 //! A message's publish costs its header once; its route, deliveries, drops
 //! and late marks in the same batch find the header in the cache and cost a
 //! tag, a time delta (often none), the distance of its id below the last
@@ -187,8 +217,8 @@ pub mod window;
 
 pub use digest::{Digest, Digester, PayloadDigester};
 pub use file::{
-    CHUNK, Deadline, FORMAT_VERSION, Footer, Header, MAGIC, MAX_FRAME, Part, RecordCursor,
-    TraceError, TraceReader, TraceWriter,
+    CHUNK, Deadline, FORMAT_VERSION, Footer, Header, KeptPayload, MAGIC, MAX_FRAME,
+    MAX_PAYLOAD_LIMIT, Part, RecordCursor, TraceError, TraceReader, TraceWriter,
 };
 pub use record::{
     DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY,

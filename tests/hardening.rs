@@ -241,6 +241,7 @@ fn crafted_trace(scenario: &str) -> PathBuf {
         scenario: scenario.into(),
         seed: 1,
         env: 0,
+        payload_limit: None,
     };
     let empty = Digester::default().digest();
     let footer = Footer {

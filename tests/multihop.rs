@@ -129,6 +129,7 @@ fn the_trace_file_names_the_router() {
         scenario: NET.into(),
         seed: 9,
         env: 0,
+        payload_limit: None,
     };
     let file = std::fs::File::create(&path).unwrap();
     let mut sim = sc

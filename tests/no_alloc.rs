@@ -102,6 +102,7 @@ fn writing_a_trace_file_allocates_nothing_per_record() {
         scenario: String::new(),
         seed: 1,
         env: 0,
+        payload_limit: None,
     };
     let sim = traffic()
         .trace_to(Box::new(std::io::sink()), header)

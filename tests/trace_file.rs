@@ -20,7 +20,6 @@ use busbar::{EventKind, Record, Scenario, Summary};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use tempfile::TempDir;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 mod common;
 
@@ -71,34 +70,7 @@ fn read_bytes(bytes: Vec<u8>) -> Result<Vec<Record>, TraceError> {
     TraceReader::new(Cursor::new(bytes)).and_then(|mut r| r.read_all())
 }
 
-/// (offset, body length, tag) of every frame of a well-formed trace. A
-/// frame is `len u32 | tag u8 | body | check u64`: 13 bytes more than its
-/// body.
-fn frames(bytes: &[u8]) -> Vec<(usize, usize, u8)> {
-    let mut v = Vec::new();
-    let mut pos = 10;
-    while pos < bytes.len() {
-        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
-        v.push((pos, len, bytes[pos + 4]));
-        pos += 5 + len + 8;
-    }
-    assert_eq!(pos, bytes.len(), "frames tile the file");
-    v
-}
-
-/// Recomputes every frame's check as the module docs define the chain
-/// (XXH3-64 of the preamble seeds the first; each frame's check, over its
-/// length, tag and body, seeds the next): what a writer would have written
-/// for these frames. Tests use it to get past the checksums to the layers
-/// beneath, and it pins the documented definition.
-fn rechain(bytes: &mut [u8]) {
-    let mut seed = xxh3_64(&bytes[..10]);
-    for (at, len, _) in frames(bytes) {
-        let end = at + 5 + len;
-        seed = xxh3_64_with_seed(&bytes[at..end], seed);
-        bytes[end..end + 8].copy_from_slice(&seed.to_le_bytes());
-    }
-}
+use common::{frames, rechain};
 
 /// Joins frames (each `len | tag | body | check`, as cut from files) after a
 /// preamble, and rechains them.
@@ -329,8 +301,9 @@ fn unsupported_version() {
     let dir = TempDir::new().unwrap();
     let bytes = good_bytes(dir.path());
     // Version 1 (postcard-encoded record batches), 2 (no checksums), 3
-    // (no router names) and 4 (no deadline table) are no longer read.
-    for v in [0u16, 1, 2, 3, 4, 6, 0xFFFF] {
+    // (no router names), 4 (no deadline table) and 5 (no payload frames)
+    // are no longer read.
+    for v in [0u16, 1, 2, 3, 4, 5, 7, 0xFFFF] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         match read_bytes(b).unwrap_err() {
@@ -621,6 +594,7 @@ fn test_header() -> Header {
         scenario: String::new(),
         seed: 1,
         env: 0,
+        payload_limit: None,
     }
 }
 
@@ -781,10 +755,10 @@ proptest! {
 }
 
 #[test]
-fn versions_1_to_4_are_refused() {
+fn versions_1_to_5_are_refused() {
     let bytes = write_batches(&[], &[]);
-    assert_eq!(FORMAT_VERSION, 5);
-    for v in [1u16, 2, 3, 4] {
+    assert_eq!(FORMAT_VERSION, 6);
+    for v in [1u16, 2, 3, 4, 5] {
         let mut b = bytes.clone();
         b[8..10].copy_from_slice(&v.to_le_bytes());
         let e = read_bytes(b).unwrap_err();
@@ -792,7 +766,7 @@ fn versions_1_to_4_are_refused() {
             TraceError::Version { found } if found == v => {}
             e => panic!("{e}"),
         }
-        assert!(e.to_string().contains("this build reads version 5"), "{e}");
+        assert!(e.to_string().contains("this build reads version 6"), "{e}");
     }
 }
 

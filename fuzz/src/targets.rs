@@ -6,9 +6,10 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use busbar::message::Payload;
 use busbar::replay::{Comparison, diff, replay};
 use busbar::trace::export::{Format, export};
-use busbar::trace::{CHUNK, TraceError, TraceReader, TraceWriter};
+use busbar::trace::{KeptPayload, TraceError, TraceReader, TraceWriter};
 use busbar::{Limits, Scenario, SimDuration, SimError};
 
 use crate::rng::{Rng, fnv};
@@ -334,6 +335,7 @@ fn trace_seeds(
                 ("", 20_000, 0, 0),
                 ("stopped", 50, 1, 0),
                 ("env1", 20_000, 2, 1),
+                ("payloads", 20_000, 3, 0),
             ]
         } else {
             &[("", 20_000, 0, 0)]
@@ -342,6 +344,10 @@ fn trace_seeds(
             let mut spec = s.spec().clone();
             spec.simulation.duration = spec.simulation.duration.min(SimDuration::from_secs(3));
             spec.limits.max_events = max_events;
+            if tag == "payloads" {
+                // Kept and cut: network_state payloads are longer than 20 bytes.
+                spec.simulation.trace_payloads = Some(20);
+            }
             let Ok(cut) = Scenario::from_spec(&spec, &format!("{stem}.toml"), base) else {
                 problems.push(format!("{name}: the shortened spec does not load"));
                 continue;
@@ -695,6 +701,33 @@ fn trace_err(e: &TraceError) -> String {
     format!("{variant} {}", normalize(&e.to_string(), 60))
 }
 
+/// Every record and kept payload of a trace.
+fn read_kept<R: std::io::Read + std::io::Seek>(
+    r: &mut TraceReader<R>,
+) -> Result<(Vec<busbar::Record>, Vec<KeptPayload>), TraceError> {
+    let (mut recs, mut kept) = (Vec::new(), Vec::new());
+    let mut c = r.cursor();
+    while let Some((b, k)) = c.next_batch_with_payloads()? {
+        recs.extend_from_slice(b);
+        kept.extend_from_slice(k);
+    }
+    Ok((recs, kept))
+}
+
+/// Whether `back` is `orig` written again and read back: the same
+/// message and content (floats compared by their bits), and the same whole
+/// size if `orig` was kept whole (a cut payload is written again as what
+/// was kept).
+fn same_kept(orig: &KeptPayload, back: &KeptPayload) -> bool {
+    let bits =
+        |k: &KeptPayload| -> Vec<u64> { k.payload.as_f64s().iter().map(|v| v.to_bits()).collect() };
+    orig.msg == back.msg
+        && bits(orig) == bits(back)
+        && orig.payload.as_bytes() == back.payload.as_bytes()
+        && orig.payload.as_text() == back.payload.as_text()
+        && (orig.truncated() || orig.wire_bytes == back.wire_bytes)
+}
+
 impl Target {
     /// Open; export as CSV and JSON Lines; read every record. If they read, the
     /// records written again must read back the same, and a diff of the file
@@ -716,7 +749,10 @@ impl Target {
         let footer = r.footer().clone();
         let csv = export(&mut r, Format::Csv, std::io::sink());
         let jsonl = export(&mut r, Format::Jsonl, std::io::sink());
-        let all = r.read_all();
+        let (all, kept) = match read_kept(&mut r) {
+            Ok((recs, kept)) => (Ok(recs), kept),
+            Err(e) => (Err(e), Vec::new()),
+        };
         if csv.is_ok() != all.is_ok() || jsonl.is_ok() != all.is_ok() {
             return Outcome::Invariant(format!(
                 "export and read_all disagree: csv {:?}, jsonl {:?}, read_all {:?}",
@@ -733,11 +769,11 @@ impl Target {
                     footer.records
                 ));
             }
-            // Written again, read back the same.
+            // Written again (with the payloads kept), read back the same.
+            let payloads: Vec<(u64, Payload)> =
+                kept.iter().map(|k| (k.msg, k.payload.clone())).collect();
             let again = TraceWriter::new(Vec::new(), &header).and_then(|mut w| {
-                for c in recs.chunks(CHUNK) {
-                    w.records(c)?;
-                }
+                w.records_with_payloads(recs, &payloads)?;
                 w.finish(&footer)
             });
             let again = match again {
@@ -748,12 +784,15 @@ impl Target {
             };
             match TraceReader::new(Cursor::new(&again[..])).and_then(|mut r2| {
                 let ok = r2.header() == &header && r2.footer() == &footer;
-                Ok((ok, r2.read_all()?))
+                let (back, back_kept) = read_kept(&mut r2)?;
+                let same_kept = back_kept.len() == kept.len()
+                    && back_kept.iter().zip(&kept).all(|(b, a)| same_kept(a, b));
+                Ok((ok && same_kept, back))
             }) {
                 Ok((true, back)) if &back == recs => {}
                 Ok((false, _)) => {
                     return Outcome::Invariant(
-                        "header or footer changed when written again".into(),
+                        "header, footer or kept payloads changed when written again".into(),
                     );
                 }
                 Ok((true, back)) => {

@@ -12,9 +12,10 @@
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use busbar::message::Payload;
 use busbar::trace::{
-    Digester, EventKind, Footer, Header, NODE_BROADCAST, NODE_BROKER, NONE, Record, TraceError,
-    TraceReader, TraceWriter,
+    Digester, EventKind, Footer, Header, KeptPayload, NODE_BROADCAST, NODE_BROKER, NONE, Record,
+    TraceError, TraceReader, TraceWriter,
 };
 
 use crate::bytes::{self, INTERESTING};
@@ -27,6 +28,7 @@ const CHECK: usize = 8;
 const TAG_HEADER: u8 = 1;
 const TAG_RECORDS: u8 = 2;
 const TAG_FOOTER: u8 = 3;
+const TAG_PAYLOADS: u8 = 4;
 
 /// A trace file split into frames; bytes that do not frame are `trailing`.
 struct Frames {
@@ -111,35 +113,76 @@ fn guarded<T>(log: &mut MutatorLog, f: impl FnOnce() -> T) -> Option<T> {
     }
 }
 
-/// A trace taken apart: header, footer, the records as far as they
-/// decode, and whether all did (and matched the footer).
-type Decoded = (Header, Footer, Vec<Record>, Result<(), TraceError>);
+/// A trace taken apart: header, footer, the records and kept payloads as
+/// far as they decode, and whether all did (and matched the footer).
+type Decoded = (
+    Header,
+    Footer,
+    Vec<Record>,
+    Vec<KeptPayload>,
+    Result<(), TraceError>,
+);
 
 fn decode(data: &[u8]) -> Option<Decoded> {
     let mut r = TraceReader::new(Cursor::new(data)).ok()?;
     let (h, f) = (r.header().clone(), r.footer().clone());
-    let mut recs = Vec::new();
+    let (mut recs, mut kept) = (Vec::new(), Vec::new());
     let mut c = r.cursor();
     let end = loop {
-        match c.next_batch() {
-            Ok(Some(b)) => recs.extend_from_slice(b),
+        match c.next_batch_with_payloads() {
+            Ok(Some((b, k))) => {
+                recs.extend_from_slice(b);
+                kept.extend_from_slice(k);
+            }
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         }
     };
-    Some((h, f, recs, end))
+    Some((h, f, recs, kept, end))
 }
 
-/// A valid trace of `records`, written by the library's writer in slices of
-/// random sizes, with the footer's count and digest made to match.
-fn encode(h: &Header, f: &Footer, records: &[Record], rng: &mut Rng) -> Option<Vec<u8>> {
+/// A payload for each publish of `records`, in order: the kept one of the
+/// same message if there is one, else a random one (a mutated record may
+/// be a new publish, or a repeated id).
+fn payloads_for(records: &[Record], kept: &[KeptPayload], rng: &mut Rng) -> Vec<(u64, Payload)> {
+    let mut out = Vec::new();
+    for r in records.iter().filter(|r| r.event == EventKind::Publish) {
+        let p = match kept.binary_search_by_key(&r.msg, |k| k.msg) {
+            Ok(i) if rng.chance(7, 8) => kept[i].payload.clone(),
+            _ => match rng.below(4) {
+                0 => Payload::Empty,
+                1 => Payload::values(&vec![f64::NAN; rng.small(40)]),
+                2 => Payload::Bytes(vec![0xff; rng.small(300)].into()),
+                _ => Payload::Text("é".repeat(rng.small(200)).into()),
+            },
+        };
+        out.push((r.msg, p));
+    }
+    out
+}
+
+/// A valid trace of `records` (and, if the header keeps payloads, a payload
+/// for each publish), written by the library's writer in slices of random
+/// sizes, with the footer's count and digest made to match.
+fn encode(
+    h: &Header,
+    f: &Footer,
+    records: &[Record],
+    kept: &[KeptPayload],
+    rng: &mut Rng,
+) -> Option<Vec<u8>> {
     let mut w = TraceWriter::new(Vec::new(), h).ok()?;
     let mut d = Digester::default();
     let mut rest = records;
     while !rest.is_empty() {
         let n = rng.small(rest.len().min(10_000));
         let (a, b) = rest.split_at(n);
-        w.records(a).ok()?;
+        if h.payload_limit.is_some() {
+            let p = payloads_for(a, kept, rng);
+            w.records_with_payloads(a, &p).ok()?;
+        } else {
+            w.records(a).ok()?;
+        }
         d.update(a);
         rest = b;
     }
@@ -253,6 +296,9 @@ fn mutate_header(h: &mut Header, rng: &mut Rng, other_text: &[u8]) {
                 h.scenario = crate::toml::replace_values(&h.scenario, "max_events", big, "20000");
             }
         }
+        6 if rng.chance(1, 2) => {
+            h.payload_limit = *rng.pick(&[None, Some(1), Some(8), Some(20), Some(65536), Some(0)])
+        }
         6 => h.seed = *rng.pick(INTERESTING),
         7 => h.env = *rng.pick(INTERESTING) as u32,
         8 => h.base_dir = rng.pick(&["", ".", "/", "/nonexistent", "\0"]).to_string(),
@@ -321,7 +367,8 @@ fn mutate_once(data: &mut Vec<u8>, rng: &mut Rng, other: &[u8], log: &mut Mutato
             fr.frames[i].1 = postcard::to_stdvec(&f).expect("a footer encodes");
         }
         4 | 5 => {
-            let rs = fr.indices(TAG_RECORDS);
+            let mut rs = fr.indices(TAG_RECORDS);
+            rs.extend(fr.indices(TAG_PAYLOADS));
             if rs.is_empty() {
                 return false;
             }
@@ -363,10 +410,10 @@ fn mutate_once(data: &mut Vec<u8>, rng: &mut Rng, other: &[u8], log: &mut Mutato
         7..=9 => {
             let seed = rng.next_u64();
             let done = guarded(log, || {
-                let (h, f, mut recs, _) = decode(data)?;
+                let (h, f, mut recs, kept, _) = decode(data)?;
                 let mut rng = Rng::new(seed);
                 mutate_records(&mut recs, &mut rng);
-                encode(&h, &f, &recs, &mut rng)
+                encode(&h, &f, &recs, &kept, &mut rng)
             });
             return match done.flatten() {
                 Some(new) => {
@@ -399,7 +446,7 @@ fn mutate_once(data: &mut Vec<u8>, rng: &mut Rng, other: &[u8], log: &mut Mutato
 /// batch decodes and only they disagree.
 fn fix_footer(data: &mut Vec<u8>, log: &mut MutatorLog) {
     let fixed = guarded(log, || {
-        let (_, _, recs, end) = decode(data)?;
+        let (_, _, recs, _, end) = decode(data)?;
         if !matches!(end, Err(TraceError::DigestMismatch { .. })) {
             return None;
         }
@@ -484,14 +531,25 @@ pub fn frame_count(data: &[u8]) -> usize {
 /// `data` with the records `range` removed and the footer fixed (for the
 /// minimizer), if every batch decodes.
 pub fn without_records(data: &[u8], from: usize, to: usize) -> Option<Vec<u8>> {
-    let (h, f, mut recs, end) = decode(data)?;
+    let (h, f, mut recs, kept, end) = decode(data)?;
     if end.is_err() || to > recs.len() || from >= to {
         return None;
     }
     recs.drain(from..to);
-    // One slice: the writer's own batching.
+    // One slice: the writer's own batching; the kept payloads of the
+    // publishes that remain.
+    let published: std::collections::BTreeSet<u64> = recs
+        .iter()
+        .filter(|r| r.event == EventKind::Publish)
+        .map(|r| r.msg)
+        .collect();
+    let payloads: Vec<(u64, Payload)> = kept
+        .into_iter()
+        .filter(|k| published.contains(&k.msg))
+        .map(|k| (k.msg, k.payload))
+        .collect();
     let mut w = TraceWriter::new(Vec::new(), &h).ok()?;
-    w.records(&recs).ok()?;
+    w.records_with_payloads(&recs, &payloads).ok()?;
     let mut d = Digester::default();
     d.update(&recs);
     let mut f = f.clone();
@@ -502,7 +560,7 @@ pub fn without_records(data: &[u8], from: usize, to: usize) -> Option<Vec<u8>> {
 
 /// How many records decode from `data`.
 pub fn record_count(data: &[u8]) -> usize {
-    decode(data).map_or(0, |(_, _, r, _)| r.len())
+    decode(data).map_or(0, |(_, _, r, _, _)| r.len())
 }
 
 #[cfg(test)]
@@ -518,6 +576,7 @@ mod tests {
             scenario: "[simulation]".into(),
             seed: 1,
             env: 0,
+            payload_limit: None,
         };
         let f = Footer {
             agents: vec!["a".into()],

@@ -63,6 +63,9 @@ fn table(out: &mut Stdout, life: &MessageLife) -> Result<(), String> {
         life.recipient,
         SimDuration(life.sent_ns).decimal(),
     )?;
+    if let Some(p) = &life.payload {
+        writeln!(out, "payload: {}", busbar::trace::export::payload_text(p))?;
+    }
     writeln!(
         out,
         "{:>8}  {:>14}  {:>12}  {:<11}  {:<16}  detail",

@@ -1018,6 +1018,7 @@ mod tests {
             scenario: String::new(),
             seed: 1,
             env: 0,
+            payload_limit: None,
         };
         let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
         w.records(records).unwrap();

@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::broker::{Broker, BrokerConfig};
 use crate::message::{AgentId, KindNames};
 use crate::network::{FaultSpec, LinkModel, LinkSpec, Network, NetworkSpec, resolve_faults};
-use crate::trace::Header;
+use crate::trace::{Header, MAX_PAYLOAD_LIMIT};
 use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
 use super::Simulation;
@@ -57,6 +57,7 @@ pub struct SimBuilder {
     agents: Vec<(String, Box<dyn Agent>)>,
     kinds: KindNames,
     trace: TraceTarget,
+    payload_limit: Option<u32>,
     entity_metrics: bool,
 }
 
@@ -76,6 +77,7 @@ impl SimBuilder {
             agents: Vec::new(),
             kinds: KindNames::new(),
             trace: TraceTarget::Digest,
+            payload_limit: None,
             entity_metrics: false,
         }
     }
@@ -185,6 +187,19 @@ impl SimBuilder {
         self
     }
 
+    /// Keeps the payloads published in the trace, each cut to `limit` bytes
+    /// (whole floats, whole UTF-8 characters; 1..=[`MAX_PAYLOAD_LIMIT`]),
+    /// or none with `None` (the default). With
+    /// [`SimBuilder::trace_in_memory`] they are read back with
+    /// [`Simulation::payloads`](super::Simulation::payloads); with
+    /// [`SimBuilder::trace_to`] they go to the file (its header's
+    /// `payload_limit` is set to `limit`). Off, the trace target `Digest`
+    /// or `Off` ignore it. It does not change the run or its digest.
+    pub fn keep_payloads(mut self, limit: Option<u32>) -> Self {
+        self.payload_limit = limit;
+        self
+    }
+
     /// Also computes metrics per channel and per agent
     /// ([`Simulation::entity_metrics`](super::Simulation::entity_metrics)),
     /// from every record as it is made, with any trace target (`trace_off`
@@ -203,6 +218,15 @@ impl SimBuilder {
         let mut v = Validator::new();
         v.at("limits", |v| self.limits.validate(v));
         v.at("broker", |v| self.broker.validate(v));
+        if let Some(l) = self
+            .payload_limit
+            .filter(|l| !(1..=MAX_PAYLOAD_LIMIT).contains(l))
+        {
+            v.fail_at(
+                KeyPath::root().key("simulation").key("trace_payloads"),
+                format!("trace_payloads must be in 1..={MAX_PAYLOAD_LIMIT} bytes, got {l}"),
+            );
+        }
         let name_at = |i: usize| KeyPath::root().key("agent").index(i).key("name");
         for (i, (name, _)) in self.agents.iter().enumerate() {
             if let Err(m) = check_agent_name(name) {
@@ -249,9 +273,13 @@ impl SimBuilder {
             clocks,
             agents,
             kinds,
-            trace,
+            mut trace,
+            payload_limit,
             entity_metrics,
         } = self;
+        if let (TraceTarget::File(_, h), Some(_)) = (&mut trace, payload_limit) {
+            h.payload_limit = payload_limit;
+        }
         let (names, boxes): (Vec<String>, Vec<Box<dyn Agent>>) = agents.into_iter().unzip();
         let agent_ids: BTreeMap<String, AgentId> = names
             .iter()
@@ -291,7 +319,7 @@ impl SimBuilder {
             agent_ids,
             kinds,
             trace: {
-                let mut sink = TraceSink::new(trace, limits.max_trace_records);
+                let mut sink = TraceSink::new(trace, limits.max_trace_records, payload_limit);
                 if entity_metrics {
                     sink.enable_entity_metrics();
                 }

@@ -637,7 +637,7 @@ impl Core {
         if let Some(r) = correlation {
             self.trace.correlation(r.0);
         }
-        self.trace.payload(&msg.payload);
+        self.trace.payload(id.0, &msg.payload);
         self.metrics.published += 1;
         let detail = u16::from(correlation.is_some()) * DETAIL_REPLY;
         self.record(EventKind::Publish, h, recipient_node(recipient), detail);

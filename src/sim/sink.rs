@@ -18,33 +18,56 @@ use std::thread::JoinHandle;
 use crate::message::Payload;
 use crate::metrics::EntityMetrics;
 use crate::trace::{
-    CHUNK, Digest, Digester, Footer, Header, PayloadDigester, Record, TraceError, TraceWriter,
+    CHUNK, Digest, Digester, Footer, Header, KeptPayload, PayloadDigester, Record, TraceError,
+    TraceWriter,
 };
 
 type FileWriter = TraceWriter<Box<dyn Write + Send>>;
+
+/// Records to write, with the payloads of their publishes when the trace
+/// keeps payloads (`(message id, payload)`, shared, not copied).
+#[derive(Default)]
+struct Chunk {
+    records: Vec<Record>,
+    payloads: Vec<(u64, Payload)>,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            records: Vec::with_capacity(CHUNK),
+            payloads: Vec::new(),
+        }
+    }
+}
+
+/// Pending payload bytes (as kept) past which the chunk is written early,
+/// so that a payload frame stays far below [`MAX_FRAME`](crate::trace::MAX_FRAME).
+const PAYLOAD_FLUSH_BYTES: u64 = 16 << 20;
 
 /// The thread that encodes and writes a trace file.
 struct Background {
     /// Full chunks to write; bounded, so a slow disk slows the loop down
     /// instead of piling chunks up in memory.
-    full: SyncSender<Vec<Record>>,
+    full: SyncSender<Chunk>,
     /// Chunks written and emptied, for reuse (no allocation per chunk).
-    empty: Receiver<Vec<Record>>,
+    empty: Receiver<Chunk>,
     thread: JoinHandle<Result<FileWriter, TraceError>>,
 }
 
 impl Background {
     /// Starts the writer: it writes the header, then each chunk it gets.
     fn start(out: Box<dyn Write + Send>, header: Box<Header>) -> Result<Background, TraceError> {
-        let (full, todo) = sync_channel::<Vec<Record>>(2);
-        let (done, empty) = channel::<Vec<Record>>();
+        let (full, todo) = sync_channel::<Chunk>(2);
+        let (done, empty) = channel::<Chunk>();
         let thread = std::thread::Builder::new()
             .name("busbar-trace-writer".into())
             .spawn(move || {
                 let mut w = TraceWriter::new(out, &header)?;
                 for mut chunk in todo {
-                    w.records(&chunk)?;
-                    chunk.clear();
+                    w.records_with_payloads(&chunk.records, &chunk.payloads)?;
+                    chunk.records.clear();
+                    chunk.payloads.clear();
                     // The loop may be gone already; the chunk is then dropped.
                     let _ = done.send(chunk);
                 }
@@ -59,11 +82,8 @@ impl Background {
 
     /// Hands over a full chunk and returns an empty one to fill next; an
     /// error if the writer stopped (its own error).
-    fn write(&mut self, chunk: Vec<Record>) -> Result<Vec<Record>, ()> {
-        let next = self
-            .empty
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+    fn write(&mut self, chunk: Chunk) -> Result<Chunk, ()> {
+        let next = self.empty.try_recv().unwrap_or_else(|_| Chunk::new());
         self.full.send(chunk).map_err(|_| ())?;
         Ok(next)
     }
@@ -104,8 +124,17 @@ pub(super) struct Names {
 
 pub(super) struct TraceSink {
     enabled: bool,
-    /// Records not yet flushed (at most [`CHUNK`]).
-    chunk: Vec<Record>,
+    /// Records not yet flushed (at most [`CHUNK`]), with their payloads.
+    chunk: Chunk,
+    /// Flush when the chunk holds this many records: [`CHUNK`], or fewer
+    /// when the payloads kept make the chunk large.
+    cap: usize,
+    /// Bytes per payload the trace keeps, or `None` to keep none.
+    payload_limit: Option<u32>,
+    /// Payload bytes (as kept) in the chunk.
+    payload_bytes: u64,
+    /// Payloads kept in memory (memory target), in publish order.
+    keep_payloads: Option<Vec<(u64, Payload)>>,
     digester: Digester,
     payloads: PayloadDigester,
     keep: Option<Vec<Record>>,
@@ -123,10 +152,17 @@ pub(super) struct TraceSink {
 }
 
 impl TraceSink {
-    pub(super) fn new(target: TraceTarget, max: u64) -> TraceSink {
+    /// A sink for `target`, stopping after `max` records; `payload_limit`
+    /// keeps that many bytes of each payload published (memory and file
+    /// targets; a file's header must say the same).
+    pub(super) fn new(target: TraceTarget, max: u64, payload_limit: Option<u32>) -> TraceSink {
         let mut s = TraceSink {
             enabled: true,
-            chunk: Vec::with_capacity(CHUNK),
+            chunk: Chunk::new(),
+            cap: CHUNK,
+            payload_limit: None,
+            payload_bytes: 0,
+            keep_payloads: None,
             digester: Digester::default(),
             payloads: PayloadDigester::default(),
             keep: None,
@@ -141,8 +177,15 @@ impl TraceSink {
         match target {
             TraceTarget::Off => s.enabled = false,
             TraceTarget::Digest => {}
-            TraceTarget::Memory => s.keep = Some(Vec::new()),
-            TraceTarget::File(w, h) => s.pending_header = Some((w, h)),
+            TraceTarget::Memory => {
+                s.keep = Some(Vec::new());
+                s.payload_limit = payload_limit;
+                s.keep_payloads = payload_limit.map(|_| Vec::new());
+            }
+            TraceTarget::File(w, h) => {
+                s.payload_limit = h.payload_limit;
+                s.pending_header = Some((w, h));
+            }
         }
         s
     }
@@ -176,8 +219,8 @@ impl TraceSink {
             return true;
         }
         self.count += 1;
-        self.chunk.push(*r);
-        if self.chunk.len() == CHUNK {
+        self.chunk.records.push(*r);
+        if self.chunk.records.len() == self.cap {
             self.flush();
         }
         self.count <= self.max
@@ -191,11 +234,27 @@ impl TraceSink {
         }
     }
 
-    /// Hashes a published payload into the payload digest.
+    /// Hashes the payload of message `msg`, published now, into the
+    /// payload digest, and keeps it (shared) if the trace keeps payloads.
+    /// Its `publish` record must follow.
     #[inline]
-    pub(super) fn payload(&mut self, p: &Payload) {
+    pub(super) fn payload(&mut self, msg: u64, p: &Payload) {
         if self.enabled {
             self.payloads.update(p);
+            if let Some(limit) = self.payload_limit {
+                self.keep_payload(msg, p, limit);
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn keep_payload(&mut self, msg: u64, p: &Payload, limit: u32) {
+        self.chunk.payloads.push((msg, p.clone()));
+        self.payload_bytes += p.wire_bytes().min(u64::from(limit));
+        if self.payload_bytes > PAYLOAD_FLUSH_BYTES {
+            // Written with the publish record that follows.
+            self.cap = self.chunk.records.len() + 1;
         }
     }
 
@@ -225,12 +284,17 @@ impl TraceSink {
     }
 
     fn flush(&mut self) {
-        if self.chunk.is_empty() {
+        if self.chunk.records.is_empty() {
             return;
         }
-        self.digester.update(&self.chunk);
+        self.cap = CHUNK;
+        self.payload_bytes = 0;
+        self.digester.update(&self.chunk.records);
         if let Some(keep) = &mut self.keep {
-            keep.extend_from_slice(&self.chunk);
+            keep.extend_from_slice(&self.chunk.records);
+        }
+        if let Some(keep) = &mut self.keep_payloads {
+            keep.append(&mut self.chunk.payloads);
         }
         if let Some((w, h)) = self.pending_header.take() {
             match Background::start(w, h) {
@@ -249,18 +313,19 @@ impl TraceSink {
                         TraceError::Io(std::io::Error::other("the trace writer stopped"))
                     });
                     self.error.get_or_insert(e);
-                    self.chunk = Vec::with_capacity(CHUNK);
+                    self.chunk = Chunk::new();
                 }
             }
         } else {
-            self.chunk.clear();
+            self.chunk.records.clear();
+            self.chunk.payloads.clear();
         }
     }
 
     /// The digest of every record so far.
     pub(super) fn records_digest(&self) -> Digest {
         let mut d = self.digester.clone();
-        d.update(&self.chunk);
+        d.update(&self.chunk.records);
         d.digest()
     }
 
@@ -278,9 +343,22 @@ impl TraceSink {
     pub(super) fn records(&self) -> Vec<Record> {
         let mut v = self.keep.clone().unwrap_or_default();
         if self.keep.is_some() {
-            v.extend_from_slice(&self.chunk);
+            v.extend_from_slice(&self.chunk.records);
         }
         v
+    }
+
+    /// Payloads kept in memory (memory target with a payload limit),
+    /// including those not yet flushed, each cut to the limit; empty if
+    /// none are kept.
+    pub(super) fn kept_payloads(&self) -> Vec<KeptPayload> {
+        let (Some(limit), Some(keep)) = (self.payload_limit, &self.keep_payloads) else {
+            return Vec::new();
+        };
+        keep.iter()
+            .chain(&self.chunk.payloads)
+            .map(|(msg, p)| KeptPayload::keep(*msg, p, limit))
+            .collect()
     }
 
     /// Takes the records kept in memory so far (flushed chunks only).
@@ -300,7 +378,7 @@ impl TraceSink {
         names: Names,
         stopped: Option<String>,
     ) -> Result<Digest, TraceError> {
-        let writer = if self.pending_header.is_some() && self.chunk.is_empty() {
+        let writer = if self.pending_header.is_some() && self.chunk.records.is_empty() {
             // An empty run still gets a valid file: header, no batch, footer.
             let (w, h) = self.pending_header.take().expect("checked");
             Some(TraceWriter::new(w, &h)?)

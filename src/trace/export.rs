@@ -11,7 +11,8 @@
 //! [`SimDuration`](crate::time::SimDuration) prints it, X as its
 //! [`decimal`](crate::time::SimDuration::decimal) form), where X is
 //! time − (sent + limit) ([`life::Lateness`](crate::trace::life::Lateness)).
-//! JSON Lines rows have the same fields, plus `step` (the grid step of the
+//! JSON Lines rows have the same fields, plus `payload` on `publish` rows of
+//! a trace that keeps payloads ([`payload_json`]), `step` (the grid step of the
 //! record's message, [`life::grid_step`](crate::trace::life::grid_step);
 //! `null` without a grid, and on rows that are not about a message:
 //! [`life::is_message_record`](crate::trace::life::is_message_record)) and, on a named `late` row, `deadline`,
@@ -27,13 +28,13 @@ use std::io::{Read, Seek, Write};
 
 use serde::Serialize;
 
-use crate::message::MessageKind;
+use crate::message::{MessageKind, Payload};
 
 use crate::trace::{
     DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, DETAIL_REDELIVER, DETAIL_REPLY,
     DeadCause, EXPIRED_ON_ARRIVAL, EXPIRED_REQUEST, EXPIRED_UNACKED, EventKind, FaultKind,
-    NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp, SessionPhase,
-    TraceError, TraceReader,
+    KeptPayload, NODE_BROADCAST, NODE_BROKER, NODE_ROUTER_BASE, NONE, Reason, Record, SessionOp,
+    SessionPhase, TraceError, TraceReader,
 };
 
 /// The CSV header, exactly as the contract gives it.
@@ -271,19 +272,20 @@ pub fn export<R: Read + Seek, W: Write>(
         }
         Format::Jsonl => {
             let mut w = std::io::BufWriter::new(out);
-            reader.for_each_batch(|batch| {
+            let mut cursor = reader.cursor();
+            while let Some((batch, kept)) = cursor.next_batch_with_payloads()? {
                 for r in batch {
                     let line = JsonRow {
                         row: row(seq, r),
                         step: crate::trace::life::record_step(r, step),
                         late: crate::trace::life::Lateness::of(r, deadlines),
+                        payload: published_payload(r, kept).map(payload_json),
                     };
                     serde_json::to_writer(&mut w, &line).map_err(|e| TraceError::Io(e.into()))?;
                     w.write_all(b"\n")?;
                     seq += 1;
                 }
-                Ok(())
-            })?;
+            }
             w.flush()?;
         }
     }
@@ -291,8 +293,10 @@ pub fn export<R: Read + Seek, W: Write>(
 }
 
 /// A JSON Lines row: the CSV's fields, then `step` (the message's grid
-/// step, `null` without a grid or a message) and, on a `late` row that
-/// names its deadline, `deadline`, `limit_ns`, `period_ns`, `late_by_ns`.
+/// step, `null` without a grid or a message), on a `late` row that names
+/// its deadline, `deadline`, `limit_ns`, `period_ns`, `late_by_ns`, and on
+/// a `publish` row of a trace that keeps payloads, `payload`
+/// ([`payload_json`]).
 #[derive(Serialize)]
 struct JsonRow<'a> {
     #[serde(flatten)]
@@ -300,6 +304,108 @@ struct JsonRow<'a> {
     step: Option<u64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     late: Option<crate::trace::life::Lateness>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<PayloadJson>,
+}
+
+/// The payload kept for a `publish` record, found in the payloads kept for
+/// its batch (sorted by message id); `None` for other records or when the
+/// trace keeps no payloads.
+pub fn published_payload<'k>(r: &Record, kept: &'k [KeptPayload]) -> Option<&'k KeptPayload> {
+    if r.event != EventKind::Publish {
+        return None;
+    }
+    let i = kept.binary_search_by_key(&r.msg, |k| k.msg).ok()?;
+    Some(&kept[i])
+}
+
+/// A kept payload as one line of text: `[1, 0.5, NaN]` for floats, the
+/// text quoted, `0x00ff...` for bytes, `(empty)`; then its size, and what
+/// was kept if it was cut.
+pub fn payload_text(k: &KeptPayload) -> String {
+    let body = match &k.payload {
+        Payload::Empty => "(empty)".to_string(),
+        Payload::Inline { .. } | Payload::Floats(_) => {
+            let vs: Vec<String> = k
+                .payload
+                .as_f64s()
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect();
+            format!("[{}]", vs.join(", "))
+        }
+        Payload::Bytes(b) => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("0x{hex}")
+        }
+        Payload::Text(t) => format!("{:?}", &**t),
+    };
+    let kept = k.payload.wire_bytes();
+    if k.truncated() {
+        format!("{body} ({} bytes, the first {kept} kept)", k.wire_bytes)
+    } else {
+        format!("{body} ({} bytes)", k.wire_bytes)
+    }
+}
+
+/// A kept payload as JSON ([`payload_json`]): `type` (`empty`, `floats`,
+/// `bytes`, `text`), the content (`values`: numbers, with `"NaN"`,
+/// `"inf"`, `"-inf"` as strings; `hex`: the bytes as lowercase hex;
+/// `text`), `bytes` (the whole payload's size on the wire) and `truncated`
+/// (whether only the first `payload_limit` bytes were kept).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PayloadJson {
+    /// `empty`, `floats`, `bytes` or `text`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The floats kept (non-finite ones as strings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<serde_json::Value>>,
+    /// The bytes kept, as lowercase hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+    /// The text kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The whole payload's size on the wire, bytes.
+    pub bytes: u64,
+    /// Whether only the first `payload_limit` bytes were kept.
+    pub truncated: bool,
+}
+
+/// A kept payload as JSON (see [`PayloadJson`]).
+pub fn payload_json(k: &KeptPayload) -> PayloadJson {
+    use serde_json::Value;
+    let number = |v: &f64| match serde_json::Number::from_f64(*v) {
+        Some(n) => Value::Number(n),
+        None if v.is_nan() => Value::from("NaN"),
+        None if *v > 0.0 => Value::from("inf"),
+        None => Value::from("-inf"),
+    };
+    let mut j = PayloadJson {
+        kind: "empty",
+        values: None,
+        hex: None,
+        text: None,
+        bytes: k.wire_bytes,
+        truncated: k.truncated(),
+    };
+    match &k.payload {
+        Payload::Empty => {}
+        Payload::Inline { .. } | Payload::Floats(_) => {
+            j.kind = "floats";
+            j.values = Some(k.payload.as_f64s().iter().map(number).collect());
+        }
+        Payload::Bytes(b) => {
+            j.kind = "bytes";
+            j.hex = Some(b.iter().map(|x| format!("{x:02x}")).collect());
+        }
+        Payload::Text(t) => {
+            j.kind = "text";
+            j.text = Some(t.to_string());
+        }
+    }
+    j
 }
 
 fn csv_err(e: csv::Error) -> TraceError {

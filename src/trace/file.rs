@@ -5,6 +5,9 @@
 //! [`crate::trace`].
 
 mod batch;
+mod payloads;
+
+pub use payloads::{KeptPayload, MAX_PAYLOAD_LIMIT};
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -12,12 +15,13 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
-use super::{Digest, Digester, Record};
+use super::{Digest, Digester, EventKind, Record};
+use crate::message::Payload;
 
 /// The magic bytes that open every trace file.
 pub const MAGIC: &[u8; 8] = b"BUSBARTR";
 /// The trace file format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 /// The largest frame body a reader accepts (bytes).
 pub const MAX_FRAME: u32 = 64 << 20;
 /// Most records per batch frame (and per digest update).
@@ -40,6 +44,10 @@ pub struct Header {
     pub seed: u64,
     /// The environment index.
     pub env: u32,
+    /// Whether the trace keeps the payloads published, and how much of
+    /// each: at most this many bytes (1..=[`MAX_PAYLOAD_LIMIT`]); `None`
+    /// keeps none. Since format version 6.
+    pub payload_limit: Option<u32>,
 }
 
 /// A deadline a `late` record names (the footer's table).
@@ -107,6 +115,7 @@ impl Footer {
 const TAG_HEADER: u8 = 1;
 const TAG_RECORDS: u8 = 2;
 const TAG_FOOTER: u8 = 3;
+const TAG_PAYLOADS: u8 = 4;
 /// Magic, then the version.
 const PREAMBLE: u64 = 10;
 /// A frame's length and tag.
@@ -137,6 +146,8 @@ pub enum Part {
     Header,
     /// The `n`th records batch frame, counted from 1.
     Batch(u64),
+    /// The payload frame before the `n`th records batch.
+    Payloads(u64),
     /// The footer frame.
     Footer,
 }
@@ -146,6 +157,7 @@ impl fmt::Display for Part {
         match self {
             Part::Header => f.write_str("header"),
             Part::Batch(n) => write!(f, "records batch {n}"),
+            Part::Payloads(n) => write!(f, "payloads of records batch {n}"),
             Part::Footer => f.write_str("footer"),
         }
     }
@@ -221,11 +233,23 @@ pub struct TraceWriter<W: Write> {
     encoder: batch::Encoder,
     /// The check of the last frame written (the next frame's seed).
     chain: u64,
+    /// The header's `payload_limit`.
+    payload_limit: Option<u32>,
 }
 
 impl<W: Write> TraceWriter<W> {
-    /// Writes the magic, version and header frame.
+    /// Writes the magic, version and header frame. A header's
+    /// `payload_limit` must be in 1..=[`MAX_PAYLOAD_LIMIT`] if set.
     pub fn new(mut out: W, header: &Header) -> Result<Self, TraceError> {
+        if let Some(l) = header
+            .payload_limit
+            .filter(|&l| l == 0 || l > MAX_PAYLOAD_LIMIT)
+        {
+            return Err(TraceError::Corrupt {
+                offset: 0,
+                what: format!("payload_limit must be in 1..={MAX_PAYLOAD_LIMIT}, got {l}"),
+            });
+        }
         let mut preamble = [0u8; PREAMBLE as usize];
         preamble[..8].copy_from_slice(MAGIC);
         preamble[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -235,6 +259,7 @@ impl<W: Write> TraceWriter<W> {
             buf: Vec::new(),
             encoder: batch::Encoder::new(),
             chain: chain_start(&preamble),
+            payload_limit: header.payload_limit,
         };
         w.postcard_frame(TAG_HEADER, header)?;
         Ok(w)
@@ -274,11 +299,80 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Writes records as batch frames of at most [`CHUNK`] records each
-    /// (none for an empty slice). Each batch is encoded on its own.
+    /// (none for an empty slice). Each batch is encoded on its own. For a
+    /// trace that keeps payloads, use [`TraceWriter::records_with_payloads`].
     pub fn records(&mut self, records: &[Record]) -> Result<(), TraceError> {
-        for chunk in records.chunks(CHUNK) {
+        self.records_with_payloads(records, &[])
+    }
+
+    /// Writes records as [`TraceWriter::records`] does and, in a trace
+    /// whose header keeps payloads, each batch's payloads in a frame before
+    /// it: `payloads` holds `(message id, payload)` for every `publish`
+    /// record in `records`, in the same order (an error otherwise). Each
+    /// payload is cut to the header's `payload_limit`. A batch ends early
+    /// where a publish's id is not above the batch's previous publish (the
+    /// payload frame lists them in increasing order). In a trace that
+    /// keeps none, `payloads` must be empty.
+    pub fn records_with_payloads(
+        &mut self,
+        records: &[Record],
+        payloads: &[(u64, Payload)],
+    ) -> Result<(), TraceError> {
+        let mismatch = |what: String| TraceError::Corrupt { offset: 0, what };
+        let Some(limit) = self.payload_limit else {
+            if !payloads.is_empty() {
+                return Err(mismatch(
+                    "payloads given for a trace whose header keeps none (payload_limit)".into(),
+                ));
+            }
+            for chunk in records.chunks(CHUNK) {
+                let body = self.encoder.encode(chunk);
+                Self::write_frame(&mut self.out, &mut self.chain, TAG_RECORDS, body)?;
+            }
+            return Ok(());
+        };
+        let mut left = payloads;
+        let mut rest = records;
+        while !rest.is_empty() {
+            // A payload frame lists its batch's publishes in increasing id
+            // order: a publish whose id is not above the batch's last one
+            // starts a new batch (the engine never makes one).
+            let mut n = 0;
+            let mut last: Option<u64> = None;
+            for r in &rest[..rest.len().min(CHUNK)] {
+                if r.event == EventKind::Publish {
+                    if last.is_some_and(|l| r.msg <= l) {
+                        break;
+                    }
+                    last = Some(r.msg);
+                }
+                n += 1;
+            }
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let publishes = chunk.iter().filter(|r| r.event == EventKind::Publish);
+            let n = publishes.clone().count();
+            if left.len() < n || !publishes.zip(left).all(|(r, (m, _))| r.msg == *m) {
+                return Err(mismatch(format!(
+                    "the payloads do not match the publish records \
+                     ({} payloads left for {n} publishes in a batch)",
+                    left.len()
+                )));
+            }
+            if n > 0 {
+                self.buf.clear();
+                payloads::encode(&left[..n], limit, &mut self.buf);
+                Self::write_frame(&mut self.out, &mut self.chain, TAG_PAYLOADS, &self.buf)?;
+            }
+            left = &left[n..];
             let body = self.encoder.encode(chunk);
             Self::write_frame(&mut self.out, &mut self.chain, TAG_RECORDS, body)?;
+        }
+        if !left.is_empty() {
+            return Err(mismatch(format!(
+                "{} payloads have no publish record",
+                left.len()
+            )));
         }
         Ok(())
     }
@@ -428,6 +522,15 @@ impl<R: Read + Seek> TraceReader<R> {
             ));
         }
         let header: Header = decode_postcard(&body, PREAMBLE)?;
+        if let Some(l) = header
+            .payload_limit
+            .filter(|&l| l == 0 || l > MAX_PAYLOAD_LIMIT)
+        {
+            return Err(corrupt(
+                PREAMBLE,
+                format!("the header's payload_limit {l} is not in 1..={MAX_PAYLOAD_LIMIT}"),
+            ));
+        }
         let records_start = h.end;
         let (footer_at, footer) = match find_footer(&mut inp, len, records_start, &mut body) {
             Ok(found) => found,
@@ -480,6 +583,7 @@ impl<R: Read + Seek> TraceReader<R> {
             count: 0,
             started: false,
             done: false,
+            kept: Vec::new(),
         }
     }
 
@@ -523,9 +627,14 @@ fn find_footer<R: Read + Seek>(
     loop {
         let f = Frame::head(inp, pos, len, || "the footer is missing".into())?;
         match f.tag {
-            TAG_RECORDS => {
-                batches += 1;
-                f.fits(len, Part::Batch(batches))?;
+            TAG_RECORDS | TAG_PAYLOADS => {
+                let part = if f.tag == TAG_RECORDS {
+                    batches += 1;
+                    Part::Batch(batches)
+                } else {
+                    Part::Payloads(batches + 1)
+                };
+                f.fits(len, part)?;
                 pos = f.end;
                 inp.seek(SeekFrom::Start(pos))?;
             }
@@ -558,10 +667,11 @@ fn find_footer<R: Read + Seek>(
 /// name the first part that is damaged (or cut short). `Ok` if it finds
 /// nothing wrong.
 ///
-/// A frame that fails its check is named by what it is: a records batch
-/// or the footer. If it would match under the other of the two tags, its
-/// tag is what was damaged; otherwise its tag is trusted, and an unknown
-/// tag is the footer's if the frame ends where the file does.
+/// A frame that fails its check is named by what it is: a records batch,
+/// a payload frame or the footer. If it would match under another of
+/// those tags, its tag is what was damaged; otherwise its tag is trusted,
+/// and an unknown tag is the footer's if the frame ends where the file
+/// does.
 fn diagnose<R: Read + Seek>(
     inp: &mut R,
     len: u64,
@@ -579,29 +689,39 @@ fn diagnose<R: Read + Seek>(
             n => format!("the file ends after records batch {n}: the footer is missing"),
         })?;
         let next = Part::Batch(batches + 1);
-        let by_tag = if f.tag == TAG_FOOTER {
-            Part::Footer
-        } else {
-            next
+        let payloads = Part::Payloads(batches + 1);
+        let by_tag = match f.tag {
+            TAG_FOOTER => Part::Footer,
+            TAG_PAYLOADS => payloads,
+            _ => next,
         };
         f.fits(len, by_tag)?;
         let (stored, ok) = f.read_body(inp, seed, body)?;
         if !ok {
-            // A batch: one under a damaged tag, one tagged as such, or an
-            // unknown tag on a frame that does not end the file.
-            let batch = f.matches_with_tag(TAG_RECORDS, seed, body, stored)
-                || f.tag == TAG_RECORDS
-                || (f.tag != TAG_FOOTER && f.end != len);
-            let part = if f.matches_with_tag(TAG_FOOTER, seed, body, stored) || !batch {
+            // Named by the tag it matches under (a damaged tag), else by
+            // its own tag; an unknown tag is the footer's if the frame
+            // ends the file, a batch's otherwise.
+            let matches = |tag| f.matches_with_tag(tag, seed, body, stored);
+            let part = if matches(TAG_FOOTER) {
                 Part::Footer
-            } else {
+            } else if matches(TAG_RECORDS) {
                 next
+            } else if matches(TAG_PAYLOADS) {
+                payloads
+            } else {
+                match f.tag {
+                    TAG_RECORDS => next,
+                    TAG_PAYLOADS => payloads,
+                    TAG_FOOTER => Part::Footer,
+                    _ if f.end == len => Part::Footer,
+                    _ => next,
+                }
             };
             return Err(damaged(part, pos, "checksum mismatch"));
         }
         match f.tag {
-            TAG_RECORDS => {
-                batches += 1;
+            TAG_RECORDS | TAG_PAYLOADS => {
+                batches += u64::from(f.tag == TAG_RECORDS);
                 seed = stored;
                 pos = f.end;
             }
@@ -618,6 +738,9 @@ fn diagnose<R: Read + Seek>(
         }
     }
 }
+
+/// Records of a batch, with the payloads kept for the batch's publishes.
+pub type BatchPayloads<'a> = (&'a [Record], &'a [KeptPayload]);
 
 /// Reads a trace's records batch by batch, holding one batch at a time.
 /// Each batch is verified against its check before it is decoded; reaching
@@ -638,6 +761,9 @@ pub struct RecordCursor<'a, R: Read + Seek> {
     count: u64,
     started: bool,
     done: bool,
+    /// The payloads of the current batch's publishes (traces that keep
+    /// payloads), in message id order.
+    kept: Vec<KeptPayload>,
 }
 
 impl<R: Read + Seek> RecordCursor<'_, R> {
@@ -664,34 +790,100 @@ impl<R: Read + Seek> RecordCursor<'_, R> {
             r.inp.seek(SeekFrom::Start(self.pos))?;
             self.started = true;
         }
-        let at = self.pos;
-        let part = Part::Batch(self.batches + 1);
         self.batch.clear();
+        self.kept.clear();
         self.next = 0;
-        // The file was complete when opened: a batch that does not end
-        // before the footer has a damaged length.
-        let past_footer = |e| match e {
-            TraceError::Truncated { .. } => damaged(part, at, "its length runs past the footer"),
-            e => e,
-        };
-        let f = Frame::head(&mut r.inp, at, r.footer_at, String::new).map_err(past_footer)?;
-        f.fits(r.footer_at, part).map_err(past_footer)?;
-        let (stored, ok) = f.read_body(&mut r.inp, self.seed, &mut self.body)?;
-        if !ok {
-            return Err(damaged(part, at, "checksum mismatch"));
+        let limit = r.header.payload_limit;
+        let mut f = self.frame()?;
+        if f.tag == TAG_PAYLOADS {
+            let at = f.at;
+            let Some(limit) = limit else {
+                return Err(corrupt(
+                    at,
+                    "a payload frame in a trace whose header keeps no payloads".into(),
+                ));
+            };
+            payloads::decode(&self.body, limit, &mut self.kept)
+                .map_err(|(i, what)| corrupt(at + FRAME_HEAD + i as u64, what))?;
+            if self.pos == self.reader.footer_at {
+                return Err(corrupt(at, "a payload frame just before the footer".into()));
+            }
+            f = self.frame()?;
         }
+        let at = f.at;
         if f.tag != TAG_RECORDS {
             return Err(corrupt(at, format!("unexpected frame tag {}", f.tag)));
         }
         self.decoder
             .decode(&self.body, &mut self.batch)
             .map_err(|(i, what)| corrupt(at + FRAME_HEAD + i as u64, what))?;
+        if limit.is_some() {
+            let publishes = self.batch.iter().filter(|r| r.event == EventKind::Publish);
+            let n = publishes.clone().count();
+            if n != self.kept.len() || !publishes.zip(&self.kept).all(|(r, k)| r.msg == k.msg) {
+                return Err(corrupt(
+                    at,
+                    format!(
+                        "records batch {} has {n} publishes but {} kept payloads, \
+                         or their message ids differ",
+                        self.batches,
+                        self.kept.len()
+                    ),
+                ));
+            }
+        }
         self.digester.update(&self.batch);
         self.count += self.batch.len() as u64;
-        self.seed = stored;
-        self.batches += 1;
-        self.pos = f.end;
         Ok(true)
+    }
+
+    /// Reads and verifies the next frame (a records batch or a payload
+    /// frame) into `body`; on return `pos`, `seed` and `batches` have moved
+    /// past it.
+    fn frame(&mut self) -> Result<Frame, TraceError> {
+        let r = &mut *self.reader;
+        let at = self.pos;
+        let part = Part::Batch(self.batches + 1);
+        // The file was complete when opened: a frame that does not end
+        // before the footer has a damaged length.
+        let past_footer = |e| match e {
+            TraceError::Truncated { .. } => damaged(part, at, "its length runs past the footer"),
+            e => e,
+        };
+        let f = Frame::head(&mut r.inp, at, r.footer_at, String::new).map_err(past_footer)?;
+        let part = match f.tag {
+            TAG_PAYLOADS => Part::Payloads(self.batches + 1),
+            _ => part,
+        };
+        f.fits(r.footer_at, part).map_err(past_footer)?;
+        let (stored, ok) = f.read_body(&mut r.inp, self.seed, &mut self.body)?;
+        if !ok {
+            return Err(damaged(part, at, "checksum mismatch"));
+        }
+        self.seed = stored;
+        self.batches += u64::from(f.tag == TAG_RECORDS);
+        self.pos = f.end;
+        Ok(f)
+    }
+
+    /// The payloads kept for the publishes of the batch last returned, in
+    /// message id order (empty for a trace that keeps none: see
+    /// [`Header::payload_limit`]).
+    pub fn payloads(&self) -> &[KeptPayload] {
+        &self.kept
+    }
+
+    /// The rest of the current batch (or the next one) with the payloads
+    /// kept for the whole batch, or `None` at the end.
+    pub fn next_batch_with_payloads(&mut self) -> Result<Option<BatchPayloads<'_>>, TraceError> {
+        while self.next == self.batch.len() {
+            if !self.load()? {
+                return Ok(None);
+            }
+        }
+        let from = self.next;
+        self.next = self.batch.len();
+        Ok(Some((&self.batch[from..], &self.kept)))
     }
 
     /// The rest of the current batch (or the next one), or `None` at the end.
@@ -765,6 +957,7 @@ mod tests {
             scenario: "[simulation]".into(),
             seed: 7,
             env: 0,
+            payload_limit: None,
         };
         let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
         let mut d = Digester::default();
@@ -830,6 +1023,7 @@ mod tests {
             scenario: String::new(),
             seed: 0,
             env: 0,
+            payload_limit: None,
         };
         let mut w = TraceWriter::new(Vec::new(), &header).unwrap();
         w.records(&records).unwrap();
@@ -938,7 +1132,7 @@ mod tests {
         // the header's check; each check seeds the next.
         let bytes = write(&[]);
         let mut pre = Vec::from(&MAGIC[..]);
-        pre.extend_from_slice(&5u16.to_le_bytes());
+        pre.extend_from_slice(&6u16.to_le_bytes());
         assert_eq!(bytes[..10], pre[..]);
         let mut seed = xxhash_rust::xxh3::xxh3_64(&pre);
         let mut pos = 10;
@@ -968,7 +1162,7 @@ mod tests {
             TraceError::BadMagic
         ));
         bytes[0] = b'B';
-        for v in [1u16, 2, 3, 4, 6, 99] {
+        for v in [1u16, 2, 3, 4, 5, 7, 99] {
             bytes[8..10].copy_from_slice(&v.to_le_bytes());
             match TraceReader::new(Cursor::new(bytes.clone())).err().unwrap() {
                 TraceError::Version { found } => assert_eq!(found, v),

@@ -15,6 +15,7 @@ use std::io::{Read, Seek};
 use serde::Serialize;
 
 use crate::time::SimDuration;
+use crate::trace::KeptPayload;
 use crate::trace::export::Names;
 use crate::trace::{
     DETAIL_ACK, DETAIL_CONTROL, DETAIL_CONTROL_ACK, DETAIL_PUBACK, Deadline, EventKind, Header,
@@ -220,6 +221,23 @@ pub struct MessageLife {
     pub events_omitted: u64,
     /// What became of it.
     pub summary: LifeSummary,
+    /// Its payload, if the trace keeps payloads (JSON: as
+    /// [`payload_json`](crate::trace::export::payload_json) writes it;
+    /// absent otherwise).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_payload"
+    )]
+    pub payload: Option<KeptPayload>,
+}
+
+fn serialize_payload<S: serde::Serializer>(
+    p: &Option<KeptPayload>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    p.as_ref()
+        .map(crate::trace::export::payload_json)
+        .serialize(s)
 }
 
 /// Per message: its life so far, and whether it is on its way to the
@@ -245,6 +263,7 @@ impl Tracker {
                 events: Vec::new(),
                 events_omitted: 0,
                 summary: LifeSummary::default(),
+                payload: None,
             },
             routed: false,
             uplink_open: false,
@@ -358,18 +377,21 @@ pub fn message_lives<R: Read + Seek>(
         wanted.iter().copied().max().unwrap_or(0),
     );
     let mut seq = 0u64;
-    reader.for_each_batch(|batch| {
+    let mut cursor = reader.cursor();
+    while let Some((batch, kept)) = cursor.next_batch_with_payloads()? {
         for r in batch {
             if (lo..=hi).contains(&r.msg)
                 && is_message_record(r)
                 && let Some(t) = trackers.get_mut(&r.msg)
             {
                 t.add(seq, r, &names, &extra);
+                if let Some(k) = crate::trace::export::published_payload(r, kept) {
+                    t.life.payload = Some(k.clone());
+                }
             }
             seq += 1;
         }
-        Ok(())
-    })?;
+    }
     Ok(wanted
         .iter()
         .map(|id| trackers.remove(id).expect("one tracker per id").finish())

@@ -211,7 +211,7 @@ impl Decoder {
     pub(crate) fn decode(&mut self, body: &[u8], out: &mut Vec<Record>) -> Result<(), DecodeError> {
         out.clear();
         self.st.reset();
-        let mut inp = Input { b: body, pos: 0 };
+        let mut inp = Input::new(body, "a record");
         let count = inp.varint("record count")?;
         let left = body.len() - inp.pos;
         if count == 0 || count > CHUNK as u64 {
@@ -302,26 +302,51 @@ impl Decoder {
     }
 }
 
-/// A batch body being read.
-struct Input<'a> {
+/// A frame body being read.
+pub(super) struct Input<'a> {
     b: &'a [u8],
-    pos: usize,
+    pub(super) pos: usize,
+    /// What the body is made of, for "ends inside ...": `a record`.
+    inside: &'static str,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    pub(super) fn new(b: &'a [u8], inside: &'static str) -> Input<'a> {
+        Input { b, pos: 0, inside }
+    }
+
     #[inline]
-    fn byte(&mut self, what: &str) -> Result<u8, DecodeError> {
-        let b = *self
-            .b
-            .get(self.pos)
-            .ok_or_else(|| (self.pos, format!("batch ends inside a record ({what})")))?;
+    pub(super) fn byte(&mut self, what: &str) -> Result<u8, DecodeError> {
+        let b = *self.b.get(self.pos).ok_or_else(|| {
+            (
+                self.pos,
+                format!("frame ends inside {} ({what})", self.inside),
+            )
+        })?;
         self.pos += 1;
         Ok(b)
     }
 
+    /// The next `n` bytes, or an error if fewer are left.
+    pub(super) fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], DecodeError> {
+        let left = self.b.len() - self.pos;
+        if n > left as u64 {
+            return Err((
+                self.pos,
+                format!(
+                    "frame ends inside {} ({what}: {n} bytes, {left} left)",
+                    self.inside
+                ),
+            ));
+        }
+        let s = &self.b[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+
     /// An unsigned LEB128 varint: minimal, at most 10 bytes, no overflow.
     #[inline]
-    fn varint(&mut self, what: &str) -> Result<u64, DecodeError> {
+    pub(super) fn varint(&mut self, what: &str) -> Result<u64, DecodeError> {
         let at = self.pos;
         let mut v = 0u64;
         for i in 0..10 {
@@ -348,8 +373,8 @@ impl Input<'_> {
     }
 }
 
-#[cfg(test)]
-fn put_varint(out: &mut Vec<u8>, v: u64) {
+/// Appends `v` as a varint.
+pub(super) fn put_varint(out: &mut Vec<u8>, v: u64) {
     let mut b = [0u8; 10];
     let n = put_varint_at(&mut b, 0, v);
     out.extend_from_slice(&b[..n]);
@@ -409,7 +434,7 @@ mod tests {
         ] {
             let mut out = Vec::new();
             put_varint(&mut out, v);
-            let mut inp = Input { b: &out, pos: 0 };
+            let mut inp = Input::new(&out, "a record");
             assert_eq!(inp.varint("v").unwrap(), v);
             assert_eq!(inp.pos, out.len());
         }
@@ -427,7 +452,7 @@ mod tests {
             ("ends inside", &[0x80, 0x80]),
         ];
         for (what, b) in bad {
-            assert!(Input { b, pos: 0 }.varint("v").is_err(), "{what}");
+            assert!(Input::new(b, "a record").varint("v").is_err(), "{what}");
         }
     }
 
