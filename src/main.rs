@@ -770,6 +770,10 @@ fn print_comparison(c: &Comparison, what: &str) -> Result<u8, Failure> {
                     "after all {} records match: a published payload differs",
                     d.seq
                 ),
+                Differs::Deadlines => format!(
+                    "after all {} records and payloads match: the deadline tables differ",
+                    d.seq
+                ),
                 _ => format!("at record {}", d.seq),
             };
             writeln!(

@@ -16,7 +16,9 @@ use std::path::Path;
 use crate::scenario::{RunError, Scenario, ScenarioError};
 use crate::sim::Simulation;
 use crate::trace::export::Names;
-use crate::trace::{CHUNK, Digest, EventKind, Record, RecordCursor, TraceError, TraceReader};
+use crate::trace::{
+    CHUNK, Deadline, Digest, EventKind, Record, RecordCursor, TraceError, TraceReader,
+};
 
 /// Where two runs first differ.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +46,9 @@ pub enum Differs {
     Stop,
     /// Every record matches, but a published payload differs.
     Payloads,
+    /// Every record and payload matches, but the deadlines the `late`
+    /// records name (the footer's table) differ.
+    Deadlines,
 }
 
 /// The result of a comparison.
@@ -295,11 +300,43 @@ pub fn replay<R: Read + Seek>(reader: &mut TraceReader<R>) -> Result<Comparison,
             right: end(&stopped),
         }));
     }
-    Ok(payloads(
-        result,
-        footer.payload_digest,
-        sim.payload_digest(),
-    ))
+    let result = payloads(result, footer.payload_digest, sim.payload_digest());
+    Ok(deadlines(result, &footer.deadlines, &sim.deadlines()))
+}
+
+/// When every record and payload matched, the deadline tables must match
+/// too: a `late` record names its deadline by index into it.
+fn deadlines(c: Comparison, left: &[Deadline], right: &[Deadline]) -> Comparison {
+    match c {
+        Comparison::Identical(n) if left != right => {
+            let i = left
+                .iter()
+                .zip(right)
+                .position(|(a, b)| a != b)
+                .unwrap_or(left.len().min(right.len()));
+            let say = |t: &[Deadline]| {
+                Some(match t.get(i) {
+                    Some(d) => format!(
+                        "deadline {} of {}: {} limit {} ns, period {} ns, step {}",
+                        i + 1,
+                        t.len(),
+                        d.name,
+                        d.limit_ns,
+                        d.period_ns,
+                        d.step
+                    ),
+                    None => format!("{} deadlines", t.len()),
+                })
+            };
+            Comparison::Diverged(Divergence {
+                what: Differs::Deadlines,
+                seq: n,
+                left: say(left),
+                right: say(right),
+            })
+        }
+        c => c,
+    }
 }
 
 /// When every record matched, the payload digests must match too: a value
@@ -364,7 +401,8 @@ pub fn diff<A: Read + Seek, B: Read + Seek>(
         match (l, r) {
             (None, None) => {
                 let same = Comparison::Identical(seq);
-                return Ok(payloads(same, fa.payload_digest, fb.payload_digest));
+                let same = payloads(same, fa.payload_digest, fb.payload_digest);
+                return Ok(deadlines(same, &fa.deadlines, &fb.deadlines));
             }
             (Some(l), Some(r)) if same(&l, &na, &r, &nb) => seq += 1,
             (l, r) => {

@@ -240,6 +240,14 @@ impl Simulation {
         self.core.trace().payload_digest()
     }
 
+    /// The deadlines named so far by `late` records
+    /// ([`Context::mark_late_for`](crate::Context::mark_late_for)), by index:
+    /// a `late` record's `detail` is the index + 1 (the trace footer's
+    /// table).
+    pub fn deadlines(&self) -> Vec<crate::trace::Deadline> {
+        self.core.deadline_names()
+    }
+
     /// Records kept in memory (with [`SimBuilder::trace_in_memory`]), including
     /// those not yet flushed.
     pub fn records(&self) -> Vec<Record> {

@@ -298,11 +298,7 @@ fn an_older_version_trace_is_refused_with_a_clear_error() {
             "version 4 is not supported (this build reads version {})",
             busbar::trace::FORMAT_VERSION
         );
-        assert!(
-            out.stderr.contains(&want),
-            "{cmd}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(&want), "{cmd}: {}", out.stderr);
     }
 }
 

@@ -246,6 +246,36 @@ fn diff_compares_two_files() {
 }
 
 #[test]
+fn replay_and_diff_compare_the_deadline_tables() {
+    // lossy_jitter marks late state updates against the grid's deadline.
+    let dir = TempDir::new().unwrap();
+    let w = write_trace(dir.path(), "lossy_jitter.toml", 7, 0);
+    let mut r = open(&w.path);
+    let (header, mut footer) = (r.header().clone(), r.footer().clone());
+    let records = r.read_all().unwrap();
+    assert!(!footer.deadlines.is_empty(), "the run names a deadline");
+    footer.deadlines[0].limit_ns += 1;
+    let forged = dir.path().join("forged.bin");
+    fs::write(&forged, forge(&header, &[&records], &footer)).unwrap();
+    for c in [
+        replay(&mut open(&forged)).unwrap(),
+        diff(&mut open(&w.path), &mut open(&forged)).unwrap(),
+    ] {
+        match c {
+            Comparison::Diverged(d) => {
+                assert_eq!(d.what, busbar::replay::Differs::Deadlines);
+                assert!(d.left.unwrap().contains("grid.step_deadline"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        replay(&mut open(&w.path)).unwrap(),
+        Comparison::Identical(records.len() as u64)
+    );
+}
+
+#[test]
 fn an_empty_run_still_writes_a_valid_trace() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("empty.toml");
