@@ -32,12 +32,14 @@
 //!
 //! Files: `protocol` (kinds, channels, payloads), `agents` (the three
 //! agents), `device` (the kind registry; one file per kind under
-//! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `powerflow`, `policy`,
+//! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `matpower` (feeders
+//! from MATPOWER case files), `powerflow`, `policy`,
 //! `prices`.
 
 pub mod agents;
 pub mod device;
 pub mod feeder;
+pub mod matpower;
 pub mod policy;
 pub mod powerflow;
 pub mod prices;
@@ -54,6 +56,7 @@ pub use device::{
     Storage, StorageSpec,
 };
 pub use feeder::{Feeder, FeederError, Line};
+pub use matpower::{CaseError, FeederCase, load_case, parse_case};
 pub use policy::{PolicyParams, pv_curtailment, storage_setpoint};
 pub use powerflow::{FlowResult, LinDistFlow, PowerFlow};
 pub use prices::price_at;
