@@ -53,11 +53,11 @@ use serde::{Deserialize, Serialize};
 pub use agents::{DeviceAgent, EXTERNAL_STEPS_KEPT, Environment, GridAgent, Received, Stamp};
 pub use device::{
     ControlInput, DeviceKind, DeviceModel, DeviceOutput, DeviceSpec, Load, LoadSpec, Pv, PvSpec,
-    Storage, StorageSpec,
+    Setpoint, Storage, StorageSpec, inverter_q_mvar,
 };
 pub use feeder::{Feeder, FeederError, Line};
 pub use matpower::{CaseError, FeederCase, load_case, parse_case};
-pub use policy::{PolicyParams, pv_curtailment, storage_setpoint};
+pub use policy::{PolicyParams, pv_curtailment, storage_setpoint, volt_var_q};
 pub use powerflow::{FlowResult, LinDistFlow, PowerFlow};
 pub use prices::price_at;
 pub use profile::{CsvProfile, Profile, ProfileError, load_csv_profile, parse_csv_profile};

@@ -14,7 +14,7 @@
 //! the grid agents.
 
 use crate::broker::Delivery;
-use crate::grid::device::{ControlInput, DeviceModel, DeviceOutput, DeviceSpec};
+use crate::grid::device::{ControlInput, DeviceModel, DeviceOutput, DeviceSpec, Setpoint};
 use crate::grid::feeder::{Feeder, FeederError};
 use crate::grid::policy::PolicyParams;
 use crate::grid::powerflow::{FlowResult, LinDistFlow, PowerFlow};
@@ -410,6 +410,9 @@ pub struct GridAgent {
     policy: PolicyParams,
     v_min_pu: Option<f64>,
     v_max_pu: Option<f64>,
+    /// The voltage of each device's bus in the latest network state, in the
+    /// order of `devices`.
+    v_bus: Vec<Option<f64>>,
     net_load_mw: f64,
     n_balancing: usize,
     ch_devices: ChannelId,
@@ -484,6 +487,7 @@ impl GridAgent {
             policy,
             v_min_pu: None,
             v_max_pu: None,
+            v_bus: Vec::new(),
             net_load_mw: 0.0,
             n_balancing,
             ch_devices: ChannelId(0),
@@ -558,6 +562,7 @@ impl Agent for GridAgent {
     fn reset(&mut self) {
         self.v_min_pu = None;
         self.v_max_pu = None;
+        self.v_bus.fill(None);
         self.net_load_mw = 0.0;
         if let Some(ext) = self.external.as_deref_mut() {
             ext.supplied.fill(None);
@@ -602,11 +607,12 @@ impl Agent for GridAgent {
                 let &[k, price] = msg.payload.as_f64s() else {
                     return;
                 };
-                let input = ControlInput {
+                let mut input = ControlInput {
                     price,
                     net_load_share_mw: self.net_load_mw / self.n_balancing.max(1) as f64,
                     v_min_pu: self.v_min_pu,
                     v_max_pu: self.v_max_pu,
+                    v_bus_pu: None,
                 };
                 let step = k as u64;
                 let supplied = match self.external.as_deref_mut() {
@@ -625,15 +631,23 @@ impl Agent for GridAgent {
                     }
                 };
                 for (j, (id, spec)) in self.devices.iter().enumerate() {
+                    input.v_bus_pu = self.v_bus.get(j).copied().flatten();
                     let setpoint = match supplied.and_then(|v| v.get(j)) {
                         Some(&x) if !x.is_nan() => x,
                         _ => spec.kind().setpoint(&self.policy, &input),
+                    };
+                    // The reactive set point travels only with volt-VAr on.
+                    let payload = if self.policy.volt_var {
+                        let q_pu = spec.kind().q_setpoint(&self.policy, &input);
+                        Payload::values(&[k, setpoint, q_pu])
+                    } else {
+                        Payload::values(&[k, setpoint])
                     };
                     ctx.publish(
                         self.ch_devices,
                         Recipient::Agent(*id),
                         protocol::DEVICE_ACTION,
-                        Payload::values(&[k, setpoint]),
+                        payload,
                     );
                     self.setpoints_sent += 1;
                 }
@@ -729,8 +743,10 @@ impl Agent for DeviceAgent {
         if msg.kind != protocol::DEVICE_ACTION {
             return;
         }
-        let &[k, setpoint] = msg.payload.as_f64s() else {
-            return;
+        let (k, setpoint) = match *msg.payload.as_f64s() {
+            [k, p, q_pu] => (k, Setpoint { p, q_pu }),
+            [k, p] => (k, Setpoint { p, q_pu: 0.0 }),
+            _ => return,
         };
         let t_s = self.start_s + ctx.now().as_nanos() as f64 / 1e9;
         let out = self.model.advance(setpoint, t_s, self.step_s, ctx.rng());

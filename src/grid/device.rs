@@ -52,6 +52,34 @@ pub struct ControlInput {
     pub v_min_pu: Option<f64>,
     /// The highest bus voltage of the latest network state, pu.
     pub v_max_pu: Option<f64>,
+    /// The voltage of the device's own bus in the latest network state, pu
+    /// (`None` before the first one).
+    pub v_bus_pu: Option<f64>,
+}
+
+/// What a grid agent sends a device each step: `[k, setpoint, q_pu]` on
+/// the wire.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Setpoint {
+    /// The active-power set point in the device kind's terms (storage: MW,
+    /// positive = discharge; PV: the curtailment fraction; load: ignored).
+    pub p: f64,
+    /// Reactive power as a fraction of the inverter's `s_rated_mva`,
+    /// positive = injected (volt-VAr; 0 otherwise). Devices without an
+    /// inverter ignore it.
+    pub q_pu: f64,
+}
+
+/// The reactive power an inverter rated `s_rated_mva` delivers, MVAr, when
+/// asked for `q_pu` of its rating while it delivers `p_mw`: active power
+/// has priority, so `|Q| <= sqrt(S² - P²)`. A non-finite request, or a
+/// rating at or below `|P|`, gives 0.
+pub fn inverter_q_mvar(q_pu: f64, s_rated_mva: f64, p_mw: f64) -> f64 {
+    if !(q_pu.is_finite() && s_rated_mva.is_finite() && p_mw.is_finite()) {
+        return 0.0;
+    }
+    let headroom = (s_rated_mva * s_rated_mva - p_mw * p_mw).max(0.0).sqrt();
+    (q_pu * s_rated_mva).clamp(-headroom, headroom)
 }
 
 /// What a device reports after a step: `[k, P_MW, Q_MVAr, SOC]` on the wire.
@@ -98,6 +126,12 @@ pub trait DeviceKind {
     /// The setpoint its grid agent sends this step.
     fn setpoint(&self, policy: &PolicyParams, input: &ControlInput) -> f64;
 
+    /// The reactive set point its grid agent sends this step, a fraction of
+    /// its inverter's rating ([`Setpoint::q_pu`]). Default 0: no inverter.
+    fn q_setpoint(&self, _policy: &PolicyParams, _input: &ControlInput) -> f64 {
+        0.0
+    }
+
     /// The physics that runs in the device agent, at its initial state.
     fn model(&self) -> Box<dyn DeviceModel>;
 }
@@ -107,7 +141,13 @@ pub trait DeviceModel: Send {
     /// Applies `setpoint` for one step of `dt_s` seconds that starts `t_s`
     /// seconds after midnight (wrapping daily), and reports the result.
     /// `rng` is the device agent's own stream.
-    fn advance(&mut self, setpoint: f64, t_s: f64, dt_s: f64, rng: &mut RngStream) -> DeviceOutput;
+    fn advance(
+        &mut self,
+        setpoint: Setpoint,
+        t_s: f64,
+        dt_s: f64,
+        rng: &mut RngStream,
+    ) -> DeviceOutput;
 
     /// The state of charge, for devices that have one.
     fn soc(&self) -> Option<f64> {

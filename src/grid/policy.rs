@@ -28,6 +28,15 @@
 //! where curtailment and voltage balance instead of oscillating between
 //! "all" and "nothing" when voltage reports arrive late.
 //!
+//! **Volt-VAr** ([`volt_var_q`], off unless `volt_var = true`): each PV
+//! and storage inverter gets a reactive-power set point from the voltage of
+//! its own bus in the latest network state, on the IEEE 1547-2018 curve
+//! (inject below `vv_v2`, absorb above `vv_v3`, at most `vv_q_max` of its
+//! rating), limited by what its apparent-power rating leaves beside its
+//! active power. It is computed by the grid agent from the voltages the
+//! environment published, so it reacts as late as those messages arrive,
+//! not instantly at the terminals as an autonomous inverter would.
+//!
 //! Before the first network state arrives (voltages `None`) the policy
 //! assumes voltages are within limits.
 //!
@@ -57,6 +66,22 @@ pub struct PolicyParams {
     /// Lower voltage limit, pu: storage does not charge below it.
     /// Default 0.95.
     pub v_min_pu: f64,
+    /// Whether PV and storage inverters follow the volt-VAr curve
+    /// ([`volt_var_q`]). Default false (unity power factor).
+    pub volt_var: bool,
+    /// Volt-VAr curve: at or below this bus voltage, full injection
+    /// (`vv_q_max`), pu. Default 0.92 (IEEE 1547-2018, Category B).
+    pub vv_v1: f64,
+    /// Injection falls linearly to 0 at this voltage, pu. Default 0.98.
+    pub vv_v2: f64,
+    /// Absorption starts above this voltage, pu. Default 1.02.
+    pub vv_v3: f64,
+    /// Full absorption (`-vv_q_max`) at or above this voltage, pu.
+    /// Default 1.08.
+    pub vv_v4: f64,
+    /// Reactive power at the ends of the curve, as a fraction of the
+    /// inverter's apparent-power rating `s_rated_mva`. Default 0.44.
+    pub vv_q_max: f64,
 }
 
 impl Default for PolicyParams {
@@ -67,6 +92,12 @@ impl Default for PolicyParams {
             v_max_pu: 1.05,
             curtail_band_pu: 0.05,
             v_min_pu: 0.95,
+            volt_var: false,
+            vv_v1: 0.92,
+            vv_v2: 0.98,
+            vv_v3: 1.02,
+            vv_v4: 1.08,
+            vv_q_max: 0.44,
         }
     }
 }
@@ -115,6 +146,34 @@ impl PolicyParams {
             );
         }
         v.positive("curtail_band_pu", self.curtail_band_pu);
+        let points = [
+            ("vv_v1", self.vv_v1),
+            ("vv_v2", self.vv_v2),
+            ("vv_v3", self.vv_v3),
+            ("vv_v4", self.vv_v4),
+        ];
+        let mut ok = true;
+        for (key, value) in points {
+            ok &= v.positive(key, value);
+        }
+        if ok {
+            // v1 < v2 <= v3 < v4: two slopes around a dead band.
+            for (i, ((_, lo), (key, hi))) in points.iter().zip(&points[1..]).enumerate() {
+                let ordered = if i == 1 { lo <= hi } else { lo < hi };
+                v.check(ordered, key, || {
+                    format!(
+                        "the volt-VAr points must satisfy vv_v1 < vv_v2 <= vv_v3 < vv_v4; \
+                         {key} = {hi} is not above {lo}"
+                    )
+                });
+            }
+        }
+        v.check((0.0..=1.0).contains(&self.vv_q_max), "vv_q_max", || {
+            format!(
+                "vv_q_max must be in [0, 1] (a fraction of s_rated_mva), got {}",
+                self.vv_q_max
+            )
+        });
     }
 }
 
@@ -169,6 +228,39 @@ pub fn pv_curtailment(params: &PolicyParams, v_max_pu: Option<f64>) -> f64 {
     }
     let fraction = (v - params.v_max_pu) / params.curtail_band_pu;
     fraction.min(1.0)
+}
+
+/// The volt-VAr set point: reactive power as a fraction of the inverter's
+/// apparent-power rating (positive: injected, capacitive; negative:
+/// absorbed, inductive), for the voltage of the inverter's bus in the
+/// latest network state (`None` before the first one, or not finite: 0).
+///
+/// A piecewise-linear curve in the form of IEEE 1547-2018 (§5.3.3): `q_max`
+/// at or below `vv_v1`, falling linearly to 0 at `vv_v2`, 0 up to `vv_v3`,
+/// falling linearly to `-q_max` at `vv_v4`, and `-q_max` above. The
+/// inverter then limits it to what its rating leaves beside its active
+/// power ([`super::device::inverter_q_mvar`]). Returns 0 when
+/// `volt_var` is off.
+pub fn volt_var_q(params: &PolicyParams, v_bus_pu: Option<f64>) -> f64 {
+    let Some(v) = v_bus_pu.filter(|v| v.is_finite()) else {
+        return 0.0;
+    };
+    if !params.volt_var {
+        return 0.0;
+    }
+    let q = params.vv_q_max;
+    let (v1, v2, v3, v4) = (params.vv_v1, params.vv_v2, params.vv_v3, params.vv_v4);
+    if v <= v1 {
+        q
+    } else if v < v2 {
+        q * (v2 - v) / (v2 - v1)
+    } else if v <= v3 {
+        0.0
+    } else if v < v4 {
+        -q * (v - v3) / (v4 - v3)
+    } else {
+        -q
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +326,37 @@ mod tests {
             ..p()
         };
         assert_eq!(pv_curtailment(&step, Some(1.051)), 1.0);
+    }
+
+    #[test]
+    fn volt_var_follows_the_ieee_1547_curve() {
+        let on = PolicyParams {
+            volt_var: true,
+            ..p()
+        };
+        let q = |v: f64| volt_var_q(&on, Some(v));
+        assert_eq!(q(0.85), 0.44);
+        assert_eq!(q(0.92), 0.44);
+        assert!((q(0.95) - 0.22).abs() < 1e-12, "{}", q(0.95));
+        assert_eq!(q(0.98), 0.0);
+        assert_eq!(q(1.0), 0.0);
+        assert_eq!(q(1.02), 0.0);
+        assert!((q(1.05) + 0.22).abs() < 1e-12, "{}", q(1.05));
+        assert_eq!(q(1.08), -0.44);
+        assert_eq!(q(1.2), -0.44);
+        assert_eq!(volt_var_q(&on, None), 0.0);
+        assert_eq!(volt_var_q(&on, Some(f64::NAN)), 0.0);
+        assert_eq!(volt_var_q(&p(), Some(1.2)), 0.0, "off by default");
+        let bad = PolicyParams {
+            vv_v3: 0.97,
+            ..on.clone()
+        };
+        assert_eq!(keys(&bad), ["vv_v3"]);
+        let bad = PolicyParams {
+            vv_q_max: 1.5,
+            ..on
+        };
+        assert_eq!(keys(&bad), ["vv_q_max"]);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! | step | kind (code) | channel | from → to | payload |
 //! |---|---|---|---|---|
 //! | 1 | `action` (0) | `{env}/actions` | environment → every grid agent (broadcast) | `[k, price]` |
-//! | 2 | `device_action` (1) | `{env}/agent/{mg}/device_actions` | grid agent → each of its devices (addressed) | `[k, setpoint]` |
+//! | 2 | `device_action` (1) | `{env}/agent/{mg}/device_actions` | grid agent → each of its devices (addressed) | `[k, setpoint]`, or `[k, setpoint, q_pu]` with volt-VAr on |
 //! | 3 | `state_update` (2) | `{env}/state_updates` | device → environment (broadcast) | `[k, P_MW, Q_MVAr, SOC]` |
 //! | 4 | `network_state` (3) | `{env}/network_state` | environment → every grid agent (broadcast) | `[k, then per microgrid:` [`NETWORK_STATE_STRIDE`] values`]` |
 //!

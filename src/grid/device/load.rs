@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::grid::device::{ControlInput, DeviceKind, DeviceModel, DeviceOutput, noisy};
+use crate::grid::device::{ControlInput, DeviceKind, DeviceModel, DeviceOutput, Setpoint, noisy};
 use crate::grid::policy::PolicyParams;
 use crate::grid::profile::{Profile, non_negative};
 use crate::rng::RngStream;
@@ -115,7 +115,7 @@ impl Load {
 impl DeviceModel for Load {
     fn advance(
         &mut self,
-        _setpoint: f64,
+        _setpoint: Setpoint,
         t_s: f64,
         _dt_s: f64,
         rng: &mut RngStream,

@@ -7,8 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::grid::device::{ControlInput, DeviceKind, DeviceModel, DeviceOutput};
-use crate::grid::policy::{PolicyParams, storage_setpoint};
+use crate::grid::device::{
+    ControlInput, DeviceKind, DeviceModel, DeviceOutput, Setpoint, inverter_q_mvar,
+};
+use crate::grid::policy::{PolicyParams, storage_setpoint, volt_var_q};
 use crate::grid::profile::non_negative;
 use crate::rng::RngStream;
 use crate::validate::Validator;
@@ -40,6 +42,11 @@ pub struct StorageSpec {
     /// efficiency), in `(0, 1]`. Default 0.95.
     #[serde(default = "default_efficiency")]
     pub efficiency: f64,
+    /// Apparent-power rating of the inverter, MVA, at least `p_max_mw`:
+    /// what bounds its reactive power beside its active power (volt-VAr).
+    /// Default `p_max_mw`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s_rated_mva: Option<f64>,
 }
 
 fn default_soc_init() -> f64 {
@@ -94,6 +101,14 @@ impl DeviceKind for StorageSpec {
             "efficiency",
             || format!("efficiency must be in (0, 1], got {}", self.efficiency),
         );
+        if let Some(s) = self.s_rated_mva {
+            v.check(s.is_finite() && s >= self.p_max_mw, "s_rated_mva", || {
+                format!(
+                    "s_rated_mva must be at least p_max_mw ({}), got {s}",
+                    self.p_max_mw
+                )
+            });
+        }
     }
 
     fn balancing(&self) -> bool {
@@ -108,6 +123,10 @@ impl DeviceKind for StorageSpec {
             self.p_max_mw,
             input.v_min_pu,
         )
+    }
+
+    fn q_setpoint(&self, policy: &PolicyParams, input: &ControlInput) -> f64 {
+        volt_var_q(policy, input.v_bus_pu)
     }
 
     fn model(&self) -> Box<dyn DeviceModel> {
@@ -150,7 +169,8 @@ impl Storage {
 
     /// Applies `setpoint_mw` (positive = discharge into the grid, negative =
     /// charge) for `dt_s` seconds and returns the power actually exchanged
-    /// with the grid, MW, with the same sign convention. Reactive power is 0.
+    /// with the grid, MW, with the same sign convention. (Reactive power,
+    /// from the volt-VAr set point, is added by the device model.)
     ///
     /// The setpoint is clamped to `±p_max_mw`, then to what the SOC limits
     /// allow over `dt_s`: delivering `p` draws `p · dt / efficiency` from
@@ -192,15 +212,16 @@ impl Storage {
 impl DeviceModel for Storage {
     fn advance(
         &mut self,
-        setpoint: f64,
+        setpoint: Setpoint,
         _t_s: f64,
         dt_s: f64,
         _rng: &mut RngStream,
     ) -> DeviceOutput {
-        let p_mw = self.step(setpoint, dt_s);
+        let p_mw = self.step(setpoint.p, dt_s);
+        let s_rated = self.spec.s_rated_mva.unwrap_or(self.spec.p_max_mw);
         DeviceOutput {
             p_mw,
-            q_mvar: 0.0,
+            q_mvar: inverter_q_mvar(setpoint.q_pu, s_rated, p_mw),
             soc: self.soc(),
         }
     }
@@ -224,6 +245,7 @@ mod tests {
             soc_min: 0.1,
             soc_max: 0.9,
             efficiency: 0.9,
+            s_rated_mva: None,
         }
     }
 
