@@ -170,3 +170,23 @@ fn sessions_allocate_nothing_per_message_when_warm() {
         .unwrap();
     assert_no_allocation_per_message_when_warm(sim);
 }
+
+/// Once sized, neither power flow allocates in `solve`, converged or not,
+/// warm or flat.
+#[test]
+fn power_flows_allocate_nothing_once_sized() {
+    use busbar::grid::{AcSweep, Feeder, FlowResult, LinDistFlow, PowerFlow};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let feeder = Feeder::chain(33, 0.01, 0.02, 5.0);
+    let mut ac = AcSweep::new(&feeder).unwrap();
+    let mut lin = LinDistFlow::new(&feeder).unwrap();
+    let mut out = FlowResult::new(&feeder);
+    let load: Vec<(f64, f64)> = (0..33).map(|b| (-0.01 * b as f64, -0.003)).collect();
+    let collapse: Vec<(f64, f64)> = vec![(-5.0, -5.0); 33];
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for inj in [&load, &collapse, &load, &load] {
+        ac.solve(&feeder, inj, &mut out);
+        lin.solve(&feeder, inj, &mut out);
+    }
+    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed) - before, 0);
+}
