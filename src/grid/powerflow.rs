@@ -66,7 +66,9 @@
 
 mod ac;
 
-pub use ac::{AcSweep, DEFAULT_MAX_ITER, DEFAULT_TOLERANCE_PU, PowerFlowError, V_FLOOR_PU};
+pub use ac::{
+    AcSweep, DEFAULT_MAX_ITER, DEFAULT_TOLERANCE_PU, PowerFlowError, STALL_SWEEPS, V_FLOOR_PU,
+};
 
 use crate::grid::feeder::{Feeder, FeederError, NO_LINE, Topology};
 

@@ -15,6 +15,11 @@ pub const DEFAULT_TOLERANCE_PU: f64 = 1e-10;
 /// sweeps, an ordinary one 5 to 10 (2 to 4 warm-started).
 pub const DEFAULT_MAX_ITER: u32 = 1000;
 
+/// The sweep gives up when the largest voltage change has not improved
+/// on its best for this many sweeps in a row: beyond the maximum
+/// loadability the iteration wanders or cycles instead of converging.
+pub const STALL_SWEEPS: u32 = 50;
+
 /// A voltage magnitude below this, in per unit, during the iteration means
 /// the sweep is collapsing: no meaningful operating point is reached.
 pub const V_FLOOR_PU: f64 = 0.05;
@@ -254,6 +259,7 @@ impl PowerFlow for AcSweep {
         self.v_re[0] = feeder.v_slack_pu;
         self.v_im[0] = 0.0;
         self.warm = false;
+        let (mut best, mut stalled) = (f64::INFINITY, 0);
         for it in 1..=self.max_iter {
             out.iterations = it;
             self.backward(feeder);
@@ -265,6 +271,14 @@ impl PowerFlow for AcSweep {
                 self.warm = true;
                 self.write(feeder, out);
                 return;
+            }
+            if d_max < best {
+                (best, stalled) = (d_max, 0);
+            } else {
+                stalled += 1;
+                if stalled >= STALL_SWEEPS {
+                    break;
+                }
             }
         }
         out.fail();
