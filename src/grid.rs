@@ -58,7 +58,9 @@ pub use device::{
 pub use feeder::{Feeder, FeederError, Line};
 pub use matpower::{CaseError, FeederCase, load_case, parse_case};
 pub use policy::{PolicyParams, pv_curtailment, storage_setpoint, volt_var_q};
-pub use powerflow::{FlowResult, LinDistFlow, PowerFlow};
+pub use powerflow::{
+    AcSweep, FlowResult, LinDistFlow, PowerFlow, PowerFlowError, PowerFlowFactory,
+};
 pub use prices::price_at;
 pub use profile::{CsvProfile, Profile, ProfileError, load_csv_profile, parse_csv_profile};
 pub use protocol::{ENV_AGENT, device_agent_name};
@@ -72,8 +74,11 @@ use crate::validate::{KeyPath, Validator, check_id};
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PowerFlowKind {
-    /// Linearised DistFlow on a radial feeder ([`LinDistFlow`]).
+    /// The exact AC power flow by backward/forward sweep ([`AcSweep`]),
+    /// `"ac"`: the default.
     #[default]
+    Ac,
+    /// Linearised, lossless DistFlow ([`LinDistFlow`]), `"lindistflow"`.
     Lindistflow,
 }
 
@@ -94,9 +99,16 @@ pub struct GridSpec {
     /// `[0, 24)`. Default 0.
     #[serde(default)]
     pub start_hour: f64,
-    /// Power-flow model. Default `lindistflow`.
+    /// Power-flow model. Default `ac`.
     #[serde(default)]
     pub power_flow: PowerFlowKind,
+    /// Convergence tolerance of the `ac` power flow: the largest change of
+    /// a complex bus voltage between two sweeps, pu. Default 1e-10.
+    #[serde(default = "default_pf_tolerance")]
+    pub pf_tolerance_pu: f64,
+    /// Iteration limit of the `ac` power flow, per solve. Default 1000.
+    #[serde(default = "default_pf_max_iter")]
+    pub pf_max_iter: u32,
     /// Base power for per-unit values, MVA. Default 1.
     #[serde(default = "one")]
     pub base_mva: f64,
@@ -133,6 +145,18 @@ fn default_x() -> f64 {
 fn default_rating() -> f64 {
     5.0
 }
+fn default_pf_tolerance() -> f64 {
+    powerflow::DEFAULT_TOLERANCE_PU
+}
+fn default_pf_max_iter() -> u32 {
+    powerflow::DEFAULT_MAX_ITER
+}
+
+/// The largest `pf_tolerance_pu` accepted: coarser is no power flow.
+pub const MAX_PF_TOLERANCE_PU: f64 = 1e-3;
+
+/// The largest `pf_max_iter` accepted (a bound on the work per solve).
+pub const MAX_PF_MAX_ITER: u32 = 100_000;
 
 impl Default for GridSpec {
     fn default() -> Self {
@@ -141,6 +165,8 @@ impl Default for GridSpec {
             deadline: None,
             start_hour: 0.0,
             power_flow: PowerFlowKind::default(),
+            pf_tolerance_pu: default_pf_tolerance(),
+            pf_max_iter: default_pf_max_iter(),
             base_mva: 1.0,
             v_slack_pu: 1.0,
             line_r_pu: default_r(),
@@ -181,6 +207,22 @@ impl GridSpec {
         v.check((0.0..24.0).contains(&self.start_hour), "start_hour", || {
             format!("start_hour must be in [0, 24), got {}", self.start_hour)
         });
+        let tol = self.pf_tolerance_pu;
+        v.check(
+            tol.is_finite() && tol > 0.0 && tol <= MAX_PF_TOLERANCE_PU,
+            "pf_tolerance_pu",
+            || format!("pf_tolerance_pu must be in (0, {MAX_PF_TOLERANCE_PU:e}] pu, got {tol}"),
+        );
+        v.check(
+            (1..=MAX_PF_MAX_ITER).contains(&self.pf_max_iter),
+            "pf_max_iter",
+            || {
+                format!(
+                    "pf_max_iter must be in 1..={MAX_PF_MAX_ITER}, got {}",
+                    self.pf_max_iter
+                )
+            },
+        );
         v.positive("base_mva", self.base_mva);
         v.positive("v_slack_pu", self.v_slack_pu);
         v.positive("line_rating_mva", self.line_rating_mva);
@@ -320,8 +362,8 @@ pub struct GridPlan {
 
 impl GridPlan {
     /// A plan for validated settings and microgrids; the error names a
-    /// feeder the power flow cannot solve.
-    pub fn new(spec: GridSpec, microgrids: Vec<MicrogridSpec>) -> Result<GridPlan, FeederError> {
+    /// feeder the power flow cannot solve, or a bad power-flow setting.
+    pub fn new(spec: GridSpec, microgrids: Vec<MicrogridSpec>) -> Result<GridPlan, PowerFlowError> {
         let expanded = expand(&microgrids);
         let env = Environment::new(&spec, &expanded, &microgrids)?;
         Ok(GridPlan {
@@ -330,6 +372,14 @@ impl GridPlan {
             expanded,
             env,
         })
+    }
+
+    /// The same plan with every microgrid's power flow built by `factory`
+    /// instead of the `[grid] power_flow` model: how a library user plugs
+    /// their own [`PowerFlow`] (see [`PowerFlowFactory`]).
+    pub fn with_power_flow(mut self, factory: PowerFlowFactory) -> GridPlan {
+        self.env = self.env.with_power_flow(factory);
+        self
     }
 
     /// The `[grid]` settings.

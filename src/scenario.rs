@@ -502,6 +502,16 @@ impl Scenario {
         SimTime::ZERO + self.duration()
     }
 
+    /// The same scenario with every microgrid's power flow built by
+    /// `factory` instead of the `[grid] power_flow` model (see
+    /// [`PowerFlowFactory`](crate::grid::PowerFlowFactory)). The scenario
+    /// text, and so a trace's header, is unchanged: a replay runs the
+    /// model the file names.
+    pub fn with_power_flow(mut self, factory: crate::grid::PowerFlowFactory) -> Scenario {
+        self.grid = self.grid.with_power_flow(factory);
+        self
+    }
+
     /// The grid part: settings, microgrids, and how many after expansion.
     pub fn grid(&self) -> &GridPlan {
         &self.grid

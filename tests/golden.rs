@@ -19,15 +19,15 @@ use busbar::Scenario;
 /// (file under `scenarios/`, digest of a run with the file's own seed, env 0).
 const GOLDEN: &[(&str, &str)] = &[
     // cargo run --release -- run scenarios/feeder_lte_plc.toml | grep digest
-    ("feeder_lte_plc.toml", "1182f97637268faaa38314e7d229b688"),
+    ("feeder_lte_plc.toml", "d04d2a4914ec9f19437013d9ed702bbc"),
     // cargo run --release -- run scenarios/large_100x5.toml | grep digest
-    ("large_100x5.toml", "fb87a3435b71368330dea8b1b528cd4f"),
+    ("large_100x5.toml", "a9b9e960a4a2d2bcb5cfd15b9667af34"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
-    ("lossy_jitter.toml", "0819b9584a6d0831d0662331ca7a2bd0"),
+    ("lossy_jitter.toml", "b50442ab8f762fdf9c40041e956d0586"),
     // cargo run --release -- run scenarios/qos_levels.toml | grep digest
     ("qos_levels.toml", "5aef70f50f1bbee940a86201b32cd830"),
     // cargo run --release -- run scenarios/seed_example.toml | grep digest
-    ("seed_example.toml", "272562e5598dbaaa63b490864b97ba2a"),
+    ("seed_example.toml", "703503c8a232f9850ec380014799c3a9"),
     // cargo run --release -- run scenarios/two_agents.toml | grep digest
     ("two_agents.toml", "2893b7fc0420f07d151957003b5be63f"),
     // cargo run --release -- run scenarios/work_queue.toml | grep digest

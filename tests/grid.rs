@@ -181,3 +181,82 @@ fn grid_errors_are_located() {
         "{e}"
     );
 }
+
+#[test]
+fn power_flow_settings_are_checked_at_their_key() {
+    for (set, key) in [
+        ("pf_tolerance_pu = 0.0", "grid.pf_tolerance_pu"),
+        ("pf_tolerance_pu = 0.5", "grid.pf_tolerance_pu"),
+        ("pf_max_iter = 0", "grid.pf_max_iter"),
+    ] {
+        let bad = PERFECT.replace("start_hour = 10.0", &format!("start_hour = 10.0\n{set}"));
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("must be"), "{set}: {e}");
+    }
+    let bad = PERFECT.replace(
+        "start_hour = 10.0",
+        "start_hour = 10.0\npower_flow = \"dc\"",
+    );
+    assert!(parse(&bad).is_err());
+}
+
+fn first_flow(s: &Scenario) -> (Option<&'static str>, busbar::grid::FlowResult) {
+    let mut sim = s.build(1, 0).unwrap();
+    s.run_sim(&mut sim).unwrap();
+    let env: &Environment = sim.agent(sim.agent_id("env").unwrap()).unwrap();
+    (env.power_flow_name(0), env.flow(0).unwrap().clone())
+}
+
+#[test]
+fn the_default_model_is_ac_and_lindistflow_can_be_chosen() {
+    let (name, ac) = first_flow(&parse(PERFECT).unwrap());
+    assert_eq!(name, Some("ac"));
+    assert!(ac.converged && ac.iterations >= 1);
+    assert!(ac.losses_mw > 0.0);
+    let lin = PERFECT.replace(
+        "start_hour = 10.0",
+        "start_hour = 10.0\npower_flow = \"lindistflow\"",
+    );
+    let (name, lin) = first_flow(&parse(&lin).unwrap());
+    assert_eq!(name, Some("lindistflow"));
+    assert!(lin.converged);
+    assert_eq!(lin.iterations, 0);
+    for (a, l) in ac.v_pu.iter().zip(&lin.v_pu) {
+        assert!((a - l).abs() < 0.01, "{a} {l}");
+    }
+}
+
+#[test]
+fn a_library_user_can_plug_a_power_flow() {
+    use busbar::grid::{Feeder, FlowResult, PowerFlow, PowerFlowFactory};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Counts its calls and reports every bus at 0.97 pu.
+    struct Flat(Arc<AtomicU64>);
+    impl PowerFlow for Flat {
+        fn name(&self) -> &'static str {
+            "flat"
+        }
+        fn solve(&mut self, feeder: &Feeder, _: &[(f64, f64)], out: &mut FlowResult) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            *out = FlowResult::new(feeder);
+            out.v_pu.fill(0.97);
+            out.converged = true;
+        }
+    }
+    let calls = Arc::new(AtomicU64::new(0));
+    let built = Arc::new(Mutex::new(0u32));
+    let (c, b) = (calls.clone(), built.clone());
+    let factory: PowerFlowFactory = Arc::new(move |_: &Feeder| {
+        *b.lock().unwrap() += 1;
+        Box::new(Flat(c.clone())) as Box<dyn PowerFlow>
+    });
+    let s = parse(PERFECT).unwrap().with_power_flow(factory);
+    let (name, flow) = first_flow(&s);
+    assert_eq!(name, Some("flat"));
+    assert_eq!(flow.v_min_pu(), Some(0.97));
+    // Two microgrids, 60 deadlines each.
+    assert_eq!(calls.load(Ordering::Relaxed), 120);
+    assert!(*built.lock().unwrap() >= 2);
+}

@@ -14,9 +14,21 @@ struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// This thread's allocations: for a test that runs its subject on its
+    /// own thread, unaffected by tests that build simulations meanwhile.
+    static MINE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    // A thread being torn down has no slot any more: not counted there.
+    let _ = MINE.try_with(|c| c.set(c.get() + 1));
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.alloc(layout) }
     }
@@ -25,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: forwarded unchanged to the system allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -170,4 +182,26 @@ fn sessions_allocate_nothing_per_message_when_warm() {
         .build()
         .unwrap();
     assert_no_allocation_per_message_when_warm(sim);
+}
+
+/// Once sized, neither power flow allocates in `solve`, converged or not,
+/// warm or flat.
+#[test]
+fn power_flows_allocate_nothing_once_sized() {
+    use busbar::grid::{AcSweep, Feeder, FlowResult, LinDistFlow, PowerFlow};
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let feeder = Feeder::chain(33, 0.01, 0.02, 5.0);
+    let mut ac = AcSweep::new(&feeder).unwrap();
+    let mut lin = LinDistFlow::new(&feeder).unwrap();
+    let mut out = FlowResult::new(&feeder);
+    let load: Vec<(f64, f64)> = (0..33).map(|b| (-0.01 * b as f64, -0.003)).collect();
+    let collapse: Vec<(f64, f64)> = vec![(-5.0, -5.0); 33];
+    // Counted on this thread only: the solvers run here, and other tests
+    // build their simulations on theirs meanwhile.
+    let before = MINE.with(|c| c.get());
+    for inj in [&load, &collapse, &load, &load] {
+        ac.solve(&feeder, inj, &mut out);
+        lin.solve(&feeder, inj, &mut out);
+    }
+    assert_eq!(MINE.with(|c| c.get()) - before, 0);
 }

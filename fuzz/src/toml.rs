@@ -226,7 +226,7 @@ fn values_for(key: &str) -> &'static [&'static str] {
             "{ dist = \"pareto\", scale = \"1us\", shape = 1.0 }",
         ],
         "ordering" => &["\"fifo\"", "\"unordered\"", "\"lifo\""],
-        "power_flow" => &["\"lindistflow\"", "\"dc\"", "\"\""],
+        "power_flow" => &["\"ac\"", "\"lindistflow\"", "\"dc\"", "\"\""],
         "both" | "curtailable" => &["true", "false", "1"],
         "path" => &[
             "\"profile.csv\"",
@@ -389,6 +389,8 @@ const KEYS: &[&str] = &[
     "deadline",
     "start_hour",
     "power_flow",
+    "pf_tolerance_pu",
+    "pf_max_iter",
     "base_mva",
     "v_slack_pu",
     "line_r_pu",

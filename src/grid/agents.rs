@@ -15,12 +15,14 @@
 
 use crate::broker::Delivery;
 use crate::grid::device::{ControlInput, DeviceModel, DeviceOutput, DeviceSpec, Setpoint};
-use crate::grid::feeder::{Feeder, FeederError};
+use crate::grid::feeder::Feeder;
 use crate::grid::policy::PolicyParams;
-use crate::grid::powerflow::{FlowResult, LinDistFlow, PowerFlow};
+use crate::grid::powerflow::{
+    AcSweep, FlowResult, LinDistFlow, PowerFlow, PowerFlowError, PowerFlowFactory,
+};
 use crate::grid::prices::price_at;
 use crate::grid::protocol::{self, NETWORK_STATE_STRIDE, device_agent_name};
-use crate::grid::{GridSpec, MicrogridSpec};
+use crate::grid::{GridSpec, MicrogridSpec, PowerFlowKind};
 use crate::message::{AgentId, ChannelId, Message, Payload, Recipient};
 use crate::metrics::Outcomes;
 use crate::sim::{Agent, Context};
@@ -76,10 +78,63 @@ struct Latest {
     sent: SimTime,
 }
 
+/// A microgrid's power-flow model: a built-in one (cloned with its state,
+/// so a clone continues exactly), or one from a user's factory (a clone
+/// gets a fresh solver from the factory).
+enum Solver {
+    Ac(AcSweep),
+    LinDistFlow(LinDistFlow),
+    Custom {
+        solver: Box<dyn PowerFlow>,
+        factory: PowerFlowFactory,
+        feeder: Feeder,
+    },
+}
+
+impl Solver {
+    fn get(&mut self) -> &mut dyn PowerFlow {
+        match self {
+            Solver::Ac(s) => s,
+            Solver::LinDistFlow(s) => s,
+            Solver::Custom { solver, .. } => solver.as_mut(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Solver::Ac(s) => s.name(),
+            Solver::LinDistFlow(s) => s.name(),
+            Solver::Custom { solver, .. } => solver.name(),
+        }
+    }
+}
+
+impl Clone for Solver {
+    fn clone(&self) -> Solver {
+        match self {
+            Solver::Ac(s) => Solver::Ac(s.clone()),
+            Solver::LinDistFlow(s) => Solver::LinDistFlow(s.clone()),
+            Solver::Custom {
+                factory, feeder, ..
+            } => Solver::Custom {
+                solver: factory(feeder),
+                factory: factory.clone(),
+                feeder: feeder.clone(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Solver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Solver({})", self.name())
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Microgrid {
     feeder: Feeder,
-    solver: LinDistFlow,
+    solver: Solver,
     result: FlowResult,
     injections: Vec<(f64, f64)>,
     /// Indices into `Environment::devices`.
@@ -121,20 +176,28 @@ pub struct Environment {
 
 impl Environment {
     /// An environment for the expanded microgrids `mgs` (name, spec index),
-    /// with the step, deadline, start hour and feeders of `grid`; fails if
-    /// `grid` describes an invalid feeder.
+    /// with the step, deadline, start hour, feeders and power-flow model of
+    /// `grid`; fails if `grid` describes an invalid feeder or power-flow
+    /// setting.
     pub fn new(
         grid: &GridSpec,
         mgs: &[(String, usize)],
         specs: &[MicrogridSpec],
-    ) -> Result<Environment, FeederError> {
+    ) -> Result<Environment, PowerFlowError> {
         let (step, deadline, start_hour) = (grid.step, grid.deadline(), grid.start_hour);
         let mut slots = Vec::new();
         let mut micro = Vec::with_capacity(mgs.len());
         for (name, i) in mgs {
             let spec = &specs[*i];
             let feeder = grid.feeder(spec.devices.len());
-            let solver = LinDistFlow::new(&feeder)?;
+            let solver = match grid.power_flow {
+                PowerFlowKind::Ac => Solver::Ac(AcSweep::with_settings(
+                    &feeder,
+                    grid.pf_tolerance_pu,
+                    grid.pf_max_iter,
+                )?),
+                PowerFlowKind::Lindistflow => Solver::LinDistFlow(LinDistFlow::new(&feeder)?),
+            };
             let first_device = slots.len();
             for (j, d) in spec.devices.iter().enumerate() {
                 slots.push(DeviceSlot {
@@ -211,6 +274,27 @@ impl Environment {
         v.step.map(|k| (k, v.p_mw, v.q_mvar, v.soc))
     }
 
+    /// The same environment with every microgrid's power flow built by
+    /// `factory` instead of the `[grid] power_flow` model (see
+    /// [`PowerFlowFactory`]).
+    pub fn with_power_flow(mut self, factory: PowerFlowFactory) -> Environment {
+        for mg in &mut self.mgs {
+            mg.solver = Solver::Custom {
+                solver: factory(&mg.feeder),
+                factory: factory.clone(),
+                feeder: mg.feeder.clone(),
+            };
+            mg.result = FlowResult::new(&mg.feeder);
+        }
+        self
+    }
+
+    /// The name of the power-flow model of microgrid `i` (`"ac"`,
+    /// `"lindistflow"`, or a plugged model's name).
+    pub fn power_flow_name(&self, i: usize) -> Option<&'static str> {
+        self.mgs.get(i).map(|m| m.solver.name())
+    }
+
     /// The latest power-flow result of microgrid `i`.
     pub fn flow(&self, i: usize) -> Option<&FlowResult> {
         self.mgs.get(i).map(|m| &m.result)
@@ -268,7 +352,9 @@ impl Environment {
                     None => self.stats.deadline_misses += 1,
                 }
             }
-            mg.solver.solve(&mg.feeder, &mg.injections, &mut mg.result);
+            mg.solver
+                .get()
+                .solve(&mg.feeder, &mg.injections, &mut mg.result);
             let r = &mg.result;
             let (v_min, v_max) = (r.v_min_pu(), r.v_max_pu());
             if !r.converged {

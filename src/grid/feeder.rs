@@ -209,6 +209,20 @@ pub(crate) struct Topology {
     pub(crate) ends: Vec<(usize, usize)>,
 }
 
+impl Topology {
+    /// Whether this order still describes `feeder` (same buses and line
+    /// ends); impedances, ratings, base and slack voltage may differ.
+    pub(crate) fn fits(&self, feeder: &Feeder) -> bool {
+        feeder.n_buses == self.parent_line.len()
+            && feeder.lines.len() == self.ends.len()
+            && feeder
+                .lines
+                .iter()
+                .zip(&self.ends)
+                .all(|(l, &(from, to))| l.from == from && l.to == to)
+    }
+}
+
 impl Feeder {
     /// A chain `0 - 1 - 2 - ... - (n_buses - 1)` of identical lines, on the
     /// default base ([`DEFAULT_BASE_MVA`]) with the slack at

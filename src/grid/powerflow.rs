@@ -64,6 +64,12 @@
 //! built; the result is the same bits on every platform. It allocates
 //! nothing once the solver and the [`FlowResult`] are sized for the feeder.
 
+mod ac;
+
+pub use ac::{
+    AcSweep, DEFAULT_MAX_ITER, DEFAULT_TOLERANCE_PU, PowerFlowError, STALL_SWEEPS, V_FLOOR_PU,
+};
+
 use crate::grid::feeder::{Feeder, FeederError, NO_LINE, Topology};
 
 /// The result of a power flow, sized for one feeder and reused between
@@ -73,23 +79,37 @@ pub struct FlowResult {
     /// Voltage magnitude at each bus, in per unit; `NaN` where the model
     /// gave no meaningful value.
     pub v_pu: Vec<f64>,
-    /// Loading of each line (same index as [`Feeder::lines`]) as the
-    /// fraction `|S| / rating_mva`.
+    /// Voltage angle at each bus, in degrees, relative to the slack bus (0);
+    /// `NaN` where the model gives none ([`LinDistFlow`] gives none at all).
+    pub va_deg: Vec<f64>,
+    /// Loading of each line (same index as [`Feeder::lines`]), current
+    /// based: `|I| / I_rated` with `I_rated = rating_mva / base_mva` per unit,
+    /// i.e. the rating is the thermal rating at nominal voltage (pandapower's
+    /// `loading_percent / 100`). 1.0 = at the rating.
     pub loading: Vec<f64>,
-    /// Active power on each line, MW, positive from `from` to `to`.
+    /// Active power on each line at its `from` end, MW, positive from
+    /// `from` to `to`.
     pub p_line_mw: Vec<f64>,
-    /// Reactive power on each line, MVAr, positive from `from` to `to`.
+    /// Reactive power on each line at its `from` end, MVAr, positive from
+    /// `from` to `to`.
     pub q_line_mvar: Vec<f64>,
-    /// Active power imported from the upstream grid at the slack bus, MW.
+    /// Active power lost in each line, MW (`r |I|²`): exact for [`AcSweep`],
+    /// a first-order estimate for [`LinDistFlow`].
+    pub loss_line_mw: Vec<f64>,
+    /// Active power imported from the upstream grid at the slack bus, MW
+    /// (losses included for [`AcSweep`]).
     pub p_slack_mw: f64,
     /// Reactive power imported from the upstream grid at the slack bus, MVAr.
     pub q_slack_mvar: f64,
-    /// First-order estimate of the line losses, MW: `Σ r (P² + Q²) / V²` with
-    /// the lossless flows and the sending-end voltage. Informational only;
-    /// the flows and voltages above do not include losses.
-    pub losses_mw_est: f64,
-    /// Whether the result is physically meaningful: every squared voltage
-    /// is positive and finite (see the module docs).
+    /// Total line losses, MW: the sum of [`FlowResult::loss_line_mw`]. Exact
+    /// for [`AcSweep`]; for [`LinDistFlow`] a first-order estimate that the
+    /// flows and voltages do not include.
+    pub losses_mw: f64,
+    /// Iterations of the last solve (forward/backward sweeps for
+    /// [`AcSweep`]; 0 for the non-iterative [`LinDistFlow`]).
+    pub iterations: u32,
+    /// Whether the result is a solution (see the module docs); when
+    /// `false` every value above is `NaN`.
     pub converged: bool,
 }
 
@@ -98,12 +118,15 @@ impl FlowResult {
     pub fn new(feeder: &Feeder) -> FlowResult {
         let mut out = FlowResult {
             v_pu: Vec::new(),
+            va_deg: Vec::new(),
             loading: Vec::new(),
             p_line_mw: Vec::new(),
             q_line_mvar: Vec::new(),
+            loss_line_mw: Vec::new(),
             p_slack_mw: f64::NAN,
             q_slack_mvar: f64::NAN,
-            losses_mw_est: f64::NAN,
+            losses_mw: f64::NAN,
+            iterations: 0,
             converged: false,
         };
         out.resize_for(feeder);
@@ -111,24 +134,29 @@ impl FlowResult {
     }
 
     /// Makes the vectors fit `feeder`. Allocates only if the sizes differ.
-    fn resize_for(&mut self, feeder: &Feeder) {
+    pub(crate) fn resize_for(&mut self, feeder: &Feeder) {
         let n = feeder.n_buses;
         let m = feeder.lines.len();
         self.v_pu.resize(n, f64::NAN);
+        self.va_deg.resize(n, f64::NAN);
         self.loading.resize(m, f64::NAN);
         self.p_line_mw.resize(m, f64::NAN);
         self.q_line_mvar.resize(m, f64::NAN);
+        self.loss_line_mw.resize(m, f64::NAN);
     }
 
     /// Marks the whole result as meaningless.
-    fn fail(&mut self) {
+    /// Keeps [`FlowResult::iterations`] (how far the solver got).
+    pub(crate) fn fail(&mut self) {
         self.v_pu.fill(f64::NAN);
+        self.va_deg.fill(f64::NAN);
         self.loading.fill(f64::NAN);
         self.p_line_mw.fill(f64::NAN);
         self.q_line_mvar.fill(f64::NAN);
+        self.loss_line_mw.fill(f64::NAN);
         self.p_slack_mw = f64::NAN;
         self.q_slack_mvar = f64::NAN;
-        self.losses_mw_est = f64::NAN;
+        self.losses_mw = f64::NAN;
         self.converged = false;
     }
 
@@ -159,8 +187,10 @@ fn finite_fold(xs: &[f64], f: fn(f64, f64) -> f64) -> Option<f64> {
 ///
 /// Implementations must be deterministic (same bits on every platform for
 /// the same inputs) and should not allocate in [`PowerFlow::solve`] once
-/// `out` is sized for the feeder.
-pub trait PowerFlow: Send {
+/// `out` is sized for the feeder. They are `Send + Sync` because a loaded
+/// scenario, which holds its environment's solvers, is shared between the
+/// threads of a batch run.
+pub trait PowerFlow: Send + Sync {
     /// A short stable name for traces and reports, e.g. `"lindistflow"`.
     fn name(&self) -> &'static str;
 
@@ -169,6 +199,15 @@ pub trait PowerFlow: Send {
     /// never panics: it yields `out.converged == false`.
     fn solve(&mut self, feeder: &Feeder, injections: &[(f64, f64)], out: &mut FlowResult);
 }
+
+/// Builds a [`PowerFlow`] for a feeder: how a library user plugs their own
+/// model into the grid environment
+/// ([`Environment::with_power_flow`](crate::grid::Environment::with_power_flow),
+/// [`Scenario::with_power_flow`](crate::Scenario::with_power_flow)). It is
+/// called once per microgrid with that microgrid's (already checked)
+/// feeder, and again for each clone of the environment, so every clone
+/// starts from a fresh solver.
+pub type PowerFlowFactory = std::sync::Arc<dyn Fn(&Feeder) -> Box<dyn PowerFlow> + Send + Sync>;
 
 /// The linearised, lossless DistFlow model on a radial feeder (see the
 /// module docs).
@@ -199,17 +238,6 @@ impl LinDistFlow {
             subtree_q_mvar: vec![0.0; n],
         })
     }
-
-    /// Whether the prepared order still describes `feeder`.
-    fn fits(&self, feeder: &Feeder) -> bool {
-        feeder.n_buses == self.topology.parent_line.len()
-            && feeder.lines.len() == self.topology.ends.len()
-            && feeder
-                .lines
-                .iter()
-                .zip(&self.topology.ends)
-                .all(|(l, &(from, to))| l.from == from && l.to == to)
-    }
 }
 
 impl PowerFlow for LinDistFlow {
@@ -219,7 +247,8 @@ impl PowerFlow for LinDistFlow {
 
     fn solve(&mut self, feeder: &Feeder, injections: &[(f64, f64)], out: &mut FlowResult) {
         out.resize_for(feeder);
-        if !self.fits(feeder) {
+        out.iterations = 0;
+        if !self.topology.fits(feeder) {
             match LinDistFlow::new(feeder) {
                 Ok(fresh) => *self = fresh,
                 Err(_) => {
@@ -263,7 +292,6 @@ impl PowerFlow for LinDistFlow {
         // Downstream pass on squared voltages, held in `v_pu` until the
         // square roots at the end.
         out.v_pu[0] = feeder.v_slack_pu * feeder.v_slack_pu;
-        let mut losses_pu = 0.0;
         for &b in order.iter() {
             let l = parent_line[b];
             if l == NO_LINE {
@@ -272,13 +300,8 @@ impl PowerFlow for LinDistFlow {
             let line = &feeder.lines[l];
             let p_pu = out.p_line_mw[l] / base_mva;
             let q_pu = out.q_line_mvar[l] / base_mva;
-            let v_from_sq = out.v_pu[line.from];
-            out.v_pu[b] = v_from_sq - 2.0 * (line.r_pu * p_pu + line.x_pu * q_pu);
-            let s_sq_pu = p_pu * p_pu + q_pu * q_pu;
-            out.loading[l] = (s_sq_pu.sqrt() * base_mva) / line.rating_mva;
-            losses_pu += line.r_pu * s_sq_pu / v_from_sq;
+            out.v_pu[b] = out.v_pu[line.from] - 2.0 * (line.r_pu * p_pu + line.x_pu * q_pu);
         }
-        out.losses_mw_est = losses_pu * base_mva;
 
         let mut meaningful = true;
         for v in out.v_pu.iter_mut() {
@@ -289,7 +312,26 @@ impl PowerFlow for LinDistFlow {
                 *v = v.sqrt();
             }
         }
-        out.converged = meaningful;
+        if !meaningful {
+            out.fail();
+            return;
+        }
+
+        // The lossless flow of a line is the net load of the subtree it
+        // feeds, i.e. the power at its `to` end: the current and the loss
+        // estimate use the `to` voltage, whichever way the power flows.
+        let mut losses_mw = 0.0;
+        for (l, line) in feeder.lines.iter().enumerate() {
+            let (p_pu, q_pu) = (out.p_line_mw[l] / base_mva, out.q_line_mvar[l] / base_mva);
+            let v_to = out.v_pu[line.to];
+            let i_pu = (p_pu * p_pu + q_pu * q_pu).sqrt() / v_to;
+            out.loading[l] = i_pu * base_mva / line.rating_mva;
+            out.loss_line_mw[l] = line.r_pu * i_pu * i_pu * base_mva;
+            losses_mw += out.loss_line_mw[l];
+        }
+        out.losses_mw = losses_mw;
+        out.va_deg.fill(f64::NAN);
+        out.converged = true;
     }
 }
 
@@ -323,8 +365,14 @@ mod tests {
         assert!(close(out.q_line_mvar[0], 0.2));
         assert!(close(out.p_slack_mw, 0.5));
         assert!(close(out.q_slack_mvar, 0.2));
-        assert!(close(out.loading[0], 0.29f64.sqrt() / 2.0));
-        assert!(close(out.losses_mw_est, 0.01 * 0.29));
+        // Current-based loading and losses use the `to` voltage.
+        assert!(close(
+            out.loading[0],
+            0.29f64.sqrt() / 0.982f64.sqrt() / 2.0
+        ));
+        assert!(close(out.losses_mw, 0.01 * 0.29 / 0.982));
+        assert_eq!(out.iterations, 0);
+        assert!(out.va_deg.iter().all(|a| a.is_nan()));
     }
 
     #[test]
@@ -333,7 +381,7 @@ mod tests {
         let feeder = Feeder::chain(2, 0.01, 0.02, 2.0).with_base_mva(10.0);
         let out = solve(&feeder, &[(0.0, 0.0), (-5.0, -2.0)]);
         assert!(close(out.v_pu[1], 0.982f64.sqrt()));
-        assert!(close(out.loading[0], 29f64.sqrt() / 2.0));
+        assert!(close(out.loading[0], 29f64.sqrt() / 0.982f64.sqrt() / 2.0));
     }
 
     #[test]
@@ -420,8 +468,8 @@ mod tests {
         let feeder = Feeder::chain(2, 0.1, 0.1, 1.0);
         let out = solve(&feeder, &[(0.0, 0.0), (-10.0, -10.0)]);
         assert!(!out.converged);
-        assert!(out.v_pu[1].is_nan());
-        assert_eq!(out.v_min_pu(), Some(1.0));
+        assert!(out.v_pu.iter().all(|v| v.is_nan()));
+        assert_eq!(out.v_min_pu(), None);
     }
 
     #[test]
