@@ -127,6 +127,16 @@ pub struct GridSpec {
     /// The grid agents' controller policy.
     #[serde(default)]
     pub policy: PolicyParams,
+    /// A shared distribution feeder: a MATPOWER case file (path relative
+    /// to the scenario file; [`matpower`]). Every microgrid then hangs off
+    /// the feeder bus its `pcc_bus` names, and one power flow solves the
+    /// feeder and all microgrids together. Absent: each microgrid is its own
+    /// feeder, with the upstream grid at its point of common coupling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feeder: Option<std::path::PathBuf>,
+    /// The case `feeder` names, loaded by [`GridSpec::load_feeder`].
+    #[serde(skip)]
+    pub feeder_case: Option<std::sync::Arc<FeederCase>>,
 }
 
 fn default_step() -> SimDuration {
@@ -173,6 +183,8 @@ impl Default for GridSpec {
             line_x_pu: default_x(),
             line_rating_mva: default_rating(),
             policy: PolicyParams::default(),
+            feeder: None,
+            feeder_case: None,
         }
     }
 }
@@ -194,6 +206,20 @@ impl GridSpec {
         )
         .with_base_mva(self.base_mva)
         .with_v_slack_pu(self.v_slack_pu)
+    }
+
+    /// Loads the `feeder` case (a relative path from `base_dir`), if the
+    /// table names one; a problem is reported at `feeder` with the file,
+    /// line and column. Lines without a rating in the case get
+    /// `line_rating_mva`.
+    pub fn load_feeder(&mut self, base_dir: &Path, v: &mut Validator) {
+        let Some(path) = &self.feeder else {
+            return;
+        };
+        match load_case(&base_dir.join(path), self.line_rating_mva) {
+            Ok(case) => self.feeder_case = Some(std::sync::Arc::new(case)),
+            Err(e) => v.fail("feeder", e.to_string()),
+        }
     }
 
     /// Checks the table (keys relative to `[grid]`).
@@ -245,6 +271,32 @@ pub struct MicrogridSpec {
     /// `j + 1` unless it says `bus`.
     #[serde(rename = "device")]
     pub devices: Vec<DeviceSpec>,
+    /// With a shared `[grid] feeder`: the case bus number (`bus_i`) of its
+    /// point of common coupling, or with `count`, one per copy
+    /// (`pcc_bus = [18, 22, 33]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcc_bus: Option<PccBus>,
+}
+
+/// Where a microgrid meets the shared feeder: one case bus number, or one
+/// per copy of a microgrid with `count`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PccBus {
+    /// One bus.
+    One(u64),
+    /// One bus per copy, in order.
+    Each(Vec<u64>),
+}
+
+impl PccBus {
+    /// The bus of copy `copy` (0 for a microgrid without `count`).
+    pub fn of(&self, copy: usize) -> Option<u64> {
+        match self {
+            PccBus::One(b) => (copy == 0).then_some(*b),
+            PccBus::Each(v) => v.get(copy).copied(),
+        }
+    }
 }
 
 /// Every microgrid after `count` expansion: (name, index of its spec).
@@ -293,12 +345,70 @@ pub fn agent_names(mgs: &[MicrogridSpec]) -> Vec<(String, KeyPath)> {
 /// Checks `[[microgrid]]` (keys from the document root) and loads CSV
 /// profiles (relative paths from `base_dir`). Names are checked for their
 /// rule here and for uniqueness by the caller, with every other agent.
-pub fn validate_microgrids(mgs: &mut [MicrogridSpec], base_dir: &Path, v: &mut Validator) {
+pub fn validate_microgrids(
+    mgs: &mut [MicrogridSpec],
+    base_dir: &Path,
+    feeder: Option<&FeederCase>,
+    v: &mut Validator,
+) {
     v.at("microgrid", |v| {
         for (i, mg) in mgs.iter_mut().enumerate() {
-            v.index(i, |v| validate_microgrid(mg, base_dir, v));
+            v.index(i, |v| {
+                validate_microgrid(mg, base_dir, v);
+                validate_pcc(mg, feeder, v);
+            });
         }
     });
+}
+
+/// `pcc_bus` is required with a shared feeder, refused without one, and
+/// must name the case's buses (one per copy with `count`).
+fn validate_pcc(mg: &MicrogridSpec, feeder: Option<&FeederCase>, v: &mut Validator) {
+    let copies = mg.count.unwrap_or(1) as usize;
+    match (&mg.pcc_bus, feeder) {
+        (None, None) => {}
+        (Some(_), None) => v.fail(
+            "pcc_bus",
+            "pcc_bus needs a shared feeder: set [grid] feeder = \"<case>.m\"",
+        ),
+        (None, Some(_)) => v.fail(
+            "pcc_bus",
+            "with a shared [grid] feeder every microgrid needs pcc_bus (the case bus number \
+             of its point of common coupling)",
+        ),
+        (Some(pcc), Some(case)) => {
+            let buses: Vec<u64> = match pcc {
+                PccBus::One(b) if mg.count.is_none() => vec![*b],
+                PccBus::One(_) => {
+                    v.fail(
+                        "pcc_bus",
+                        format!(
+                            "with count = {copies}, pcc_bus lists one bus per copy: [b1, b2, ...]"
+                        ),
+                    );
+                    return;
+                }
+                PccBus::Each(list) => {
+                    if list.len() != copies {
+                        v.fail(
+                            "pcc_bus",
+                            format!("pcc_bus lists {} buses for {copies} copies", list.len()),
+                        );
+                        return;
+                    }
+                    list.clone()
+                }
+            };
+            for b in buses {
+                if case.bus_index(b).is_none() {
+                    v.fail(
+                        "pcc_bus",
+                        format!("bus {b} is not a bus of the feeder case ({case})"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 fn validate_microgrid(mg: &mut MicrogridSpec, base_dir: &Path, v: &mut Validator) {
@@ -412,7 +522,9 @@ impl GridPlan {
         b = b.agent(ENV_AGENT, self.env.clone());
         for (index, (name, i)) in self.expanded.iter().enumerate() {
             let mg = &self.microgrids[*i];
-            b = b.agent(name, GridAgent::new(name, index, mg, g.policy.clone()));
+            let mut agent = GridAgent::new(name, index, mg, g.policy.clone());
+            agent.set_device_buses(self.env.device_buses(index));
+            b = b.agent(name, agent);
             for d in &mg.devices {
                 let dev = DeviceAgent::new(name, d, g.step, g.start_hour);
                 b = b.agent(&device_agent_name(name, d.id()), dev);

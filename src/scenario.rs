@@ -278,8 +278,12 @@ impl ScenarioSpec {
             self.broker.load(base_dir, v);
             self.broker.validate(v);
         });
-        v.at("grid", |v| self.grid.validate(v));
-        crate::grid::validate_microgrids(&mut self.microgrids, base_dir, &mut v);
+        v.at("grid", |v| {
+            self.grid.validate(v);
+            self.grid.load_feeder(base_dir, v);
+        });
+        let case = self.grid.feeder_case.clone();
+        crate::grid::validate_microgrids(&mut self.microgrids, base_dir, case.as_deref(), &mut v);
         v.at("network", |v| self.network.load(base_dir, v));
         let (duration, max) = (self.simulation.duration, self.limits.max_sim_time);
         v.at("simulation", |v| {
@@ -542,6 +546,9 @@ impl Scenario {
                     files.push(self.base_dir.join(path));
                 }
             }
+        }
+        if let Some(f) = &self.spec.grid.feeder {
+            files.push(self.base_dir.join(f));
         }
         let network = self.spec.network.files().into_iter();
         files.extend(network.map(|p| self.base_dir.join(p)));

@@ -19,15 +19,15 @@ use busbar::Scenario;
 /// (file under `scenarios/`, digest of a run with the file's own seed, env 0).
 const GOLDEN: &[(&str, &str)] = &[
     // cargo run --release -- run scenarios/feeder_lte_plc.toml | grep digest
-    ("feeder_lte_plc.toml", "d04d2a4914ec9f19437013d9ed702bbc"),
+    ("feeder_lte_plc.toml", "a153b3bcd67a17bcfdeb7d0c6ea8e4be"),
     // cargo run --release -- run scenarios/large_100x5.toml | grep digest
-    ("large_100x5.toml", "a9b9e960a4a2d2bcb5cfd15b9667af34"),
+    ("large_100x5.toml", "34bce9bb40b345cde6a47014c7b898a1"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest
-    ("lossy_jitter.toml", "b50442ab8f762fdf9c40041e956d0586"),
+    ("lossy_jitter.toml", "3d3e2cbd41d82d90749dea582106add8"),
     // cargo run --release -- run scenarios/qos_levels.toml | grep digest
     ("qos_levels.toml", "5aef70f50f1bbee940a86201b32cd830"),
     // cargo run --release -- run scenarios/seed_example.toml | grep digest
-    ("seed_example.toml", "703503c8a232f9850ec380014799c3a9"),
+    ("seed_example.toml", "64de50d22467bcd806e362438c36fe67"),
     // cargo run --release -- run scenarios/two_agents.toml | grep digest
     ("two_agents.toml", "2893b7fc0420f07d151957003b5be63f"),
     // cargo run --release -- run scenarios/work_queue.toml | grep digest

@@ -15,7 +15,7 @@
 
 use crate::broker::Delivery;
 use crate::grid::device::{ControlInput, DeviceModel, DeviceOutput, DeviceSpec, Setpoint};
-use crate::grid::feeder::Feeder;
+use crate::grid::feeder::{Feeder, Line};
 use crate::grid::policy::PolicyParams;
 use crate::grid::powerflow::{
     AcSweep, FlowResult, LinDistFlow, PowerFlow, PowerFlowError, PowerFlowFactory,
@@ -131,13 +131,35 @@ impl std::fmt::Debug for Solver {
     }
 }
 
+/// One power flow: a radial network, its solver, its latest result, and
+/// the injections it is solved for.
 #[derive(Clone, Debug)]
-struct Microgrid {
+struct Net {
     feeder: Feeder,
     solver: Solver,
     result: FlowResult,
     injections: Vec<(f64, f64)>,
-    /// Indices into `Environment::devices`.
+    /// Injections that do not come from devices (a shared feeder's own
+    /// loads, negative), added at every deadline.
+    fixed: Vec<(f64, f64)>,
+    /// Where its buses and lines start in the network state's lists.
+    bus_offset: usize,
+    line_offset: usize,
+}
+
+/// A microgrid's place in a power flow.
+#[derive(Clone, Debug)]
+struct Microgrid {
+    /// Index into `Environment::nets`.
+    net: usize,
+    /// The network bus of each of its buses (0: its point of common
+    /// coupling).
+    buses: Vec<usize>,
+    /// The network lines inside it.
+    lines: Vec<usize>,
+    /// Those of its lines that leave the point of common coupling.
+    root_lines: Vec<usize>,
+    /// Indices into `Environment::slots`.
     first_device: usize,
     n_devices: usize,
 }
@@ -145,6 +167,9 @@ struct Microgrid {
 #[derive(Clone, Debug)]
 struct DeviceSlot {
     name: String,
+    /// Its microgrid (index into `Environment::mgs`).
+    mg: usize,
+    /// Its bus in its microgrid's network.
     bus: usize,
     /// A balancing device (storage): left out of the net load.
     balancing: bool,
@@ -157,6 +182,7 @@ pub struct Environment {
     step: SimDuration,
     deadline: SimDuration,
     start_s: f64,
+    nets: Vec<Net>,
     mgs: Vec<Microgrid>,
     slots: Vec<DeviceSlot>,
     latest: Vec<Latest>,
@@ -187,33 +213,117 @@ impl Environment {
         let (step, deadline, start_hour) = (grid.step, grid.deadline(), grid.start_hour);
         let mut slots = Vec::new();
         let mut micro = Vec::with_capacity(mgs.len());
-        for (name, i) in mgs {
-            let spec = &specs[*i];
-            let feeder = grid.feeder(spec.devices.len());
-            let solver = match grid.power_flow {
+        let mut nets: Vec<Net> = Vec::new();
+        let solver = |feeder: &Feeder| -> Result<Solver, PowerFlowError> {
+            Ok(match grid.power_flow {
                 PowerFlowKind::Ac => Solver::Ac(AcSweep::with_settings(
-                    &feeder,
+                    feeder,
                     grid.pf_tolerance_pu,
                     grid.pf_max_iter,
                 )?),
-                PowerFlowKind::Lindistflow => Solver::LinDistFlow(LinDistFlow::new(&feeder)?),
+                PowerFlowKind::Lindistflow => Solver::LinDistFlow(LinDistFlow::new(feeder)?),
+            })
+        };
+        // With a shared feeder: one network, the case's buses first, each
+        // microgrid's own chain appended at its point of common coupling.
+        let mut shared = grid.feeder_case.as_deref().map(|case| {
+            let fixed: Vec<(f64, f64)> = case.loads.iter().map(|&(p, q)| (-p, -q)).collect();
+            (case.feeder.clone(), fixed)
+        });
+        // The microgrids' line impedances are on `base_mva`; a shared
+        // feeder's own base may differ.
+        let z_scale = shared
+            .as_ref()
+            .map_or(1.0, |(f, _)| f.base_mva / grid.base_mva);
+        let mut copy_of: Vec<usize> = vec![0; specs.len()];
+        for (name, i) in mgs {
+            let spec = &specs[*i];
+            let copy = copy_of[*i];
+            copy_of[*i] += 1;
+            let n_dev = spec.devices.len();
+            let mg = match (&mut shared, grid.feeder_case.as_deref()) {
+                (Some((feeder, fixed)), Some(case)) => {
+                    let pcc_number = spec.pcc_bus.as_ref().and_then(|p| p.of(copy));
+                    let pcc = pcc_number.and_then(|b| case.bus_index(b)).ok_or_else(|| {
+                        PowerFlowError::Setting(format!(
+                            "microgrid {name} has no pcc_bus on the feeder case"
+                        ))
+                    })?;
+                    let mut buses = vec![pcc];
+                    let mut lines = Vec::with_capacity(n_dev);
+                    for j in 1..=n_dev {
+                        let bus = feeder.n_buses;
+                        feeder.n_buses += 1;
+                        fixed.push((0.0, 0.0));
+                        lines.push(feeder.lines.len());
+                        feeder.lines.push(Line {
+                            from: buses[j - 1],
+                            to: bus,
+                            r_pu: grid.line_r_pu * z_scale,
+                            x_pu: grid.line_x_pu * z_scale,
+                            rating_mva: grid.line_rating_mva,
+                        });
+                        buses.push(bus);
+                    }
+                    Microgrid {
+                        net: 0,
+                        root_lines: lines.first().copied().into_iter().collect(),
+                        buses,
+                        lines,
+                        first_device: slots.len(),
+                        n_devices: n_dev,
+                    }
+                }
+                _ => {
+                    let feeder = grid.feeder(n_dev);
+                    let n = feeder.n_buses;
+                    nets.push(Net {
+                        solver: solver(&feeder)?,
+                        result: FlowResult::new(&feeder),
+                        injections: vec![(0.0, 0.0); n],
+                        fixed: vec![(0.0, 0.0); n],
+                        bus_offset: 0,
+                        line_offset: 0,
+                        feeder,
+                    });
+                    Microgrid {
+                        net: nets.len() - 1,
+                        buses: (0..n).collect(),
+                        lines: (0..n - 1).collect(),
+                        root_lines: if n > 1 { vec![0] } else { vec![] },
+                        first_device: slots.len(),
+                        n_devices: n_dev,
+                    }
+                }
             };
-            let first_device = slots.len();
             for (j, d) in spec.devices.iter().enumerate() {
                 slots.push(DeviceSlot {
                     name: device_agent_name(name, d.id()),
-                    bus: d.bus().unwrap_or(j + 1),
+                    mg: micro.len(),
+                    bus: mg.buses[d.bus().unwrap_or(j + 1)],
                     balancing: d.kind().balancing(),
                 });
             }
-            micro.push(Microgrid {
+            micro.push(mg);
+        }
+        if let Some((feeder, fixed)) = shared {
+            let n = feeder.n_buses;
+            nets.push(Net {
+                solver: solver(&feeder)?,
                 result: FlowResult::new(&feeder),
-                injections: vec![(0.0, 0.0); feeder.n_buses],
+                injections: vec![(0.0, 0.0); n],
+                fixed,
+                bus_offset: 0,
+                line_offset: 0,
                 feeder,
-                solver,
-                first_device,
-                n_devices: spec.devices.len(),
             });
+        }
+        let (mut buses, mut lines) = (0, 0);
+        for net in &mut nets {
+            net.bus_offset = buses;
+            net.line_offset = lines;
+            buses += net.feeder.n_buses;
+            lines += net.feeder.lines.len();
         }
         let latest = vec![
             Latest {
@@ -229,7 +339,10 @@ impl Environment {
             step,
             deadline,
             start_s: start_hour * 3600.0,
-            out: Vec::with_capacity(1 + NETWORK_STATE_STRIDE * micro.len()),
+            out: Vec::with_capacity(
+                protocol::NETWORK_STATE_HEAD + buses + lines + NETWORK_STATE_STRIDE * micro.len(),
+            ),
+            nets,
             mgs: micro,
             slots,
             latest,
@@ -278,13 +391,13 @@ impl Environment {
     /// `factory` instead of the `[grid] power_flow` model (see
     /// [`PowerFlowFactory`]).
     pub fn with_power_flow(mut self, factory: PowerFlowFactory) -> Environment {
-        for mg in &mut self.mgs {
-            mg.solver = Solver::Custom {
-                solver: factory(&mg.feeder),
+        for net in &mut self.nets {
+            net.solver = Solver::Custom {
+                solver: factory(&net.feeder),
                 factory: factory.clone(),
-                feeder: mg.feeder.clone(),
+                feeder: net.feeder.clone(),
             };
-            mg.result = FlowResult::new(&mg.feeder);
+            net.result = FlowResult::new(&net.feeder);
         }
         self
     }
@@ -292,12 +405,38 @@ impl Environment {
     /// The name of the power-flow model of microgrid `i` (`"ac"`,
     /// `"lindistflow"`, or a plugged model's name).
     pub fn power_flow_name(&self, i: usize) -> Option<&'static str> {
-        self.mgs.get(i).map(|m| m.solver.name())
+        self.mgs.get(i).map(|m| self.nets[m.net].solver.name())
     }
 
-    /// The latest power-flow result of microgrid `i`.
+    /// The latest result of the power flow microgrid `i` is part of: its
+    /// own feeder's, or with a shared `[grid] feeder` the whole network's
+    /// (see [`Environment::network`] for its layout).
     pub fn flow(&self, i: usize) -> Option<&FlowResult> {
-        self.mgs.get(i).map(|m| &m.result)
+        self.mgs.get(i).map(|m| &self.nets[m.net].result)
+    }
+
+    /// The network microgrid `i` is solved in (its own feeder, or the
+    /// shared feeder with every microgrid appended: the case's buses first,
+    /// then each microgrid's buses in order) and the network buses of its
+    /// own buses (index 0: its point of common coupling).
+    pub fn network(&self, i: usize) -> Option<(&Feeder, &[usize])> {
+        self.mgs
+            .get(i)
+            .map(|m| (&self.nets[m.net].feeder, m.buses.as_slice()))
+    }
+
+    /// The position in the network state's bus list
+    /// ([`protocol::NETWORK_STATE_HEAD`] onwards) of the bus of each device
+    /// of microgrid `i`, in the order of its devices.
+    pub fn device_buses(&self, i: usize) -> Vec<usize> {
+        let Some(m) = self.mgs.get(i) else {
+            return Vec::new();
+        };
+        let offset = self.nets[m.net].bus_offset;
+        self.slots[m.first_device..m.first_device + m.n_devices]
+            .iter()
+            .map(|s| offset + s.bus)
+            .collect()
     }
 
     fn start_step(&mut self, ctx: &mut Context<'_>, k: u64) {
@@ -322,41 +461,88 @@ impl Environment {
         let now = ctx.now();
         let step_h = self.step.as_nanos() as f64 / 3.6e12;
         let misses_before = self.stats.deadline_misses;
-        self.out.clear();
-        self.out.push(k as f64);
-        for mg in &mut self.mgs {
-            mg.injections.fill((0.0, 0.0));
-            let mut net_ex_storage = 0.0;
-            for d in mg.first_device..mg.first_device + mg.n_devices {
-                let v = self.latest[d];
-                let slot = &self.slots[d];
-                match v.step {
-                    Some(s) => {
-                        if s < k {
-                            self.stats.deadline_misses += 1;
-                        }
-                        let age = now.saturating_since(v.sent);
-                        ctx.record_age(age);
-                        self.ages.saturating_record(age.as_nanos());
-                        let inj = &mut mg.injections[slot.bus];
-                        inj.0 += v.p_mw;
-                        inj.1 += v.q_mvar;
-                        if slot.balancing {
-                            // f64::min/max skip a NaN (the initial value).
-                            self.stats.soc_min = self.stats.soc_min.min(v.soc);
-                            self.stats.soc_max = self.stats.soc_max.max(v.soc);
-                        } else {
-                            net_ex_storage -= v.p_mw;
-                        }
-                    }
-                    None => self.stats.deadline_misses += 1,
+        for net in &mut self.nets {
+            net.injections.copy_from_slice(&net.fixed);
+        }
+        // Each device's latest value goes to its bus.
+        for d in 0..self.slots.len() {
+            let v = self.latest[d];
+            let slot = &self.slots[d];
+            let Some(s) = v.step else {
+                self.stats.deadline_misses += 1;
+                continue;
+            };
+            if s < k {
+                self.stats.deadline_misses += 1;
+            }
+            let age = now.saturating_since(v.sent);
+            ctx.record_age(age);
+            self.ages.saturating_record(age.as_nanos());
+            if slot.balancing {
+                // f64::min/max skip a NaN (the initial value).
+                self.stats.soc_min = self.stats.soc_min.min(v.soc);
+                self.stats.soc_max = self.stats.soc_max.max(v.soc);
+            }
+            let net = self.mgs[slot.mg].net;
+            let inj = &mut self.nets[net].injections[slot.bus];
+            inj.0 += v.p_mw;
+            inj.1 += v.q_mvar;
+        }
+        // Solve every network; the header sums them.
+        let (mut converged, mut losses, mut p_slack, mut q_slack) = (true, 0.0, 0.0, 0.0);
+        let (mut n_buses, mut n_lines) = (0, 0);
+        for net in &mut self.nets {
+            net.solver
+                .get()
+                .solve(&net.feeder, &net.injections, &mut net.result);
+            let r = &net.result;
+            converged &= r.converged;
+            losses += r.losses_mw;
+            p_slack += r.p_slack_mw;
+            q_slack += r.q_slack_mvar;
+            n_buses += r.v_pu.len();
+            n_lines += r.loading.len();
+            if r.converged && r.p_slack_mw.is_finite() {
+                let e = r.p_slack_mw * step_h;
+                if e > 0.0 {
+                    self.stats.energy_imported_mwh += e;
+                } else {
+                    self.stats.energy_exported_mwh -= e;
                 }
             }
-            mg.solver
-                .get()
-                .solve(&mg.feeder, &mg.injections, &mut mg.result);
-            let r = &mg.result;
-            let (v_min, v_max) = (r.v_min_pu(), r.v_max_pu());
+        }
+        self.out.clear();
+        self.out.extend_from_slice(&[
+            k as f64,
+            if converged { 1.0 } else { 0.0 },
+            losses,
+            p_slack,
+            q_slack,
+            n_buses as f64,
+            n_lines as f64,
+        ]);
+        for net in &self.nets {
+            self.out.extend_from_slice(&net.result.v_pu);
+        }
+        for net in &self.nets {
+            self.out.extend_from_slice(&net.result.loading);
+        }
+        // Then each microgrid's summary.
+        for mg in &self.mgs {
+            let r = &self.nets[mg.net].result;
+            let mut net_ex_storage = 0.0;
+            for d in mg.first_device..mg.first_device + mg.n_devices {
+                if self.latest[d].step.is_some() && !self.slots[d].balancing {
+                    net_ex_storage -= self.latest[d].p_mw;
+                }
+            }
+            let fold = |xs: &mut dyn Iterator<Item = f64>, f: fn(f64, f64) -> f64| {
+                xs.filter(|x| x.is_finite()).reduce(f)
+            };
+            let v_min = fold(&mut mg.buses.iter().map(|&b| r.v_pu[b]), f64::min);
+            let v_max = fold(&mut mg.buses.iter().map(|&b| r.v_pu[b]), f64::max);
+            let loading = fold(&mut mg.lines.iter().map(|&l| r.loading[l]), f64::max);
+            let p_import: f64 = mg.root_lines.iter().map(|&l| r.p_line_mw[l]).sum();
             if !r.converged {
                 self.stats.non_converged += 1;
             } else {
@@ -364,21 +550,13 @@ impl Environment {
                 let below = v_min.is_some_and(|v| v < lo);
                 let above = v_max.is_some_and(|v| v > hi);
                 self.stats.voltage_violations += u64::from(below || above);
-                if r.p_slack_mw.is_finite() {
-                    let e = r.p_slack_mw * step_h;
-                    if e > 0.0 {
-                        self.stats.energy_imported_mwh += e;
-                    } else {
-                        self.stats.energy_exported_mwh -= e;
-                    }
-                }
             }
             self.out.extend_from_slice(&[
                 if r.converged { 1.0 } else { 0.0 },
                 v_min.unwrap_or(f64::NAN),
                 v_max.unwrap_or(f64::NAN),
-                r.loading_max().unwrap_or(f64::NAN),
-                r.p_slack_mw,
+                loading.unwrap_or(f64::NAN),
+                if r.converged { p_import } else { f64::NAN },
                 net_ex_storage,
             ]);
         }
@@ -499,6 +677,10 @@ pub struct GridAgent {
     /// The voltage of each device's bus in the latest network state, in the
     /// order of `devices`.
     v_bus: Vec<Option<f64>>,
+    /// Where each device's bus is in the network state's bus list
+    /// ([`GridAgent::set_device_buses`]), in the order of the microgrid's
+    /// devices.
+    device_buses: Vec<usize>,
     net_load_mw: f64,
     n_balancing: usize,
     ch_devices: ChannelId,
@@ -574,12 +756,21 @@ impl GridAgent {
             v_min_pu: None,
             v_max_pu: None,
             v_bus: Vec::new(),
+            device_buses: Vec::new(),
             net_load_mw: 0.0,
             n_balancing,
             ch_devices: ChannelId(0),
             setpoints_sent: 0,
             external: None,
         }
+    }
+
+    /// Tells the agent where its devices' buses are in the network state
+    /// (one position per device of the microgrid, in order:
+    /// [`Environment::device_buses`]), so that volt-VAr reads each
+    /// device's own bus voltage. Without it, volt-VAr sees no voltage.
+    pub fn set_device_buses(&mut self, buses: Vec<usize>) {
+        self.device_buses = buses;
     }
 
     /// Setpoints sent so far.
@@ -676,9 +867,13 @@ impl Agent for GridAgent {
         // not controlled: only devices that exist get setpoints.
         let names = std::mem::take(&mut self.device_names);
         let devices = std::mem::take(&mut self.devices);
-        for ((_, c), name) in devices.into_iter().zip(&names) {
+        let buses = std::mem::take(&mut self.device_buses);
+        for (j, ((_, c), name)) in devices.into_iter().zip(&names).enumerate() {
             if let Some(id) = ctx.agent_id(name) {
                 self.devices.push((id, c));
+                if let Some(&b) = buses.get(j) {
+                    self.device_buses.push(b);
+                }
             }
         }
         self.device_names = names;
@@ -740,13 +935,15 @@ impl Agent for GridAgent {
             }
             protocol::NETWORK_STATE => {
                 let v = msg.payload.as_f64s();
-                let at = 1 + self.index * NETWORK_STATE_STRIDE;
-                let Some(mine) = v.get(at..at + NETWORK_STATE_STRIDE) else {
+                let Some((buses, _, mine)) = protocol::network_state_parts(v, self.index) else {
                     return;
                 };
                 let finite = |x: f64| x.is_finite().then_some(x);
                 self.v_min_pu = finite(mine[1]);
                 self.v_max_pu = finite(mine[2]);
+                self.v_bus.clear();
+                let at = |&b: &usize| buses.get(b).copied().and_then(finite);
+                self.v_bus.extend(self.device_buses.iter().map(at));
                 self.net_load_mw = if mine[5].is_finite() { mine[5] } else { 0.0 };
                 if let Some(ext) = self.external.as_deref_mut() {
                     let mut values = [0.0; NETWORK_STATE_STRIDE];

@@ -38,6 +38,10 @@ pub enum PowerFlowError {
     /// The feeder is not a valid radial feeder.
     #[error(transparent)]
     Feeder(#[from] FeederError),
+    /// The grid's settings do not describe a network (e.g. a microgrid
+    /// without its point of common coupling on the shared feeder).
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// The exact AC power flow of a radial feeder with constant-power
