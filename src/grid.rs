@@ -32,7 +32,8 @@
 //!
 //! Files: `protocol` (kinds, channels, payloads), `agents` (the three
 //! agents), `device` (the kind registry; one file per kind under
-//! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `powerflow`, `policy`,
+//! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `powerflow` (with
+//! `powerflow/ac`, the default AC model), `policy`,
 //! `prices`.
 
 pub mod agents;

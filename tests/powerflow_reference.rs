@@ -117,6 +117,13 @@ fn scenario_cases(file: &str) -> Vec<Case> {
     s.run(s.seed(), 0).unwrap_or_else(|e| panic!("{file}: {e}"));
     let log = std::mem::take(&mut *log.lock().unwrap());
     assert!(!log.is_empty(), "{file} solved no power flow");
+    let sweeps: Vec<u32> = log.iter().map(|(_, _, out)| out.iterations).collect();
+    println!(
+        "{file}: {} solves (warm-started as in a run), mean {:.2} sweeps, max {}",
+        sweeps.len(),
+        sweeps.iter().map(|&s| f64::from(s)).sum::<f64>() / sweeps.len() as f64,
+        sweeps.iter().max().unwrap()
+    );
 
     // Distinct operating points, in the order they were met.
     let mut seen = BTreeSet::new();
