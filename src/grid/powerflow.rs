@@ -522,6 +522,20 @@ mod tests {
     }
 
     #[test]
+    fn reverse_flow_loss_and_loading_use_the_to_end() {
+        // 0.5 MW generated at bus 1: v1² = 1 + 2 · 0.02 · 0.5 = 1.02, and the
+        // lossless flow is the power leaving bus 1, at 1.02^½ pu.
+        let feeder = Feeder::chain(2, 0.02, 0.0, 1.0);
+        let out = solve(&feeder, &[(0.0, 0.0), (0.5, 0.0)]);
+        assert!(out.converged);
+        assert!(close(out.p_line_mw[0], -0.5));
+        assert!(close(out.v_pu[1], 1.02f64.sqrt()));
+        assert!(close(out.loss_line_mw[0], 0.02 * 0.25 / 1.02));
+        assert!(close(out.loading[0], 0.5 / 1.02f64.sqrt()));
+        assert_eq!(out.losses_mw, out.loss_line_mw[0]);
+    }
+
+    #[test]
     fn loading_is_apparent_power_over_rating() {
         let feeder = Feeder::chain(2, 0.0, 0.0, 0.5);
         let out = solve(&feeder, &[(0.0, 0.0), (-0.3, -0.4)]);
