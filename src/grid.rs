@@ -33,7 +33,8 @@
 //! Files: `protocol` (kinds, channels, payloads), `agents` (the three
 //! agents), `device` (the kind registry; one file per kind under
 //! `device/`), `profile` (PV and load shapes, CSV), `feeder`, `matpower` (feeders
-//! from MATPOWER case files), `powerflow`, `policy`,
+//! from MATPOWER case files), `powerflow` (with `powerflow/ac`, the default AC
+//! model), `policy`,
 //! `prices`.
 
 pub mod agents;
@@ -134,9 +135,28 @@ pub struct GridSpec {
     /// feeder, with the upstream grid at its point of common coupling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feeder: Option<std::path::PathBuf>,
-    /// The case `feeder` names, loaded by [`GridSpec::load_feeder`].
+    /// The case `feeder` names, loaded by [`GridSpec::load_feeder`]
+    /// ([`GridSpec::feeder_case`]); not part of the spec's text or equality.
     #[serde(skip)]
-    pub feeder_case: Option<std::sync::Arc<FeederCase>>,
+    pub feeder_case: Loaded<FeederCase>,
+}
+
+/// Data loaded from a file that a spec names by path: carried along, but
+/// neither serialised nor compared (two specs naming the same file are
+/// equal whether or not it was loaded yet).
+#[derive(Clone, Debug)]
+pub struct Loaded<T>(pub Option<std::sync::Arc<T>>);
+
+impl<T> Default for Loaded<T> {
+    fn default() -> Self {
+        Loaded(None)
+    }
+}
+
+impl<T> PartialEq for Loaded<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 fn default_step() -> SimDuration {
@@ -184,7 +204,7 @@ impl Default for GridSpec {
             line_rating_mva: default_rating(),
             policy: PolicyParams::default(),
             feeder: None,
-            feeder_case: None,
+            feeder_case: Loaded::default(),
         }
     }
 }
@@ -217,9 +237,14 @@ impl GridSpec {
             return;
         };
         match load_case(&base_dir.join(path), self.line_rating_mva) {
-            Ok(case) => self.feeder_case = Some(std::sync::Arc::new(case)),
+            Ok(case) => self.feeder_case = Loaded(Some(std::sync::Arc::new(case))),
             Err(e) => v.fail("feeder", e.to_string()),
         }
+    }
+
+    /// The shared feeder's case, once loaded ([`GridSpec::load_feeder`]).
+    pub fn feeder_case(&self) -> Option<&FeederCase> {
+        self.feeder_case.0.as_deref()
     }
 
     /// Checks the table (keys relative to `[grid]`).

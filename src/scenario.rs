@@ -282,7 +282,7 @@ impl ScenarioSpec {
             self.grid.validate(v);
             self.grid.load_feeder(base_dir, v);
         });
-        let case = self.grid.feeder_case.clone();
+        let case = self.grid.feeder_case.0.clone();
         crate::grid::validate_microgrids(&mut self.microgrids, base_dir, case.as_deref(), &mut v);
         v.at("network", |v| self.network.load(base_dir, v));
         let (duration, max) = (self.simulation.duration, self.limits.max_sim_time);

@@ -20,6 +20,8 @@ use busbar::Scenario;
 const GOLDEN: &[(&str, &str)] = &[
     // cargo run --release -- run scenarios/feeder_lte_plc.toml | grep digest
     ("feeder_lte_plc.toml", "a153b3bcd67a17bcfdeb7d0c6ea8e4be"),
+    // cargo run --release -- run scenarios/ieee33_microgrids.toml | grep digest
+    ("ieee33_microgrids.toml", "b4d7eb71190c1830a43c46b796d885ed"),
     // cargo run --release -- run scenarios/large_100x5.toml | grep digest
     ("large_100x5.toml", "34bce9bb40b345cde6a47014c7b898a1"),
     // cargo run --release -- run scenarios/lossy_jitter.toml | grep digest

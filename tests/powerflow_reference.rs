@@ -67,6 +67,7 @@ fn data_dir() -> PathBuf {
 /// The grid scenarios whose operating points are sampled.
 const SCENARIOS: &[&str] = &[
     "feeder_lte_plc.toml",
+    "ieee33_microgrids.toml",
     "large_100x5.toml",
     "lossy_jitter.toml",
     "seed_example.toml",
@@ -117,6 +118,13 @@ fn scenario_cases(file: &str) -> Vec<Case> {
     s.run(s.seed(), 0).unwrap_or_else(|e| panic!("{file}: {e}"));
     let log = std::mem::take(&mut *log.lock().unwrap());
     assert!(!log.is_empty(), "{file} solved no power flow");
+    let sweeps: Vec<u32> = log.iter().map(|(_, _, out)| out.iterations).collect();
+    println!(
+        "{file}: {} solves (warm-started as in a run), mean {:.2} sweeps, max {}",
+        sweeps.len(),
+        sweeps.iter().map(|&s| f64::from(s)).sum::<f64>() / sweeps.len() as f64,
+        sweeps.iter().max().unwrap()
+    );
 
     // Distinct operating points, in the order they were met.
     let mut seen = BTreeSet::new();
@@ -266,6 +274,23 @@ fn committed_cases() -> Cases {
     let text = std::fs::read_to_string(data_dir().join("cases.json"))
         .expect("tests/data/powerflow/cases.json exists");
     serde_json::from_str(&text).expect("cases.json parses")
+}
+
+#[test]
+fn every_shipped_grid_scenario_is_sampled() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut grid = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        if !Scenario::from_file(&path).unwrap().grid().is_empty() {
+            grid.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    grid.sort();
+    assert_eq!(grid, SCENARIOS, "add the new grid scenario to SCENARIOS");
 }
 
 #[test]

@@ -226,7 +226,7 @@ impl Environment {
         };
         // With a shared feeder: one network, the case's buses first, each
         // microgrid's own chain appended at its point of common coupling.
-        let mut shared = grid.feeder_case.as_deref().map(|case| {
+        let mut shared = grid.feeder_case().map(|case| {
             let fixed: Vec<(f64, f64)> = case.loads.iter().map(|&(p, q)| (-p, -q)).collect();
             (case.feeder.clone(), fixed)
         });
@@ -241,7 +241,7 @@ impl Environment {
             let copy = copy_of[*i];
             copy_of[*i] += 1;
             let n_dev = spec.devices.len();
-            let mg = match (&mut shared, grid.feeder_case.as_deref()) {
+            let mg = match (&mut shared, grid.feeder_case()) {
                 (Some((feeder, fixed)), Some(case)) => {
                     let pcc_number = spec.pcc_bus.as_ref().and_then(|p| p.of(copy));
                     let pcc = pcc_number.and_then(|b| case.bus_index(b)).ok_or_else(|| {

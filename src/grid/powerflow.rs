@@ -1,68 +1,134 @@
-//! Power flow on a radial distribution feeder: the linearised DistFlow model.
+//! Power flow on a radial distribution feeder: the exact AC model
+//! ([`AcSweep`], the default) and the linearised DistFlow model
+//! ([`LinDistFlow`]).
 //!
 //! At every step deadline the environment turns the latest `P_MW, Q_MVAr`
 //! it holds for each device into a net injection per bus and asks a
 //! [`PowerFlow`] model for the bus voltages and line loadings it then
 //! publishes on `{env}/network_state`. The model is a trait so that a study
-//! can bring its own; the built-in one is [`LinDistFlow`]. The feeder it
-//! solves ([`Feeder`]: buses, lines, checks) is in `grid::feeder`.
+//! can bring its own ([`PowerFlowFactory`]). The feeder it solves
+//! ([`Feeder`]: buses, lines, checks) is in `grid::feeder`; `docs/grid.md`
+//! has the same material for users.
 //!
-//! # The model: linearised DistFlow (Baran & Wu, 1989)
+//! # Assumptions (both models)
 //!
-//! The DistFlow equations describe a radial feeder exactly. Dropping the
-//! loss terms (which are second order: `r (P² + Q²) / V²`) leaves a linear
-//! model that needs no iteration:
+//! - a balanced network, solved as its single-phase equivalent;
+//! - radial: a tree rooted at the slack bus 0, whose voltage is held at
+//!   `v_slack_pu` with angle 0;
+//! - lines are series impedances `z = r + jx` (per unit on `base_mva`):
+//!   no shunt elements (line charging, capacitor banks; model a capacitor
+//!   bank as a device injecting `Q`);
+//! - constant-power injections: a device's `P`, `Q` do not depend on its
+//!   voltage.
 //!
-//! - **Flows.** The active power `P_ij` on the line from bus `i` to its child
-//!   `j` is the sum of the net load of every bus downstream of `j`
+//! # The exact model: backward/forward sweep ([`AcSweep`])
+//!
+//! With complex bus voltages `V` and net injections `S = (P + jQ) /
+//! base_mva` per unit, each sweep (Shirmohammadi et al., 1988)
+//!
+//! 1. **backward**: every bus draws `I_b = -conj(S_b / V_b)`; from the
+//!    leaves to the slack, each line carries the sum of what its subtree
+//!    draws, `I_line(j) = I_j + Σ_{children k} I_line(k)`;
+//! 2. **forward**: from the slack down, `V_j = V_i - z_ij · I_line(j)`.
+//!
+//! It repeats until no voltage moved by more than the tolerance (`max |ΔV|
+//! < tol`, default [`DEFAULT_TOLERANCE_PU`] = 1e-10 pu), then computes the
+//! outputs from the converged voltages (with the currents recomputed at
+//! them): the flow at the sending end `S_ij = V_i · conj(I_ij)` (so
+//! [`FlowResult::p_line_mw`] includes the line's own and every downstream
+//! loss), the loss `r |I|²`, the slack import `V_0 · conj(I_0)` (loads plus
+//! losses), `|V|` and the angle.
+//!
+//! **Warm start.** A solve starts from the previous solution when that
+//! converged on a feeder of the same shape, otherwise flat (every bus at
+//! the slack voltage, angle 0). The sweep converges linearly: in the
+//! shipped grid scenarios a warm-started solve takes 4.4 to 6.7 sweeps on
+//! average (at most 12), a flat start about 10, an unchanged state 1.
+//!
+//! **Converged** means `max |ΔV| < tol` was reached. The solve fails
+//! (`converged = false`, every value `NaN`, never a made-up voltage) when
+//! a voltage falls below [`V_FLOOR_PU`] (0.05 pu) or is not finite, when
+//! [`STALL_SWEEPS`] (50) sweeps in a row bring no new smallest `|ΔV|` (the
+//! iteration wanders or cycles), when the iteration limit
+//! ([`DEFAULT_MAX_ITER`] = 1000) is reached, or when an input is bad (a
+//! non-finite injection, the wrong number of injections, an invalid
+//! feeder). Beyond the maximum loadability (the nose of the PV curve) there
+//! is no solution and the sweep fails. Close to the nose it converges
+//! slowly: on the reference cases, loads at 99.5 % of the maximum of a
+//! 2-bus feeder and just below collapse on a 12-bus chain and on the
+//! 33-bus feeder of Baran & Wu converge in 140 to 320 sweeps, and every
+//! case that pandapower's Newton–Raphson solves, the sweep solves too. A
+//! case closer still to the nose may need more than the limit (raise
+//! `pf_max_iter`); the sweep then reports no solution where one exists,
+//! with voltages that would be below about 0.45 pu.
+//!
+//! **Accuracy.** Against pandapower's Newton–Raphson (Thurner et al.,
+//! 2018) on the 210 cases of `tests/data/powerflow/` (every shipped grid
+//! scenario's feeders at operating points from real runs, and stress
+//! cases): largest `|ΔV|` 1.8e-9 pu, loading 1.1e-8, the same converged
+//! flag in every case (`cargo test --test powerflow_reference --
+//! --nocapture`; `scripts/check_pf_reference.sh` recomputes the reference).
+//!
+//! # The linearised model: LinDistFlow ([`LinDistFlow`])
+//!
+//! The DistFlow equations (Baran & Wu, 1989) describe a radial feeder
+//! exactly. Dropping the loss terms (second order: `r (P² + Q²) / V²`)
+//! leaves a linear model that needs no iteration:
+//!
+//! - **Flows.** The active power `P_ij` on the line from bus `i` to its
+//!   child `j` is the sum of the net load of every bus downstream of `j`
 //!   (including `j`); likewise `Q_ij`. Net load is minus net injection.
-//! - **Voltages.** With `v = V²` the squared voltage magnitude,
-//!   `v_j = v_i - 2 (r_ij P_ij + x_ij Q_ij)`, with `P`, `Q` in per unit
-//!   (MW / `base_mva`). Then `V_j = sqrt(v_j)`.
-//! - **Slack.** The power imported from the upstream grid at bus 0 is the
-//!   net load of the whole feeder, bus 0 included.
+//! - **Voltages.** With `v = V²`, `v_j = v_i - 2 (r_ij P_ij + x_ij Q_ij)`,
+//!   `P`, `Q` in per unit. Then `V_j = sqrt(v_j)`.
+//! - **Slack.** The import at bus 0 is the net load of the whole feeder.
+//! - **Losses and loading.** The lossless flow of a line is the power at
+//!   its `to` end, so the current is `|I| = sqrt(P² + Q²) / V_to` whichever
+//!   way the power flows; the loss estimate `r |I|²` is for information and
+//!   is not fed back.
 //!
-//! Assumptions, and what they cost:
-//! - losses are ignored in the flows and voltages, so line flows are
-//!   slightly low and voltage drops slightly small on heavily loaded
-//!   feeders. [`FlowResult::losses_mw_est`] gives a first-order estimate of
-//!   the losses, for information only; it is not fed back;
-//! - the network is balanced (single-phase equivalent) and radial;
-//! - shunt elements (line charging, capacitor banks) are not modelled;
-//!   model a capacitor bank as a device injecting `Q`.
-//!
-//! For feeders operated near 1 pu the voltages are typically within a
-//! fraction of a percent of an exact AC power flow; the error grows with
-//! loading and with the r/x ratio. That is ample for studying how
-//! communication delays affect control, not for planning studies.
+//! It has no angles ([`FlowResult::va_deg`] is `NaN`) and no iterations
+//! ([`FlowResult::iterations`] is 0). "Converged" is `false` when some
+//! squared voltage came out `<= 0` or not finite, or an input was bad.
+//! Voltages are within a fraction of a percent of the AC model on lightly
+//! loaded feeders; the error grows with loading and r/x.
 //!
 //! # Units and signs
 //!
-//! - injections: `injections[bus] = (P_MW, Q_MVAr)`, the *net* injection at
-//!   that bus: generation positive, load negative;
-//! - line flows [`FlowResult::p_line_mw`], [`FlowResult::q_line_mvar`]:
-//!   positive in the direction `from → to` (away from the slack);
+//! - injections: `injections[bus] = (P_MW, Q_MVAr)`, the *net* injection
+//!   at that bus: generation positive, load negative;
+//! - line flows [`FlowResult::p_line_mw`], [`FlowResult::q_line_mvar`]: at
+//!   the line's `from` end, positive in the direction `from → to` (away
+//!   from the slack);
 //! - slack power [`FlowResult::p_slack_mw`], [`FlowResult::q_slack_mvar`]:
 //!   positive when the feeder imports from the upstream grid;
-//! - voltages [`FlowResult::v_pu`] in per unit; loading
-//!   [`FlowResult::loading`] as the fraction `|S| / rating_mva` (1.0 = at the
-//!   rating, above 1.0 = overloaded).
-//!
-//! # What "converged" means
-//!
-//! The linear model has no iteration, so it cannot fail to converge in the
-//! usual sense. [`FlowResult::converged`] is `false` when the result is not
-//! physically meaningful: some squared voltage came out `<= 0` or not finite
-//! (the feeder is loaded far beyond what it can carry, or an injection was
-//! not a number), or the injections did not match the feeder. The
-//! environment publishes the flag as the power flow's convergence.
+//! - voltages [`FlowResult::v_pu`] in per unit, angles
+//!   [`FlowResult::va_deg`] in degrees; loading [`FlowResult::loading`] is
+//!   current based, `|I| / (rating_mva / base_mva)` with `|I|` in per unit
+//!   (the rating is the thermal rating at nominal voltage; pandapower's
+//!   `loading_percent / 100`); 1.0 = at the rating.
 //!
 //! # Determinism
 //!
-//! [`LinDistFlow::solve`] uses only `+ - * /` and `sqrt`, which IEEE 754
-//! defines exactly, and visits buses in an order fixed when the solver is
-//! built; the result is the same bits on every platform. It allocates
-//! nothing once the solver and the [`FlowResult`] are sized for the feeder.
+//! Both models use only `+ - * /` and `sqrt`, which IEEE 754 defines
+//! exactly (and `libm::atan2` for the angles), and visit buses in an order
+//! fixed when the solver is built; the result is the same bits on every
+//! platform. Neither allocates once the solver and the [`FlowResult`] are
+//! sized for the feeder.
+//!
+//! # References
+//!
+//! - M. E. Baran and F. F. Wu, "Network reconfiguration in distribution
+//!   systems for loss reduction and load balancing", *IEEE Transactions on
+//!   Power Delivery* 4(2), pp. 1401–1407, 1989, doi:10.1109/61.25627.
+//! - D. Shirmohammadi, H. W. Hong, A. Semlyen and G. X. Luo, "A
+//!   compensation-based power flow method for weakly meshed distribution
+//!   and transmission networks", *IEEE Transactions on Power Systems* 3(2),
+//!   pp. 753–762, 1988, doi:10.1109/59.192932.
+//! - L. Thurner, A. Scheidler, F. Schäfer, J.-H. Menke, J. Dollichon,
+//!   F. Meier, S. Meinecke and M. Braun, "pandapower — An Open-Source
+//!   Python Tool for Convenient Modeling, Analysis, and Optimization of
+//!   Electric Power Systems", *IEEE Transactions on Power Systems* 33(6),
+//!   pp. 6510–6521, 2018, doi:10.1109/TPWRS.2018.2829021.
 
 mod ac;
 
@@ -453,6 +519,20 @@ mod tests {
         assert!(out.p_slack_mw < 0.0, "the feeder exports");
         assert_eq!(out.v_max_pu(), Some(out.v_pu[2]));
         assert_eq!(out.v_min_pu(), Some(1.0));
+    }
+
+    #[test]
+    fn reverse_flow_loss_and_loading_use_the_to_end() {
+        // 0.5 MW generated at bus 1: v1² = 1 + 2 · 0.02 · 0.5 = 1.02, and the
+        // lossless flow is the power leaving bus 1, at 1.02^½ pu.
+        let feeder = Feeder::chain(2, 0.02, 0.0, 1.0);
+        let out = solve(&feeder, &[(0.0, 0.0), (0.5, 0.0)]);
+        assert!(out.converged);
+        assert!(close(out.p_line_mw[0], -0.5));
+        assert!(close(out.v_pu[1], 1.02f64.sqrt()));
+        assert!(close(out.loss_line_mw[0], 0.02 * 0.25 / 1.02));
+        assert!(close(out.loading[0], 0.5 / 1.02f64.sqrt()));
+        assert_eq!(out.losses_mw, out.loss_line_mw[0]);
     }
 
     #[test]
