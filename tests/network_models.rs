@@ -337,3 +337,15 @@ fn empirical_latency_loads_through_the_scenario() {
     assert_eq!(e.problems()[0].key, "network.default.latency.path");
     assert!(e.to_string().contains("uplink.csv:3:"), "{e}");
 }
+
+#[test]
+fn an_absurd_header_size_is_refused_at_its_key() {
+    // Found by the scenario fuzzer: 1.7e19 header bytes overflowed a link's
+    // queued-byte count once payloads were large.
+    let e = parse("[network.default]\nrate_bps = 50_000\nheader_bytes = 17798153080712530725\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("network.default.header_bytes"), "{e}");
+    assert!(e.contains("at most 1048576"), "{e}");
+    parse("[network.default]\nrate_bps = 50_000\nheader_bytes = 1048576\n").unwrap();
+}

@@ -199,7 +199,8 @@ link_fields! {
     /// serialisation delay, no queue).
     rate_bps: u64 = 0;
     /// Bytes added to each message's payload to make its size on the wire
-    /// (protocol headers). Only used with a `rate_bps`. Default 40.
+    /// (protocol headers), at most [`MAX_HEADER_BYTES`]. Only used with a
+    /// `rate_bps`. Default 40.
     header_bytes: u64 = DEFAULT_HEADER_BYTES;
     /// Most messages the link's queue holds (waiting or being serialised);
     /// one more is dropped with reason `overflow`. 0 (default): unbounded.
@@ -210,6 +211,11 @@ link_fields! {
     /// `rate_bps`.
     queue_bytes: u64 = 0;
 }
+
+/// The largest `header_bytes` a link accepts: per-message overheads are
+/// bytes to tens of bytes; the bound keeps a link's byte counts far from
+/// overflowing (at most `max_in_flight` messages are on it).
+pub const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 impl LinkModel {
     /// Checks the parameters (keys relative to the model's table).
@@ -230,6 +236,16 @@ impl LinkModel {
                 format!("{key} is a probability in [0, 1], got {p}")
             });
         }
+        v.check(
+            self.header_bytes <= MAX_HEADER_BYTES,
+            "header_bytes",
+            || {
+                format!(
+                    "header_bytes must be at most {MAX_HEADER_BYTES} (1 MiB), got {}",
+                    self.header_bytes
+                )
+            },
+        );
         for (key, n) in [
             ("queue_messages", self.queue_messages),
             ("queue_bytes", self.queue_bytes),
