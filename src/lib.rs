@@ -29,6 +29,7 @@ pub mod agent;
 pub mod grid;
 pub mod scenario;
 pub mod replay;
+pub mod check;
 pub mod rollout;
 pub mod report;
 

@@ -35,6 +35,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod output;
 #[path = "main/show.rs"]
 mod show;
+#[path = "main/verify.rs"]
+mod verify;
 #[path = "main/viz.rs"]
 mod viz;
 
@@ -197,6 +199,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check ordering properties over a recorded trace: fifo, causal,
+    /// no_stale, exactly_once, max_age=DURATION, deadline. Prints each
+    /// property's verdict and the events of its first violations. Exit 1 if
+    /// one is violated.
+    Verify {
+        /// The trace file.
+        trace: PathBuf,
+        /// A property (repeatable: `--property fifo --property causal`).
+        #[arg(long = "property", value_name = "NAME", required = true)]
+        properties: Vec<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -316,6 +332,11 @@ fn main() -> ExitCode {
         Command::Metrics { trace, output } => metrics_cmd(&trace, output.as_deref()),
         Command::Report { input, output } => report_cmd(&input, &output),
         Command::Show { trace, msgs, json } => show::show_cmd(&trace, &msgs, json),
+        Command::Verify {
+            trace,
+            properties,
+            json,
+        } => verify::verify_cmd(&trace, &properties, json),
         Command::Batch {
             scenarios,
             envs,

@@ -199,7 +199,7 @@ link_fields! {
     /// serialisation delay, no queue).
     rate_bps: u64 = 0;
     /// Bytes added to each message's payload to make its size on the wire
-    /// (protocol headers), at most [`MAX_HEADER_BYTES`]. Only used with a
+    /// (protocol headers), at most 1 MiB (1 048 576). Only used with a
     /// `rate_bps`. Default 40.
     header_bytes: u64 = DEFAULT_HEADER_BYTES;
     /// Most messages the link's queue holds (waiting or being serialised);
