@@ -2,7 +2,11 @@
 //!
 //! **Invariant:** events at equal times pop in the order they were pushed
 //! (FIFO). The sequence number is the only tie-breaker, so the pop order is a
-//! pure function of the push order.
+//! pure function of the push order. With seeded ties
+//! ([`EventQueue::set_seeded_ties`], the exploration mode of
+//! `[simulation] tie_break = "seeded"`) the tie-breaker of an event
+//! scheduled ahead is a keyed bijection of its sequence number instead, so
+//! the order is a pure function of the push order and the salt.
 //!
 //! Every pending event has a unique 128-bit key: time in the high 64 bits,
 //! then the insertion sequence (40 bits), then 24 bits for the event's slot
@@ -76,6 +80,31 @@ pub enum QueueFull {
     /// More than [`MAX_PUSHES`] events were pushed over the run.
     #[error("more than {MAX_PUSHES} events pushed")]
     Pushes,
+}
+
+/// Bits of a seeded tie: the sequence's 40 bits less the one that marks
+/// an event scheduled for the current instant.
+const TIE_BITS: u32 = 64 - SLOT_BITS - 1;
+
+/// The tie-breaker of an event in seeded mode: for an event scheduled
+/// ahead, a bijective permutation of its sequence number on `TIE_BITS`
+/// bits keyed by `salt` (xor, odd multiplications and xor-shifts modulo
+/// 2^39, each a bijection), so ties stay unique; for one scheduled for the
+/// current instant, its sequence number with the top bit set, after every
+/// permuted tie and in FIFO order among its like.
+#[inline]
+fn seeded_tie(seq: u64, salt: u64, current: bool) -> u64 {
+    let mask = (1u64 << TIE_BITS) - 1;
+    if current {
+        return (1 << TIE_BITS) | (seq & mask);
+    }
+    let mut x = (seq ^ salt) & mask;
+    x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) & mask;
+    x ^= x >> 19;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9) & mask;
+    x ^= x >> 20;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB) & mask;
+    x ^ (x >> 17)
 }
 
 /// A 4-ary min-heap of unique keys.
@@ -176,6 +205,9 @@ pub struct EventQueue<E> {
     next_seq: u64,
     /// The last key popped: nothing may be scheduled before it.
     floor: u128,
+    /// The equal-time order: `None` FIFO, `Some(salt)` seeded
+    /// ([`EventQueue::set_seeded_ties`]).
+    shuffle: Option<u64>,
 }
 
 impl<E: Copy> Default for EventQueue<E> {
@@ -204,7 +236,19 @@ impl<E: Copy> EventQueue<E> {
             free: Vec::with_capacity(small),
             next_seq: 0,
             floor: 0,
+            shuffle: None,
         }
+    }
+
+    /// Orders events scheduled ahead for the same instant by a seeded
+    /// permutation of their insertion order instead of FIFO (`None`: FIFO
+    /// again). An event scheduled for the instant being processed (or for
+    /// the past) still runs after every event already scheduled for that
+    /// instant, in insertion order: nothing runs before what already ran.
+    /// Keys stay unique, so the order is still a pure function of the
+    /// pushes and the salt. Set it before the first push.
+    pub fn set_seeded_ties(&mut self, salt: Option<u64>) {
+        self.shuffle = salt;
     }
 
     /// Schedules `event` at `time`, after every event already scheduled at
@@ -213,7 +257,8 @@ impl<E: Copy> EventQueue<E> {
     #[inline(always)]
     pub fn push(&mut self, time: SimTime, event: E) -> Result<(), QueueFull> {
         let seq = self.next_seq;
-        if seq >= MAX_PUSHES {
+        // Seeded ties use one bit of the sequence's room (below).
+        if seq >= MAX_PUSHES >> u32::from(self.shuffle.is_some()) {
             return Err(QueueFull::Pushes);
         }
         if self.len >= MAX_PENDING {
@@ -221,8 +266,13 @@ impl<E: Copy> EventQueue<E> {
         }
         self.next_seq += 1;
         self.len += 1;
-        let time = time.0.max((self.floor >> 64) as u64);
-        let key = (u128::from(time) << 64) | u128::from(seq << SLOT_BITS);
+        let now = (self.floor >> 64) as u64;
+        let time = time.0.max(now);
+        let tie = match self.shuffle {
+            None => seq,
+            Some(salt) => seeded_tie(seq, salt, time == now),
+        };
+        let key = (u128::from(time) << 64) | u128::from(tie << SLOT_BITS);
         if self.in_radix {
             self.radix.push(key, event);
             return Ok(());
@@ -325,6 +375,56 @@ impl<E: Copy> EventQueue<E> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn seeded_ties_permute_equal_times_and_nothing_else() {
+        let order = |salt: Option<u64>| {
+            let mut q = EventQueue::new();
+            q.set_seeded_ties(salt);
+            // Pop one event at 0 so that 10 and 20 are ahead.
+            q.push(SimTime(0), 999u32).unwrap();
+            q.pop();
+            for i in 0..50u32 {
+                q.push(SimTime(10 + u64::from(i % 2) * 10), i).unwrap();
+            }
+            let mut out = Vec::new();
+            while let Some((t, e)) = q.pop() {
+                out.push((t.0, e));
+                if e == 0 {
+                    // Scheduled for the current instant: after the rest
+                    // of time 10, in order.
+                    q.push(SimTime(10), 100).unwrap();
+                    q.push(SimTime(10), 101).unwrap();
+                }
+            }
+            out
+        };
+        let fifo = order(None);
+        let a = order(Some(1));
+        let b = order(Some(2));
+        assert_eq!(a, order(Some(1)), "deterministic for a salt");
+        assert_ne!(a, fifo);
+        assert_ne!(a, b);
+        for o in [&fifo, &a, &b] {
+            assert_eq!(o.len(), 52);
+            assert!(
+                o.windows(2).all(|w| w[0].0 <= w[1].0),
+                "times never go back"
+            );
+            let at10: Vec<u32> = o.iter().filter(|x| x.0 == 10).map(|x| x.1).collect();
+            assert_eq!(&at10[at10.len() - 2..], &[100, 101], "{at10:?}");
+        }
+        let mut sorted = a.clone();
+        sorted.sort();
+        let mut f = fifo.clone();
+        f.sort();
+        assert_eq!(sorted, f, "the same events");
+        // The permutation is a bijection on its bits (sampled).
+        let mut seen = std::collections::BTreeSet::new();
+        for seq in 0..100_000u64 {
+            assert!(seen.insert(seeded_tie(seq, 7, false)));
+        }
+    }
 
     #[test]
     fn equal_times_are_fifo() {

@@ -57,6 +57,15 @@ pub struct SimulationSpec {
     /// shown by `busbar show`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_payloads: Option<u32>,
+    /// The order of events scheduled for the same instant: `fifo` (the
+    /// default) or `seeded`, a permutation drawn from the seed, to explore
+    /// interleavings ([`TieBreak`](crate::sim::TieBreak)).
+    #[serde(default, skip_serializing_if = "is_fifo")]
+    pub tie_break: crate::sim::TieBreak,
+}
+
+fn is_fifo(t: &crate::sim::TieBreak) -> bool {
+    *t == crate::sim::TieBreak::Fifo
 }
 
 impl SimulationSpec {
@@ -593,6 +602,7 @@ impl Scenario {
             .faults(spec.faults.clone())
             .clocks(spec.clocks.clone())
             .keep_payloads(spec.simulation.trace_payloads)
+            .tie_break(spec.simulation.tie_break)
             .kind_names(protocol::kind_names());
         b = self.grid.add_agents(b);
         let prefix = env_prefix(env);

@@ -33,7 +33,7 @@ mod timeouts;
 mod timers;
 
 pub(crate) use crate::network::resolve_faults;
-pub use builder::SimBuilder;
+pub use builder::{SimBuilder, TieBreak};
 pub(crate) use builder::{resolve_clocks, too_many_agents};
 pub use clock::{ClockOffset, ClockSpec, MAX_DRIFT_PPM};
 pub use context::{Agent, Context};

@@ -58,9 +58,24 @@ pub struct SimBuilder {
     kinds: KindNames,
     trace: TraceTarget,
     payload_limit: Option<u32>,
+    tie_break: TieBreak,
     entity_metrics: bool,
 }
 
+/// The order of events scheduled for the same instant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TieBreak {
+    /// In the order they were scheduled (the default).
+    #[default]
+    Fifo,
+    /// Exploration: a permutation of that order drawn from the run's seed
+    /// and environment (its own stream, `queue/ties`), so a seed explores
+    /// one interleaving of simultaneous events and replays it exactly. An
+    /// event scheduled for the instant being processed still runs after
+    /// those already scheduled for it.
+    Seeded,
+}
 impl SimBuilder {
     /// A simulation seeded with `seed`, environment 0, default models, a
     /// digest-only trace.
@@ -78,6 +93,7 @@ impl SimBuilder {
             kinds: KindNames::new(),
             trace: TraceTarget::Digest,
             payload_limit: None,
+            tie_break: TieBreak::Fifo,
             entity_metrics: false,
         }
     }
@@ -200,6 +216,13 @@ impl SimBuilder {
         self
     }
 
+    /// How events scheduled for the same instant are ordered ([`TieBreak`]);
+    /// FIFO by default.
+    pub fn tie_break(mut self, tie_break: TieBreak) -> Self {
+        self.tie_break = tie_break;
+        self
+    }
+
     /// Also computes metrics per channel and per agent
     /// ([`Simulation::entity_metrics`](super::Simulation::entity_metrics)),
     /// from every record as it is made, with any trace target (`trace_off`
@@ -275,8 +298,11 @@ impl SimBuilder {
             kinds,
             mut trace,
             payload_limit,
+            tie_break,
             entity_metrics,
         } = self;
+        let tie_salt = (tie_break == TieBreak::Seeded)
+            .then(|| crate::rng::RngStream::new(seed, u64::from(env), "queue/ties").next_u64());
         if let (TraceTarget::File(_, h), Some(_)) = (&mut trace, payload_limit) {
             h.payload_limit = payload_limit;
         }
@@ -326,6 +352,7 @@ impl SimBuilder {
                 sink
             },
             limits,
+            tie_salt,
         });
         Ok(Simulation::new(core, boxes, name))
     }

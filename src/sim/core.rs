@@ -278,6 +278,9 @@ pub(super) struct Parts {
     pub(super) kinds: KindNames,
     pub(super) trace: TraceSink,
     pub(super) limits: Limits,
+    /// Seeded tie-breaking of equal-time events
+    /// ([`TieBreak::Seeded`](crate::sim::TieBreak::Seeded)).
+    pub(super) tie_salt: Option<u64>,
 }
 
 impl Core {
@@ -290,7 +293,11 @@ impl Core {
             seed: p.seed,
             env: p.env,
             env_prefix: crate::message::env_prefix(p.env),
-            queue: EventQueue::with_capacity(1024),
+            queue: {
+                let mut q = EventQueue::with_capacity(1024);
+                q.set_seeded_ties(p.tie_salt);
+                q
+            },
             msgs: MsgStore::default(),
             next_msg: 0,
             net: p.net,
