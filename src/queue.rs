@@ -208,6 +208,8 @@ pub struct EventQueue<E> {
     /// The equal-time order: `None` FIFO, `Some(salt)` seeded
     /// ([`EventQueue::set_seeded_ties`]).
     shuffle: Option<u64>,
+    /// Pushes allowed: [`MAX_PUSHES`], half that with seeded ties.
+    max_pushes: u64,
 }
 
 impl<E: Copy> Default for EventQueue<E> {
@@ -237,7 +239,14 @@ impl<E: Copy> EventQueue<E> {
             next_seq: 0,
             floor: 0,
             shuffle: None,
+            max_pushes: MAX_PUSHES,
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn seeded(&self, seq: u64, current: bool) -> u64 {
+        seeded_tie(seq, self.shuffle.unwrap_or(0), current)
     }
 
     /// Orders events scheduled ahead for the same instant by a seeded
@@ -249,6 +258,8 @@ impl<E: Copy> EventQueue<E> {
     /// pushes and the salt. Set it before the first push.
     pub fn set_seeded_ties(&mut self, salt: Option<u64>) {
         self.shuffle = salt;
+        // Seeded ties use one bit of the sequence's room.
+        self.max_pushes = MAX_PUSHES >> u32::from(salt.is_some());
     }
 
     /// Schedules `event` at `time`, after every event already scheduled at
@@ -257,8 +268,7 @@ impl<E: Copy> EventQueue<E> {
     #[inline(always)]
     pub fn push(&mut self, time: SimTime, event: E) -> Result<(), QueueFull> {
         let seq = self.next_seq;
-        // Seeded ties use one bit of the sequence's room (below).
-        if seq >= MAX_PUSHES >> u32::from(self.shuffle.is_some()) {
+        if seq >= self.max_pushes {
             return Err(QueueFull::Pushes);
         }
         if self.len >= MAX_PENDING {
@@ -268,9 +278,11 @@ impl<E: Copy> EventQueue<E> {
         self.len += 1;
         let now = (self.floor >> 64) as u64;
         let time = time.0.max(now);
-        let tie = match self.shuffle {
-            None => seq,
-            Some(salt) => seeded_tie(seq, salt, time == now),
+        // FIFO keeps the push small: the seeded key is computed out of line.
+        let tie = if self.shuffle.is_none() {
+            seq
+        } else {
+            self.seeded(seq, time == now)
         };
         let key = (u128::from(time) << 64) | u128::from(tie << SLOT_BITS);
         if self.in_radix {
