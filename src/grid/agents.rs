@@ -18,7 +18,7 @@ use crate::grid::device::{ControlInput, DeviceModel, DeviceOutput, DeviceSpec, S
 use crate::grid::feeder::{Feeder, Line};
 use crate::grid::policy::PolicyParams;
 use crate::grid::powerflow::{
-    AcSweep, FlowResult, LinDistFlow, PowerFlow, PowerFlowError, PowerFlowFactory,
+    AcSweep, FlowResult, LinDistFlow, PowerFlow, PowerFlowError, PowerFlowFactory, finite_fold,
 };
 use crate::grid::prices::price_at;
 use crate::grid::protocol::{self, NETWORK_STATE_STRIDE, device_agent_name};
@@ -536,12 +536,9 @@ impl Environment {
                     net_ex_storage -= self.latest[d].p_mw;
                 }
             }
-            let fold = |xs: &mut dyn Iterator<Item = f64>, f: fn(f64, f64) -> f64| {
-                xs.filter(|x| x.is_finite()).reduce(f)
-            };
-            let v_min = fold(&mut mg.buses.iter().map(|&b| r.v_pu[b]), f64::min);
-            let v_max = fold(&mut mg.buses.iter().map(|&b| r.v_pu[b]), f64::max);
-            let loading = fold(&mut mg.lines.iter().map(|&l| r.loading[l]), f64::max);
+            let v_min = finite_fold(mg.buses.iter().map(|&b| r.v_pu[b]), f64::min);
+            let v_max = finite_fold(mg.buses.iter().map(|&b| r.v_pu[b]), f64::max);
+            let loading = finite_fold(mg.lines.iter().map(|&l| r.loading[l]), f64::max);
             let p_import: f64 = mg.root_lines.iter().map(|&l| r.p_line_mw[l]).sum();
             if !r.converged {
                 self.stats.non_converged += 1;

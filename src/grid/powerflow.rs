@@ -229,24 +229,24 @@ impl FlowResult {
     /// The lowest bus voltage, per unit, ignoring `NaN`s; `None` if there is
     /// no finite voltage.
     pub fn v_min_pu(&self) -> Option<f64> {
-        finite_fold(&self.v_pu, f64::min)
+        finite_fold(self.v_pu.iter().copied(), f64::min)
     }
 
     /// The highest bus voltage, per unit, ignoring `NaN`s; `None` if there is
     /// no finite voltage.
     pub fn v_max_pu(&self) -> Option<f64> {
-        finite_fold(&self.v_pu, f64::max)
+        finite_fold(self.v_pu.iter().copied(), f64::max)
     }
 
     /// The highest line loading, ignoring `NaN`s; `None` if there is none.
     pub fn loading_max(&self) -> Option<f64> {
-        finite_fold(&self.loading, f64::max)
+        finite_fold(self.loading.iter().copied(), f64::max)
     }
 }
 
 /// Folds the finite values of `xs` with `f`; `None` if there are none.
-fn finite_fold(xs: &[f64], f: fn(f64, f64) -> f64) -> Option<f64> {
-    xs.iter().copied().filter(|v| v.is_finite()).reduce(f)
+pub(crate) fn finite_fold(xs: impl Iterator<Item = f64>, f: fn(f64, f64) -> f64) -> Option<f64> {
+    xs.filter(|v| v.is_finite()).reduce(f)
 }
 
 /// A power-flow model: turns net injections into voltages and loadings.
