@@ -33,7 +33,7 @@ mod topology;
 
 pub use crate::trace::FaultKind;
 pub use faults::{CrashState, FaultSpec};
-pub use latency::{EmpiricalSamples, Latency, SamplesError};
+pub use latency::{ADVERSARIAL_TAIL, Delays, EmpiricalSamples, Latency, SamplesError};
 pub use link::{DEFAULT_HEADER_BYTES, Link, LinkModel, LinkPatch, LinkSpec, Ordering, Transit};
 pub use loss::Loss;
 pub use select::Selector;
@@ -250,6 +250,7 @@ impl Network {
         agent_names: &[String],
         seed: u64,
         env: u64,
+        delays: Delays,
     ) -> Result<Network, Invalid> {
         let names: Vec<&str> = agent_names.iter().map(String::as_str).collect();
         let mut v = Validator::at_path(KeyPath::root().key("network"));
@@ -267,7 +268,7 @@ impl Network {
             .iter()
             .map(|l| {
                 let name = format!("{}->{}", t.names[l.from as usize], t.names[l.to as usize]);
-                Link::new(&l.model, seed, env, &name)
+                Link::with_delays(&l.model, seed, env, &name, delays)
             })
             .collect();
         let flat = |paths: &[Vec<u32>]| {
@@ -691,7 +692,7 @@ mod tests {
     #[test]
     fn the_star_numbers_uplinks_then_downlinks() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let net = Network::new(&NetworkSpec::default(), &names, 1, 0).unwrap();
+        let net = Network::new(&NetworkSpec::default(), &names, 1, 0, Delays::Sampled).unwrap();
         assert_eq!(net.links.len(), 4);
         assert_eq!((net.up_link(1, 0), net.up_link(1, 1)), (Some(1), None));
         assert_eq!((net.down_link(0, 0), net.link_end(2)), (Some(2), 0));
@@ -707,7 +708,7 @@ mod tests {
             ..NetworkSpec::default()
         };
         let names = vec!["a".to_string(), "b".to_string()];
-        let net = Network::new(&spec, &names, 1, 0).unwrap();
+        let net = Network::new(&spec, &names, 1, 0, Delays::Sampled).unwrap();
         assert_eq!(net.router_names(), ["r0", "r1"]);
         // b -> r1 -> broker, and back.
         let up: Vec<u32> = (0..).map_while(|h| net.up_link(1, h)).collect();
@@ -722,7 +723,7 @@ mod tests {
             ..spec
         };
         assert!(
-            Network::new(&bad, &names, 1, 0)
+            Network::new(&bad, &names, 1, 0, Delays::Sampled)
                 .unwrap_err()
                 .has("network.edge[0].b")
         );

@@ -62,6 +62,16 @@ pub struct SimulationSpec {
     /// interleavings ([`TieBreak`](crate::sim::TieBreak)).
     #[serde(default, skip_serializing_if = "is_fifo")]
     pub tie_break: crate::sim::TieBreak,
+    /// How links draw their delays: `sampled` (the default) from their
+    /// latency models, or `adversarial`: each delay the smallest or the
+    /// largest of its model's range, by a seeded coin, to provoke
+    /// reorderings ([`Delays`](crate::network::Delays)).
+    #[serde(default, skip_serializing_if = "is_sampled")]
+    pub delays: crate::network::Delays,
+}
+
+fn is_sampled(d: &crate::network::Delays) -> bool {
+    *d == crate::network::Delays::Sampled
 }
 
 fn is_fifo(t: &crate::sim::TieBreak) -> bool {
@@ -603,6 +613,7 @@ impl Scenario {
             .clocks(spec.clocks.clone())
             .keep_payloads(spec.simulation.trace_payloads)
             .tie_break(spec.simulation.tie_break)
+            .delays(spec.simulation.delays)
             .kind_names(protocol::kind_names());
         b = self.grid.add_agents(b);
         let prefix = env_prefix(env);

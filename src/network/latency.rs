@@ -16,6 +16,29 @@ use crate::tagged::tagged_enum;
 use crate::time::{ParseDurationError, SimDuration};
 use crate::validate::Validator;
 
+/// The probability mass [`Latency::bounds_ns`] leaves out of each tail of
+/// an unbounded model.
+pub const ADVERSARIAL_TAIL: f64 = 0.001;
+
+/// How links draw their delays: from their latency models (the default), or
+/// adversarially, to provoke reorderings (`[simulation] delays`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delays {
+    /// Each delay is drawn from the link's latency model.
+    #[default]
+    Sampled,
+    /// Exploration: each delay is either the smallest or the largest delay
+    /// of the link's model ([`Latency::bounds_ns`]), picked by a fair coin
+    /// from the link's own latency stream. Two messages sent close together
+    /// on an `unordered` link then overtake each other as often as the
+    /// model allows; on a `fifo` link the wait behind the message before
+    /// still applies. Loss, duplication, reordering, bandwidth and faults
+    /// are unchanged, and the run is as reproducible from its seed as a
+    /// sampled one.
+    Adversarial,
+}
+
 tagged_enum! {
     tag = "dist";
     /// A latency distribution: the delay a link adds to each message.
@@ -381,6 +404,86 @@ impl Latency {
         }
     }
 
+    /// The delay at probability `p` in [0, 1] of the model's real-valued
+    /// distribution function, in nanoseconds: the `x` with
+    /// `P(delay ≤ x) = p` (for `normal`, of the distribution truncated at
+    /// zero; for `empirical`, of the interpolated samples; for `uniform`,
+    /// of the continuous uniform from `min` to `max`). `NaN` for an
+    /// `empirical` latency not loaded.
+    pub fn quantile_ns(&self, p: f64) -> f64 {
+        let p = p.clamp(0.0, 1.0);
+        // The standard normal's inverse, by bisection on erfc (exact to
+        // the last bit, which closed-form approximations are not).
+        let probit = |p: f64| bisect(-40.0, 40.0, p, std_normal_cdf);
+        match self {
+            Latency::Constant { value } => value.0 as f64,
+            Latency::Uniform { min, max } => min.0 as f64 + p * (max.0 as f64 - min.0 as f64),
+            Latency::Normal { mean, std } => {
+                let (mu, sd) = (mean.0 as f64, std.0 as f64);
+                if sd == 0.0 {
+                    return mu;
+                }
+                // The mass below zero is cut: p of the kept mass lies
+                // below mu + sd·z where Φ(z) = Φ(−mu/sd) + p·(1 − Φ(−mu/sd)).
+                let cut = std_normal_cdf(-mu / sd);
+                (mu + sd * probit(cut + p * (1.0 - cut))).max(0.0)
+            }
+            Latency::Lognormal { median, sigma } => median.0 as f64 * libm::exp(sigma * probit(p)),
+            Latency::Exponential { mean, min } => min.0 as f64 - mean.0 as f64 * libm::log1p(-p),
+            Latency::Pareto { scale, shape } => scale.0 as f64 * libm::pow(1.0 - p, -1.0 / shape),
+            Latency::Gamma { shape, scale, min } => {
+                let k = *shape;
+                if !(k > 0.0 && k.is_finite()) {
+                    return f64::NAN;
+                }
+                let g = if k > 1e5 {
+                    // Wilson–Hilferty, as for the median.
+                    let c = 1.0 - 1.0 / (9.0 * k) + probit(p) * libm::sqrt(1.0 / (9.0 * k));
+                    k * c * c * c
+                } else {
+                    // P(k, hi) is within 1e-15 of 1 well before this.
+                    let hi = k + 40.0 * libm::sqrt(k) + 80.0;
+                    bisect(0.0, hi, p, |x| gamma_p(k, x))
+                };
+                min.0 as f64 + scale.0 as f64 * g
+            }
+            Latency::Weibull { shape, scale, min } => {
+                min.0 as f64 + scale.0 as f64 * libm::pow(-libm::log1p(-p), 1.0 / shape)
+            }
+            Latency::Empirical { data, .. } => data.as_ref().map_or(f64::NAN, |d| d.quantile_ns(p)),
+        }
+    }
+
+    /// The range adversarial delays are picked from
+    /// ([`Delays::Adversarial`]), in nanoseconds: the whole support for the
+    /// bounded models (`constant`, `uniform`, `empirical`: its smallest and
+    /// largest sample), and for the others the quantiles at
+    /// [`ADVERSARIAL_TAIL`] and `1 − ADVERSARIAL_TAIL` (an unbounded model
+    /// has no largest delay; these are the delays one message in a thousand
+    /// is below, or above).
+    pub fn bounds_ns(&self) -> (f64, f64) {
+        match self {
+            Latency::Constant { .. } | Latency::Uniform { .. } | Latency::Empirical { .. } => {
+                (self.quantile_ns(0.0), self.quantile_ns(1.0))
+            }
+            _ => (
+                self.quantile_ns(ADVERSARIAL_TAIL),
+                self.quantile_ns(1.0 - ADVERSARIAL_TAIL),
+            ),
+        }
+    }
+
+    /// The sampler of [`Delays::Adversarial`]: each draw is one end of
+    /// [`Latency::bounds_ns`] or the other, picked by a fair coin from the
+    /// link's latency stream.
+    pub(crate) fn compile_adversarial(&self) -> LatencySampler {
+        let (lo, hi) = self.bounds_ns();
+        LatencySampler::Extremes {
+            lo: SimDuration::from_nanos_f64(lo),
+            hi: SimDuration::from_nanos_f64(hi),
+        }
+    }
+
     /// The sampler. Reached only through a validated model (the builder
     /// validates before it builds links), so an `empirical` latency has its
     /// samples.
@@ -487,6 +590,11 @@ pub(crate) enum LatencySampler {
         min_ns: f64,
     },
     Empirical(EmpiricalSamples),
+    /// [`Delays::Adversarial`]: `lo` or `hi`, one coin flip per draw.
+    Extremes {
+        lo: SimDuration,
+        hi: SimDuration,
+    },
 }
 
 impl LatencySampler {
@@ -549,6 +657,13 @@ impl LatencySampler {
                 SimDuration::from_nanos_f64(min_ns + scale_ns * libm::pow(e, inv_shape))
             }
             LatencySampler::Empirical(ref samples) => samples.quantile(rng.uniform()),
+            LatencySampler::Extremes { lo, hi } => {
+                if rng.below(2) == 0 {
+                    lo
+                } else {
+                    hi
+                }
+            }
         }
     }
 }
@@ -1220,6 +1335,60 @@ mod tests {
             worst.0,
             worst.1
         );
+    }
+
+    #[test]
+    fn quantiles_invert_the_distribution_function() {
+        for (l, _) in models() {
+            if matches!(l, Latency::Constant { .. } | Latency::Uniform { .. }) {
+                continue; // steps: no inverse to check against
+            }
+            for p in [ADVERSARIAL_TAIL, 0.1, 0.5, 0.9, 1.0 - ADVERSARIAL_TAIL] {
+                let x = l.quantile_ns(p);
+                let back = cdf(&l, x);
+                assert!((back - p).abs() < 1e-9, "{l:?}: F(q({p})) = {back}");
+            }
+            let m = l.median_ns();
+            let q = l.quantile_ns(0.5);
+            assert!(
+                (q - m).abs() <= 1e-6 * m.max(1.0),
+                "{l:?}: {q} vs median {m}"
+            );
+        }
+        let u = Latency::Uniform {
+            min: ms(1),
+            max: ms(50),
+        };
+        assert_eq!(u.bounds_ns(), (1e6, 50e6));
+        let c = Latency::Constant { value: ms(3) };
+        assert_eq!(c.bounds_ns(), (3e6, 3e6));
+    }
+
+    #[test]
+    fn adversarial_draws_are_the_two_ends_half_and_half() {
+        let l = Latency::Lognormal {
+            median: ms(8),
+            sigma: 0.6,
+        };
+        let (lo, hi) = l.bounds_ns();
+        // median·exp(∓σ·3.0902): the 0.1% and 99.9% quantiles.
+        let z = 3.090_232_306_167_813;
+        assert!((lo - 8e6 * libm::exp(-0.6 * z)).abs() < 1.0, "{lo}");
+        assert!((hi - 8e6 * libm::exp(0.6 * z)).abs() < 1.0, "{hi}");
+        let s = l.compile_adversarial();
+        let mut rng = RngStream::new(1, 0, "t");
+        let (mut n_lo, mut n_hi) = (0u32, 0u32);
+        for _ in 0..10_000 {
+            let d = s.sample(&mut rng);
+            if d == SimDuration::from_nanos_f64(lo) {
+                n_lo += 1;
+            } else {
+                assert_eq!(d, SimDuration::from_nanos_f64(hi));
+                n_hi += 1;
+            }
+        }
+        // A fair coin: 5000 ± 4.5 standard deviations.
+        assert!(n_lo.abs_diff(5000) < 225 && n_lo + n_hi == 10_000, "{n_lo}");
     }
 
     fn models() -> Vec<(Latency, bool)> {

@@ -35,7 +35,7 @@ use crate::time::{SimDuration, SimTime};
 use crate::trace::Reason;
 use crate::validate::Validator;
 
-use super::latency::{Latency, LatencySampler};
+use super::latency::{Delays, Latency, LatencySampler};
 use super::loss::{Loss, LossState};
 
 /// Whether a link may reorder the messages it carries.
@@ -341,6 +341,11 @@ impl Link {
     /// for `seed` and environment `env`. The model must be valid
     /// ([`LinkModel::validate`]).
     pub fn new(model: &LinkModel, seed: u64, env: u64, name: &str) -> Link {
+        Link::with_delays(model, seed, env, name, Delays::Sampled)
+    }
+
+    /// [`Link::new`], drawing its delays as `delays` says.
+    pub fn with_delays(model: &LinkModel, seed: u64, env: u64, name: &str, delays: Delays) -> Link {
         let stream = |process: &str| RngStream::new(seed, env, &format!("link/{name}/{process}"));
         let extras = model.has_extras().then(|| {
             Box::new(Extras {
@@ -364,7 +369,10 @@ impl Link {
             })
         });
         Link {
-            sampler: model.latency.compile(),
+            sampler: match delays {
+                Delays::Sampled => model.latency.compile(),
+                Delays::Adversarial => model.latency.compile_adversarial(),
+            },
             loss: model.loss.compile(),
             fifo: model.ordering == Ordering::Fifo,
             latency_rng: stream("latency"),

@@ -7,7 +7,9 @@ use std::io::Write;
 
 use crate::broker::{Broker, BrokerConfig};
 use crate::message::{AgentId, KindNames};
-use crate::network::{FaultSpec, LinkModel, LinkSpec, Network, NetworkSpec, resolve_faults};
+use crate::network::{
+    Delays, FaultSpec, LinkModel, LinkSpec, Network, NetworkSpec, resolve_faults,
+};
 use crate::trace::{Header, MAX_PAYLOAD_LIMIT};
 use crate::validate::{Invalid, KeyPath, Validator, check_agent_name, check_unique};
 
@@ -59,6 +61,7 @@ pub struct SimBuilder {
     trace: TraceTarget,
     payload_limit: Option<u32>,
     tie_break: TieBreak,
+    delays: Delays,
     entity_metrics: bool,
 }
 
@@ -94,6 +97,7 @@ impl SimBuilder {
             trace: TraceTarget::Digest,
             payload_limit: None,
             tie_break: TieBreak::Fifo,
+            delays: Delays::Sampled,
             entity_metrics: false,
         }
     }
@@ -216,6 +220,14 @@ impl SimBuilder {
         self
     }
 
+    /// How links draw their delays ([`Delays`]): from their models (the
+    /// default) or adversarially, at the ends of each model's range, to
+    /// provoke reorderings.
+    pub fn delays(mut self, delays: Delays) -> Self {
+        self.delays = delays;
+        self
+    }
+
     /// How events scheduled for the same instant are ordered ([`TieBreak`]);
     /// FIFO by default.
     pub fn tie_break(mut self, tie_break: TieBreak) -> Self {
@@ -299,6 +311,7 @@ impl SimBuilder {
             mut trace,
             payload_limit,
             tie_break,
+            delays,
             entity_metrics,
         } = self;
         let tie_salt = (tie_break == TieBreak::Seeded)
@@ -312,7 +325,7 @@ impl SimBuilder {
             .enumerate()
             .map(|(i, n)| (n.clone(), AgentId(i as u32)))
             .collect();
-        let net = Network::new(&network, &names, seed, u64::from(env))?;
+        let net = Network::new(&network, &names, seed, u64::from(env), delays)?;
         let mut resolved = resolve_faults(
             &network,
             &faults,
