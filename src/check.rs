@@ -365,6 +365,12 @@ impl StepDeadline {
     /// A checker for the grid of a trace (its header's scenario and its
     /// footer's names), or why the trace has none.
     pub fn for_trace(header: &Header, footer: &Footer) -> Result<StepDeadline, String> {
+        StepDeadline::for_run(header, &footer.agents)
+    }
+
+    /// A checker for the grid of the run with `header` (its scenario) and
+    /// agents `agents` (names in id order), or why the run has none.
+    pub fn for_run(header: &Header, agents: &[String]) -> Result<StepDeadline, String> {
         let step = crate::trace::life::grid_step(header)
             .ok_or("the deadline property needs a grid scenario ([[microgrid]])")?;
         let doc: toml::Table = header.scenario.parse().map_err(|e| format!("{e}"))?;
@@ -375,8 +381,7 @@ impl StepDeadline {
                 .ok_or("the scenario's [grid] deadline is not a duration")?,
             None => step,
         };
-        let env = footer
-            .agents
+        let env = agents
             .iter()
             .position(|a| a == crate::grid::ENV_AGENT)
             .ok_or("the trace has no environment agent")? as u32;
@@ -390,7 +395,7 @@ impl StepDeadline {
             on_time: BTreeSet::new(),
             late: BTreeMap::new(),
             published: BTreeMap::new(),
-            agents: footer.agents.clone(),
+            agents: agents.to_vec(),
             end_ns: 0,
         })
     }
@@ -490,12 +495,23 @@ pub fn parse_property(
     header: &Header,
     footer: &Footer,
 ) -> Result<Box<dyn Checker>, String> {
+    property(name, header, &footer.agents)
+}
+
+/// A built-in property by name, for a run (in process or recorded) with
+/// `header` and agents `agents` (names in id order, as
+/// [`Simulation::agent_names`](crate::Simulation::agent_names) gives them).
+pub fn property(
+    name: &str,
+    header: &Header,
+    agents: &[String],
+) -> Result<Box<dyn Checker>, String> {
     Ok(match name {
         "fifo" => Box::new(Fifo::default()),
         "no_stale" => Box::new(NoStale::default()),
         "exactly_once" => Box::new(ExactlyOnce::default()),
-        "causal" => Box::new(Causal::new(footer.agents.len())?),
-        "deadline" => Box::new(StepDeadline::for_trace(header, footer)?),
+        "causal" => Box::new(Causal::new(agents.len())?),
+        "deadline" => Box::new(StepDeadline::for_run(header, agents)?),
         _ => match name.strip_prefix("max_age=") {
             Some(d) => Box::new(MaxAge {
                 limit: d
@@ -512,56 +528,82 @@ pub fn parse_property(
     })
 }
 
-/// Runs `checkers` over `records` (the whole stream, in order).
-pub fn check_records(records: &[Record], checkers: &mut [Box<dyn Checker>]) -> Vec<Report> {
-    let mut found: Vec<Found> = checkers.iter().map(|_| Found::default()).collect();
-    for (seq, r) in records.iter().enumerate() {
-        let e = Event {
-            seq: seq as u64,
-            record: *r,
-        };
-        for (c, f) in checkers.iter_mut().zip(&mut found) {
-            c.observe(&e, f);
+/// Checkers fed a stream piece by piece: the records of a run as they
+/// come (e.g. [`Simulation::take_records`](crate::Simulation::take_records)
+/// between two calls of a run's hook), then [`Checking::finish`].
+pub struct Checking {
+    checkers: Vec<Box<dyn Checker>>,
+    found: Vec<Found>,
+    seq: u64,
+}
+
+impl Checking {
+    /// Starts checking `checkers` from the first record of a stream.
+    pub fn new(checkers: Vec<Box<dyn Checker>>) -> Checking {
+        let found = checkers.iter().map(|_| Found::default()).collect();
+        Checking {
+            checkers,
+            found,
+            seq: 0,
         }
     }
-    reports(checkers, found)
+
+    /// Sees the next records of the stream.
+    pub fn observe(&mut self, records: &[Record]) {
+        for r in records {
+            let e = Event {
+                seq: self.seq,
+                record: *r,
+            };
+            for (c, f) in self.checkers.iter_mut().zip(&mut self.found) {
+                c.observe(&e, f);
+            }
+            self.seq += 1;
+        }
+    }
+
+    /// The stream ended: each checker's report, in the order given.
+    pub fn finish(self) -> Vec<Report> {
+        let Checking {
+            mut checkers,
+            found,
+            ..
+        } = self;
+        checkers
+            .iter_mut()
+            .zip(found)
+            .map(|(c, mut f)| {
+                c.finish(&mut f);
+                Report {
+                    property: c.name(),
+                    checked: f.checked,
+                    violations: f.kept,
+                    total: f.total,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Runs `checkers` over `records` (the whole stream, in order).
+pub fn check_records(records: &[Record], checkers: Vec<Box<dyn Checker>>) -> Vec<Report> {
+    let mut c = Checking::new(checkers);
+    c.observe(records);
+    c.finish()
 }
 
 /// Runs `checkers` over a trace file, streaming it once (the records are
 /// checked against the footer's digest as they are read).
 pub fn check_trace<R: Read + Seek>(
     reader: &mut TraceReader<R>,
-    checkers: &mut [Box<dyn Checker>],
+    checkers: Vec<Box<dyn Checker>>,
 ) -> Result<Vec<Report>, TraceError> {
-    let mut found: Vec<Found> = checkers.iter().map(|_| Found::default()).collect();
-    let mut seq = 0u64;
+    let mut c = Checking::new(checkers);
     reader.for_each_batch(|batch| {
-        for r in batch {
-            let e = Event { seq, record: *r };
-            for (c, f) in checkers.iter_mut().zip(&mut found) {
-                c.observe(&e, f);
-            }
-            seq += 1;
-        }
+        c.observe(batch);
         Ok(())
     })?;
-    Ok(reports(checkers, found))
-}
-
-fn reports(checkers: &mut [Box<dyn Checker>], found: Vec<Found>) -> Vec<Report> {
-    checkers
-        .iter_mut()
-        .zip(found)
-        .map(|(c, mut f)| {
-            c.finish(&mut f);
-            Report {
-                property: c.name(),
-                checked: f.checked,
-                violations: f.kept,
-                total: f.total,
-            }
-        })
-        .collect()
+    Ok(c.finish())
 }
 
 impl fmt::Display for Report {
@@ -601,7 +643,7 @@ mod tests {
     }
 
     fn run(records: &[Record], c: Box<dyn Checker>) -> Report {
-        check_records(records, &mut [c]).remove(0)
+        check_records(records, vec![c]).remove(0)
     }
 
     use EventKind::{Deliver, Publish};

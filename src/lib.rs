@@ -30,6 +30,7 @@ pub mod grid;
 pub mod scenario;
 pub mod replay;
 pub mod check;
+pub mod explore;
 pub mod rollout;
 pub mod report;
 

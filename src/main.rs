@@ -37,6 +37,8 @@ mod output;
 mod show;
 #[path = "main/verify.rs"]
 mod verify;
+#[path = "main/explore.rs"]
+mod explore;
 #[path = "main/viz.rs"]
 mod viz;
 
@@ -213,6 +215,62 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Search seeds and exploration modes (seeded order of simultaneous
+    /// events, adversarial delays) for a run that breaks an ordering
+    /// property; shrink the first one found to a small scenario, write it
+    /// with its trace, and print the command that replays it. Prints what
+    /// the runs exercised per channel (reorderings, repeated deliveries,
+    /// drops, retransmissions, partition drops). Exit 1 if a property was
+    /// broken, 0 if none was.
+    Explore {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// A property, as `busbar verify` names them (repeatable).
+        #[arg(long = "property", value_name = "NAME", required = true)]
+        properties: Vec<String>,
+        /// How many runs; run i gets seed BASE+i.
+        #[arg(long, default_value_t = 100)]
+        runs: u64,
+        /// Base seed (default: the scenario's `simulation.seed`).
+        #[arg(long, allow_negative_numbers = true, value_parser = parse_seed)]
+        seed: Option<u64>,
+        /// Order of simultaneous events: `seeded` (a permutation per seed)
+        /// or `fifo` (scheduling order).
+        #[arg(long, value_enum, default_value_t = TiesArg::Seeded)]
+        ties: TiesArg,
+        /// Link delays: `sampled` from the models, `adversarial` (each at
+        /// an end of its model's range), or `both` (runs alternate).
+        #[arg(long, value_enum, default_value_t = DelaysArg::Both)]
+        delays: DelaysArg,
+        /// Worker threads (default: one per core). Results do not depend on it.
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Directory for the reproducer (scenario and trace).
+        #[arg(long, default_value = "explore-out")]
+        out: PathBuf,
+        /// Most candidate runs the shrink may use.
+        #[arg(long, default_value_t = busbar::explore::DEFAULT_SHRINK_BUDGET)]
+        shrink_budget: u32,
+        /// Seeds a shrink candidate is tried with before it is given up.
+        #[arg(long, default_value_t = busbar::explore::DEFAULT_SHRINK_SEEDS)]
+        shrink_seeds: u32,
+        /// Override a scenario value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+        sets: Vec<Override>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TiesArg {
+    Fifo,
+    Seeded,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DelaysArg {
+    Sampled,
+    Adversarial,
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -364,6 +422,50 @@ fn main() -> ExitCode {
             batch_cmd(b, out.as_deref(), traces)
         }
         Command::Merge { inputs, output } => merge_cmd(&inputs, output.as_deref()),
+        Command::Explore {
+            scenario,
+            properties,
+            runs,
+            seed,
+            ties,
+            delays,
+            threads,
+            out,
+            shrink_budget,
+            shrink_seeds,
+            sets,
+        } => {
+            let tie_break = match ties {
+                TiesArg::Fifo => busbar::sim::TieBreak::Fifo,
+                TiesArg::Seeded => busbar::sim::TieBreak::Seeded,
+            };
+            use busbar::network::Delays;
+            let delays = match delays {
+                DelaysArg::Sampled => vec![Delays::Sampled],
+                DelaysArg::Adversarial => vec![Delays::Adversarial],
+                DelaysArg::Both => vec![Delays::Sampled, Delays::Adversarial],
+            };
+            let modes = delays
+                .into_iter()
+                .map(|delays| busbar::explore::Mode { tie_break, delays })
+                .collect();
+            load(&scenario, &sets).and_then(|s| {
+                explore::explore_cmd(
+                    &scenario,
+                    s,
+                    explore::Args {
+                        properties,
+                        runs,
+                        seed,
+                        modes,
+                        threads,
+                        out,
+                        shrink_budget,
+                        shrink_seeds,
+                    },
+                )
+            })
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -1011,17 +1113,21 @@ impl CsvOut {
     }
 }
 
-fn batch_cmd(batch: Batch, out: Option<&Path>, traces: Option<PathBuf>) -> Result<u8, Failure> {
+/// A flag Ctrl-C sets (to stop long work between pieces); a second Ctrl-C
+/// while stopping kills the process as usual.
+fn stop_on_ctrl_c() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while stopping kills the process as usual.
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+    });
+    stop
+}
+
+fn batch_cmd(batch: Batch, out: Option<&Path>, traces: Option<PathBuf>) -> Result<u8, Failure> {
+    let stop = stop_on_ctrl_c();
     let mut batch = batch.stop_flag(stop.clone());
     if let Some(dir) = traces {
         std::fs::create_dir_all(&dir).map_err(|e| bad_input(format!("{}: {e}", dir.display())))?;

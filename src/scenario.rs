@@ -505,6 +505,11 @@ impl Scenario {
         &self.source
     }
 
+    /// The directory relative paths inside the scenario are resolved from.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     /// The scenario's name.
     pub fn name(&self) -> &str {
         &self.spec.simulation.name

@@ -49,8 +49,8 @@ fn records(s: &Scenario, seed: u64) -> Vec<busbar::Record> {
 }
 
 fn reorderings(recs: &[busbar::Record]) -> u64 {
-    let mut c: Vec<Box<dyn Checker>> = vec![Box::new(Fifo::default())];
-    check_records(recs, &mut c).remove(0).total
+    let c: Vec<Box<dyn Checker>> = vec![Box::new(Fifo::default())];
+    check_records(recs, c).remove(0).total
 }
 
 #[test]

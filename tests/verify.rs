@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use busbar::Scenario;
-use busbar::check::{Checker, Report, check_records, parse_property};
+use busbar::check::{Checker, Report, check_records, property};
 use tempfile::TempDir;
 
 /// A sensor publishing every 5 ms to a collector, over links of
@@ -49,22 +49,11 @@ fn check(text: &str, properties: &[&str]) -> Vec<Report> {
     s.run_sim(&mut sim).unwrap();
     let records = sim.records();
     let header = s.header(s.seed(), 0);
-    let footer = busbar::trace::Footer {
-        agents: sim.agent_names(),
-        channels: sim.channel_names().to_vec(),
-        kinds: vec![],
-        records: records.len() as u64,
-        records_digest: sim.payload_digest(),
-        payload_digest: sim.payload_digest(),
-        stopped: None,
-        routers: vec![],
-        deadlines: vec![],
-    };
-    let mut checkers: Vec<Box<dyn Checker>> = properties
+    let checkers: Vec<Box<dyn Checker>> = properties
         .iter()
-        .map(|p| parse_property(p, &header, &footer).unwrap())
+        .map(|p| property(p, &header, &sim.agent_names()).unwrap())
         .collect();
-    check_records(&records, &mut checkers)
+    check_records(&records, checkers)
 }
 
 #[test]

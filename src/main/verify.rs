@@ -18,13 +18,13 @@ const SHOWN: usize = 5;
 pub fn verify_cmd(path: &Path, properties: &[String], json: bool) -> Result<u8, Failure> {
     let mut r = open_trace(path)?;
     let (header, footer) = (r.header().clone(), r.footer().clone());
-    let mut checkers = properties
+    let checkers = properties
         .iter()
         .map(|p| parse_property(p, &header, &footer))
         .collect::<Result<Vec<_>, String>>()
         .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    let reports = check_trace(&mut r, &mut checkers)
-        .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    let reports =
+        check_trace(&mut r, checkers).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
     let names = Names {
         agents: &footer.agents,
         channels: &footer.channels,

@@ -1,0 +1,1006 @@
+//! Exploration: search runs of a scenario for one that breaks an ordering
+//! property ([`crate::check`]), shrink it to a small scenario that still
+//! breaks it, and count what the runs exercised (`busbar explore`).
+//!
+//! **The search.** Run `i` (from 0) of an [`Explorer`] uses seed
+//! `base + i` and exploration mode `modes[i % modes.len()]`: a [`Mode`] is
+//! a tie-break order ([`TieBreak`]: equal-time events in scheduling order,
+//! or in a seeded permutation) and a way of drawing link delays
+//! ([`Delays`]: from the models, or adversarially at the ends of each
+//! model's range). The mode is written into the scenario
+//! (`[simulation] tie_break`, `delays`), so a run's trace header records
+//! it and `busbar replay` reproduces the run. Every run is checked against
+//! every property, streaming its records (memory does not grow with the
+//! run's length). Runs go in parallel on a rayon pool, in chunks of
+//! [`CHUNK`] runs; the result — which runs broke what, the first one, the
+//! coverage — is the same for any number of threads.
+//!
+//! **Shrinking.** The first run that breaks a property (the lowest index)
+//! is shrunk for the first property it breaks: greedily, a candidate
+//! scenario is kept when the same seed and mode still break that property,
+//! until no candidate does or the budget of candidate runs is spent. A
+//! candidate is run with the current seed, then (if the property holds)
+//! with the next seeds, up to [`DEFAULT_SHRINK_SEEDS`] in all
+//! ([`Explorer::shrink_seeds`]): removing an agent changes the draws of
+//! the links it shared, so the same disorder may need another seed. The
+//! candidates, tried in this order, each make the scenario smaller:
+//! 1. remove one element of an array of tables (a `[[microgrid]]`, a
+//!    `[[microgrid.device]]`, an `[[agent]]`, a `[[fault]]`, a `[[clock]]`,
+//!    a `[[network.link]]`, ...), shallowest arrays first: fewer agents,
+//!    fewer faults;
+//! 2. end the run right after the violation (the `simulation.duration` cut
+//!    to the time of its last event, rounded up to a millisecond);
+//! 3. halve `simulation.duration`: fewer messages;
+//! 4. halve, or decrease by one, each `count`: fewer agents or messages;
+//! 5. in `[network]`: set each probability (`loss`, `duplicate`,
+//!    `reorder`, `corrupt`, ...: a number in (0, 1]) to 0, and halve each
+//!    duration (latency parameters): fewer faults, smaller delays.
+//!
+//! A candidate that does not validate is skipped. Each kept candidate
+//! removes something or makes a number smaller, so shrinking ends. The
+//! candidates of a round are run in parallel and the first in this order
+//! that still breaks the property is kept, so the result does not depend on
+//! the number of threads either.
+//!
+//! **Coverage** ([`Coverage`]): per channel, what the runs actually saw —
+//! publishes, deliveries, reorderings, repeated deliveries, drops,
+//! retransmissions, copies cut by partitions or links down — so that "no
+//! violation" can be judged: a FIFO property that held over runs that
+//! never reordered anything has not been tested.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+
+use rayon::prelude::*;
+
+use crate::check::{Checking, Report, property};
+use crate::network::Delays;
+use crate::scenario::{Scenario, ScenarioError};
+use crate::sim::TieBreak;
+use crate::time::SimDuration;
+use crate::trace::{EventKind, NONE, Reason, Record};
+
+/// Runs per chunk: the runs of a chunk go in parallel, and results are
+/// folded chunk by chunk in run order.
+pub const CHUNK: u64 = 64;
+
+/// Candidate runs a shrink may use, unless told otherwise.
+pub const DEFAULT_SHRINK_BUDGET: u32 = 500;
+
+/// Seeds a shrink candidate is tried with, unless told otherwise.
+pub const DEFAULT_SHRINK_SEEDS: u32 = 8;
+
+/// How a run explores: the order of equal-time events and how link delays
+/// are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mode {
+    /// The order of events scheduled for the same instant.
+    pub tie_break: TieBreak,
+    /// How link delays are drawn.
+    pub delays: Delays,
+}
+
+impl Mode {
+    /// The mode as the scenario keys say it: `tie_break = "seeded", delays
+    /// = "adversarial"`.
+    pub fn describe(&self) -> String {
+        format!(
+            "tie_break = \"{}\", delays = \"{}\"",
+            tie_name(self.tie_break),
+            delays_name(self.delays)
+        )
+    }
+
+    /// Writes the mode into a scenario document's `[simulation]` table.
+    fn apply(&self, doc: &mut toml::Table) {
+        let sim = doc
+            .entry("simulation")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = sim {
+            t.insert(
+                "tie_break".into(),
+                toml::Value::String(tie_name(self.tie_break).into()),
+            );
+            t.insert(
+                "delays".into(),
+                toml::Value::String(delays_name(self.delays).into()),
+            );
+        }
+    }
+}
+
+fn tie_name(t: TieBreak) -> &'static str {
+    match t {
+        TieBreak::Fifo => "fifo",
+        TieBreak::Seeded => "seeded",
+    }
+}
+
+fn delays_name(d: Delays) -> &'static str {
+    match d {
+        Delays::Sampled => "sampled",
+        Delays::Adversarial => "adversarial",
+    }
+}
+
+/// What one channel saw, summed over runs. Every count is of trace
+/// records on the channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelCoverage {
+    /// Messages published.
+    pub published: u64,
+    /// Copies delivered to a handler.
+    pub delivered: u64,
+    /// Deliveries of a message published before another one already
+    /// delivered to the same recipient, from the same sender, on the
+    /// channel: the FIFO inversions.
+    pub reordered: u64,
+    /// Deliveries of a (message, recipient) already delivered: the handler
+    /// saw it again (a link duplicate, or a retransmission whose first copy
+    /// arrived).
+    pub duplicated: u64,
+    /// Copies dropped, for any reason.
+    pub dropped: u64,
+    /// Retransmissions of unacknowledged messages (QoS 1 and 2).
+    pub retransmitted: u64,
+    /// Drops because of a partition or a link down.
+    pub partitioned: u64,
+}
+
+impl ChannelCoverage {
+    fn add(&mut self, o: &ChannelCoverage) {
+        self.published += o.published;
+        self.delivered += o.delivered;
+        self.reordered += o.reordered;
+        self.duplicated += o.duplicated;
+        self.dropped += o.dropped;
+        self.retransmitted += o.retransmitted;
+        self.partitioned += o.partitioned;
+    }
+
+    /// The counts as (name, value), in the order of the fields.
+    pub fn fields(&self) -> [(&'static str, u64); 7] {
+        [
+            ("published", self.published),
+            ("delivered", self.delivered),
+            ("reordered", self.reordered),
+            ("duplicated", self.duplicated),
+            ("dropped", self.dropped),
+            ("retransmitted", self.retransmitted),
+            ("partitioned", self.partitioned),
+        ]
+    }
+}
+
+/// What a set of runs exercised: per channel (by name; records without a
+/// channel under `-`), and how many runs saw at least one of each kind of
+/// disorder.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// Per channel name, in name order.
+    pub channels: BTreeMap<String, ChannelCoverage>,
+    /// Runs counted.
+    pub runs: u64,
+    /// Runs with at least one reordering, duplicate delivery, drop,
+    /// retransmission, partition drop (in the order of those fields).
+    pub runs_with: [u64; 5],
+}
+
+impl Coverage {
+    /// All channels together.
+    pub fn total(&self) -> ChannelCoverage {
+        let mut t = ChannelCoverage::default();
+        for c in self.channels.values() {
+            t.add(c);
+        }
+        t
+    }
+
+    /// Adds another set of runs.
+    pub fn merge(&mut self, o: &Coverage) {
+        for (name, c) in &o.channels {
+            self.channels.entry(name.clone()).or_default().add(c);
+        }
+        self.runs += o.runs;
+        for (a, b) in self.runs_with.iter_mut().zip(o.runs_with) {
+            *a += b;
+        }
+    }
+}
+
+/// Counts one run's coverage as its records stream by.
+#[derive(Default)]
+struct Counter {
+    by_channel: BTreeMap<u32, ChannelCoverage>,
+    /// Newest message id delivered per (sender, recipient, channel).
+    newest: BTreeMap<(u32, u32, u32), u64>,
+    /// (message, recipient) delivered.
+    seen: std::collections::BTreeSet<(u64, u32)>,
+}
+
+impl Counter {
+    fn observe(&mut self, records: &[Record]) {
+        for r in records {
+            let c = self.by_channel.entry(r.channel).or_default();
+            match r.event {
+                EventKind::Publish => c.published += 1,
+                EventKind::Deliver if r.detail & 0xff00 == 0 => {
+                    c.delivered += 1;
+                    if !self.seen.insert((r.msg, r.node)) {
+                        c.duplicated += 1;
+                    }
+                    let newest = self
+                        .newest
+                        .entry((r.sender, r.node, r.channel))
+                        .or_insert(r.msg);
+                    if r.msg < *newest {
+                        c.reordered += 1;
+                    }
+                    *newest = (*newest).max(r.msg);
+                }
+                EventKind::Drop => {
+                    c.dropped += 1;
+                    if r.detail == Reason::Partition as u16 || r.detail == Reason::LinkDown as u16 {
+                        c.partitioned += 1;
+                    }
+                }
+                EventKind::Retransmit => c.retransmitted += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(self, channel_names: &[String]) -> Coverage {
+        let mut cov = Coverage {
+            runs: 1,
+            ..Coverage::default()
+        };
+        for (id, c) in self.by_channel {
+            if c == ChannelCoverage::default() {
+                continue;
+            }
+            let name = if id == NONE {
+                "-".to_string()
+            } else {
+                channel_names
+                    .get(id as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{id}"))
+            };
+            cov.channels.entry(name).or_default().add(&c);
+        }
+        let t = cov.total();
+        let saw = [
+            t.reordered,
+            t.duplicated,
+            t.dropped,
+            t.retransmitted,
+            t.partitioned,
+        ];
+        for (n, s) in cov.runs_with.iter_mut().zip(saw) {
+            *n = u64::from(s > 0);
+        }
+        cov
+    }
+}
+
+/// One run checked: its reports (one per property, in the order given)
+/// and its coverage.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    /// The seed.
+    pub seed: u64,
+    /// One report per property.
+    pub reports: Vec<Report>,
+    /// What the run exercised.
+    pub coverage: Coverage,
+    /// When the run ended (ns of virtual time).
+    pub end_ns: u64,
+}
+
+impl Checked {
+    /// The first property broken (its index in the order given).
+    pub fn first_broken(&self) -> Option<usize> {
+        self.reports.iter().position(|r| !r.holds())
+    }
+}
+
+/// Runs `scenario` with `seed` (environment 0), checking `properties`
+/// (names as [`crate::check::property`] reads them) over its records as
+/// they come. An error names the seed: a property that does not apply, or
+/// a limit that stopped the run.
+pub fn check_run(scenario: &Scenario, seed: u64, properties: &[String]) -> Result<Checked, String> {
+    let mut sim = scenario
+        .builder(seed, 0)
+        .trace_in_memory()
+        .build()
+        .map_err(|e| format!("seed {seed}: cannot build the simulation: {e}"))?;
+    let header = scenario.header(seed, 0);
+    let agents = sim.agent_names();
+    let checkers = properties
+        .iter()
+        .map(|p| property(p, &header, &agents))
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut checking = Checking::new(checkers);
+    let mut counter = Counter::default();
+    let ran = scenario.run_to_end(&mut sim, |sim| {
+        let recs = sim.take_records();
+        checking.observe(&recs);
+        counter.observe(&recs);
+        std::ops::ControlFlow::Continue(())
+    });
+    let finished = sim.finish();
+    ran.map_err(|e| format!("seed {seed}: {e}"))?;
+    finished.map_err(|e| format!("seed {seed}: {e}"))?;
+    let recs = sim.take_records();
+    checking.observe(&recs);
+    counter.observe(&recs);
+    Ok(Checked {
+        seed,
+        reports: checking.finish(),
+        coverage: counter.finish(sim.channel_names()),
+        end_ns: sim.now().as_nanos(),
+    })
+}
+
+/// Why an exploration could not be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExploreError {
+    /// The scenario with an exploration mode written in did not load.
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    /// A run failed: a property that does not apply to the scenario, or a
+    /// limit (the message names the seed).
+    #[error("run {index}: {message}")]
+    Run {
+        /// The run's index.
+        index: u64,
+        /// What went wrong.
+        message: String,
+    },
+    /// Nothing to do, or a thread pool that could not start.
+    #[error("{0}")]
+    Setup(String),
+    /// Stopped by the stop flag (Ctrl-C).
+    #[error("stopped after {0} runs")]
+    Stopped(u64),
+}
+
+/// A search for runs that break ordering properties (see the module docs).
+pub struct Explorer {
+    scenario: Scenario,
+    properties: Vec<String>,
+    runs: u64,
+    seed: u64,
+    modes: Vec<Mode>,
+    threads: usize,
+    shrink_budget: u32,
+    shrink_seeds: u32,
+    stop: Option<std::sync::Arc<AtomicBool>>,
+}
+
+/// The first run that broke a property.
+#[derive(Clone, Debug)]
+pub struct Counterexample {
+    /// The run's index.
+    pub index: u64,
+    /// Its seed.
+    pub seed: u64,
+    /// Its mode.
+    pub mode: Mode,
+    /// The property shrunk for (the first one the run broke).
+    pub property: String,
+    /// The run's check.
+    pub checked: Checked,
+}
+
+/// What an exploration found.
+#[derive(Clone, Debug)]
+pub struct Exploration {
+    /// Runs made.
+    pub runs: u64,
+    /// Per property (in the order given): (name, runs that broke it).
+    pub broken: Vec<(String, u64)>,
+    /// The lowest-index run that broke a property.
+    pub first: Option<Counterexample>,
+    /// What the runs exercised.
+    pub coverage: Coverage,
+}
+
+impl Explorer {
+    /// `runs` runs of `scenario` checking `properties`, from the scenario's
+    /// seed, in two modes (seeded tie-break with sampled delays, then with
+    /// adversarial delays), on one thread per core.
+    pub fn new(scenario: Scenario, properties: &[String], runs: u64) -> Explorer {
+        let seed = scenario.seed();
+        Explorer {
+            scenario,
+            properties: properties.to_vec(),
+            runs,
+            seed,
+            modes: vec![
+                Mode {
+                    tie_break: TieBreak::Seeded,
+                    delays: Delays::Sampled,
+                },
+                Mode {
+                    tie_break: TieBreak::Seeded,
+                    delays: Delays::Adversarial,
+                },
+            ],
+            threads: 0,
+            shrink_budget: DEFAULT_SHRINK_BUDGET,
+            shrink_seeds: DEFAULT_SHRINK_SEEDS,
+            stop: None,
+        }
+    }
+
+    /// Run `i` gets seed `base + i` (wrapping).
+    pub fn seed(mut self, base: u64) -> Explorer {
+        self.seed = base;
+        self
+    }
+
+    /// The modes run `i` cycles through (`modes[i % len]`).
+    pub fn modes(mut self, modes: Vec<Mode>) -> Explorer {
+        self.modes = modes;
+        self
+    }
+
+    /// Worker threads (0: one per core). Results do not depend on it.
+    pub fn threads(mut self, n: usize) -> Explorer {
+        self.threads = n;
+        self
+    }
+
+    /// Candidate runs a shrink may use.
+    pub fn shrink_budget(mut self, n: u32) -> Explorer {
+        self.shrink_budget = n;
+        self
+    }
+
+    /// How many seeds a shrink candidate is tried with (the current one,
+    /// then the next ones) before it is given up.
+    pub fn shrink_seeds(mut self, n: u32) -> Explorer {
+        self.shrink_seeds = n;
+        self
+    }
+
+    /// A flag that stops the search between chunks when set.
+    pub fn stop_flag(mut self, stop: std::sync::Arc<AtomicBool>) -> Explorer {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// The scenario explored.
+    pub fn scenario(&self) -> &Scenario {
+        &self.scenario
+    }
+
+    /// The seed and mode of run `i`.
+    pub fn run_of(&self, i: u64) -> (u64, Mode) {
+        (
+            self.seed.wrapping_add(i),
+            self.modes[(i % self.modes.len() as u64) as usize],
+        )
+    }
+
+    fn pool(&self) -> Result<rayon::ThreadPool, ExploreError> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .build()
+            .map_err(|e| ExploreError::Setup(format!("cannot start threads: {e}")))
+    }
+
+    /// Makes every run; `progress` is called with the number of runs done
+    /// so far, after each chunk.
+    pub fn explore(&self, progress: impl Fn(u64)) -> Result<Exploration, ExploreError> {
+        if self.properties.is_empty() || self.modes.is_empty() || self.runs == 0 {
+            return Err(ExploreError::Setup(
+                "give at least one property, one mode and one run".into(),
+            ));
+        }
+        let scenarios = self
+            .modes
+            .iter()
+            .map(|m| with_mode(&self.scenario, *m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pool = self.pool()?;
+        let mut out = Exploration {
+            runs: 0,
+            broken: self.properties.iter().map(|p| (p.clone(), 0)).collect(),
+            first: None,
+            coverage: Coverage::default(),
+        };
+        let mut start = 0;
+        while start < self.runs {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(AtomicOrdering::SeqCst))
+            {
+                return Err(ExploreError::Stopped(start));
+            }
+            let end = (start + CHUNK).min(self.runs);
+            let results: Vec<Result<Checked, String>> = pool.install(|| {
+                (start..end)
+                    .into_par_iter()
+                    .map(|i| {
+                        let (seed, _) = self.run_of(i);
+                        let s = &scenarios[(i % scenarios.len() as u64) as usize];
+                        check_run(s, seed, &self.properties)
+                    })
+                    .collect()
+            });
+            for (i, r) in (start..end).zip(results) {
+                let checked = r.map_err(|message| ExploreError::Run { index: i, message })?;
+                out.coverage.merge(&checked.coverage);
+                for (b, rep) in out.broken.iter_mut().zip(&checked.reports) {
+                    b.1 += u64::from(!rep.holds());
+                }
+                if out.first.is_none()
+                    && let Some(p) = checked.first_broken()
+                {
+                    let (seed, mode) = self.run_of(i);
+                    out.first = Some(Counterexample {
+                        index: i,
+                        seed,
+                        mode,
+                        property: self.properties[p].clone(),
+                        checked: checked.clone(),
+                    });
+                }
+                out.runs += 1;
+            }
+            progress(end);
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Shrinks a counterexample (see the module docs); `progress` is called
+    /// with the candidate runs used so far after each round.
+    pub fn shrink(
+        &self,
+        cx: &Counterexample,
+        progress: impl Fn(u32),
+    ) -> Result<Shrunk, ExploreError> {
+        let pool = self.pool()?;
+        let mut doc = scenario_doc(&self.scenario)?;
+        cx.mode.apply(&mut doc);
+        let base = self.scenario.base_dir().to_path_buf();
+        let source = self.scenario.source().to_string();
+        let props = [cx.property.clone()];
+        let mut best = cx.checked.clone();
+        let mut tried = 0u32;
+        let mut steps = 0u32;
+        let seeds = u64::from(self.shrink_seeds.max(1));
+        loop {
+            let cut = violation_end(&best.reports[best.first_broken().unwrap_or(0)]);
+            // Each candidate with the current seed first, then the next
+            // ones: removing an agent changes the draws of the links it
+            // shared, so the same disorder may need another seed.
+            let pairs: Vec<(toml::Table, u64)> = candidates(&doc, cut)
+                .into_iter()
+                .flat_map(|c| (0..seeds).map(move |k| (c.clone(), k)))
+                .map(|(c, k)| (c, best.seed.wrapping_add(k)))
+                .collect();
+            if pairs.is_empty() || tried >= self.shrink_budget {
+                break;
+            }
+            let room = (self.shrink_budget - tried) as usize;
+            let pairs = &pairs[..pairs.len().min(room)];
+            let found = pool.install(|| {
+                pairs
+                    .par_iter()
+                    .enumerate()
+                    .find_map_first(|(at, (c, seed))| {
+                        let text = toml::to_string(c).ok()?;
+                        let s = Scenario::parse(&text, &source, &base).ok()?;
+                        let checked = check_run(&s, *seed, &props).ok()?;
+                        (!checked.reports[0].holds()).then_some((at, checked))
+                    })
+            });
+            // How many ran depends on the threads; the budget counts the
+            // candidates up to the one kept (or all of them), which does
+            // not.
+            match found {
+                Some((at, checked)) => {
+                    tried += at as u32 + 1;
+                    doc = pairs[at].0.clone();
+                    best = checked;
+                    steps += 1;
+                }
+                None => {
+                    tried += pairs.len() as u32;
+                    break;
+                }
+            }
+            progress(tried);
+        }
+        let seed = best.seed;
+        // TOML integers are signed: a larger seed lives in the trace only.
+        if let (Ok(s), Some(t)) = (
+            i64::try_from(seed),
+            doc.get_mut("simulation")
+                .and_then(toml::Value::as_table_mut),
+        ) {
+            t.insert("seed".into(), toml::Value::Integer(s));
+        }
+        absolute_paths(&mut doc, &base);
+        Ok(Shrunk {
+            doc,
+            seed,
+            steps,
+            tried,
+            checked: best,
+        })
+    }
+}
+
+/// A shrunk counterexample.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// The scenario, as a TOML document: the mode and the seed written in
+    /// (`[simulation] tie_break`, `delays`, `seed`), relative file paths
+    /// made absolute.
+    pub doc: toml::Table,
+    /// The seed that breaks the property.
+    pub seed: u64,
+    /// Candidates kept.
+    pub steps: u32,
+    /// Candidate runs counted against the budget.
+    pub tried: u32,
+    /// The shrunk run's check (one report: the property shrunk for).
+    pub checked: Checked,
+}
+
+impl Shrunk {
+    /// The scenario as TOML text, `[simulation]` first.
+    pub fn text(&self) -> String {
+        render(&self.doc)
+    }
+}
+
+/// `scenario` with `mode` written into it.
+pub fn with_mode(scenario: &Scenario, mode: Mode) -> Result<Scenario, ScenarioError> {
+    let mut doc = scenario_doc(scenario)?;
+    mode.apply(&mut doc);
+    let text = toml::to_string(&doc).map_err(|e| ScenarioError::Io {
+        file: scenario.source().to_string(),
+        message: format!("cannot render the scenario as TOML: {e}"),
+    })?;
+    Scenario::parse(&text, scenario.source(), scenario.base_dir())
+}
+
+/// A scenario document as TOML, `[simulation]` first (the rest in key
+/// order).
+pub fn render(doc: &toml::Table) -> String {
+    let mut rest = doc.clone();
+    let mut first = toml::Table::new();
+    if let Some(sim) = rest.remove("simulation") {
+        first.insert("simulation".into(), sim);
+    }
+    let a = toml::to_string(&first).unwrap_or_default();
+    let b = toml::to_string(&rest).unwrap_or_default();
+    if a.is_empty() || b.is_empty() {
+        format!("{a}{b}")
+    } else {
+        format!("{a}\n{b}")
+    }
+}
+
+fn scenario_doc(scenario: &Scenario) -> Result<toml::Table, ScenarioError> {
+    scenario
+        .text()
+        .parse::<toml::Table>()
+        .map_err(|e| ScenarioError::Io {
+            file: scenario.source().to_string(),
+            message: format!("cannot read the scenario as TOML: {e}"),
+        })
+}
+
+/// The time of the last event of the first violation kept.
+fn violation_end(r: &Report) -> Option<u64> {
+    r.violations
+        .first()
+        .and_then(|v| v.events.iter().map(|e| e.record.time_ns).max())
+}
+
+/// One step of a path into a TOML document.
+#[derive(Clone, Debug)]
+enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+fn at_mut<'a>(v: &'a mut toml::Value, path: &[Seg]) -> Option<&'a mut toml::Value> {
+    let mut v = v;
+    for s in path {
+        v = match s {
+            Seg::Key(k) => v.as_table_mut()?.get_mut(k)?,
+            Seg::Index(i) => v.as_array_mut()?.get_mut(*i)?,
+        };
+    }
+    Some(v)
+}
+
+/// `doc` with the value at `path` changed by `f` (`None` if `f` declines).
+fn edited(
+    doc: &toml::Table,
+    path: &[Seg],
+    f: impl FnOnce(&mut toml::Value) -> bool,
+) -> Option<toml::Table> {
+    let mut root = toml::Value::Table(doc.clone());
+    let v = at_mut(&mut root, path)?;
+    if !f(v) {
+        return None;
+    }
+    match root {
+        toml::Value::Table(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// `doc` without element `i` of the array at `path` (and without the
+/// array once it is empty).
+fn removed(doc: &toml::Table, path: &[Seg], i: usize) -> Option<toml::Table> {
+    let mut t = edited(doc, path, |v| match v.as_array_mut() {
+        Some(a) if i < a.len() => {
+            a.remove(i);
+            true
+        }
+        _ => false,
+    })?;
+    let (Some((Seg::Key(k), parent)), true) = (path.split_last(), emptied(&t, path)) else {
+        return Some(t);
+    };
+    let mut root = toml::Value::Table(t);
+    if let Some(p) = at_mut(&mut root, parent).and_then(toml::Value::as_table_mut) {
+        p.remove(k);
+    }
+    t = match root {
+        toml::Value::Table(t) => t,
+        _ => return None,
+    };
+    Some(t)
+}
+
+fn emptied(doc: &toml::Table, path: &[Seg]) -> bool {
+    let mut root = toml::Value::Table(doc.clone());
+    at_mut(&mut root, path)
+        .and_then(|v| v.as_array().map(Vec::is_empty))
+        .unwrap_or(false)
+}
+
+/// Every value of the document with its path, depth first in key order.
+fn walk(v: &toml::Value, path: &mut Vec<Seg>, out: &mut Vec<(Vec<Seg>, toml::Value)>) {
+    out.push((path.clone(), v.clone()));
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                path.push(Seg::Key(k.clone()));
+                walk(x, path, out);
+                path.pop();
+            }
+        }
+        toml::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                path.push(Seg::Index(i));
+                walk(x, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn key_of(path: &[Seg]) -> Option<&str> {
+    match path.last() {
+        Some(Seg::Key(k)) => Some(k),
+        _ => None,
+    }
+}
+
+fn under(path: &[Seg], top: &str) -> bool {
+    matches!(path.first(), Some(Seg::Key(k)) if k == top)
+}
+
+fn duration_of(v: &toml::Value) -> Option<SimDuration> {
+    v.as_str()?.parse().ok()
+}
+
+/// The candidates of one shrink round, in the order they are tried (see
+/// the module docs).
+fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<toml::Table> {
+    let mut out = Vec::new();
+    let sim_duration = [Seg::Key("simulation".into()), Seg::Key("duration".into())];
+    let duration = doc
+        .get("simulation")
+        .and_then(|s| s.get("duration"))
+        .and_then(duration_of);
+    let mut all = Vec::new();
+    walk(&toml::Value::Table(doc.clone()), &mut Vec::new(), &mut all);
+    // 1. Remove an element of an array of tables, shallow arrays first.
+    let mut arrays: Vec<(&Vec<Seg>, usize)> = all
+        .iter()
+        .filter_map(|(p, v)| match v {
+            toml::Value::Array(a) if !a.is_empty() && a.iter().all(toml::Value::is_table) => {
+                Some((p, a.len()))
+            }
+            _ => None,
+        })
+        .collect();
+    arrays.sort_by_key(|(p, _)| p.len());
+    for (p, n) in arrays {
+        for i in 0..n {
+            out.extend(removed(doc, p, i));
+        }
+    }
+    // 2. End right after the violation.
+    if let (Some(d), Some(cut)) = (duration, cut_ns) {
+        let ms = 1_000_000u64;
+        let end = cut.div_ceil(ms).max(1) * ms;
+        if end < d.as_nanos() {
+            out.extend(edited(doc, &sim_duration, |v| {
+                *v = toml::Value::String(SimDuration(end).to_string());
+                true
+            }));
+        }
+    }
+    // 3. Halve the duration.
+    if let Some(d) = duration
+        && d.as_nanos() >= 2
+    {
+        out.extend(edited(doc, &sim_duration, |v| {
+            *v = toml::Value::String(SimDuration(d.as_nanos() / 2).to_string());
+            true
+        }));
+    }
+    // 4. Fewer of each `count`.
+    for (p, v) in &all {
+        if key_of(p) == Some("count")
+            && let Some(n) = v.as_integer()
+        {
+            for smaller in [n / 2, n - 1] {
+                if smaller >= 1 && smaller < n {
+                    out.extend(edited(doc, p, |v| {
+                        *v = toml::Value::Integer(smaller);
+                        true
+                    }));
+                }
+            }
+        }
+    }
+    // 5. A simpler network: probabilities to 0, durations halved.
+    for (p, v) in &all {
+        if !under(p, "network") {
+            continue;
+        }
+        match v {
+            toml::Value::Float(x) if *x > 0.0 && *x <= 1.0 => {
+                out.extend(edited(doc, p, |v| {
+                    *v = toml::Value::Float(0.0);
+                    true
+                }));
+            }
+            toml::Value::String(_) => {
+                if let Some(d) = duration_of(v)
+                    && d.as_nanos() > 0
+                {
+                    out.extend(edited(doc, p, |v| {
+                        *v = toml::Value::String(SimDuration(d.as_nanos() / 2).to_string());
+                        true
+                    }));
+                }
+            }
+            _ => {}
+        }
+    }
+    out.dedup();
+    out.retain(|c| c != doc);
+    out
+}
+
+/// Relative file paths (`path`, `feeder`) made absolute from `base`, so the
+/// reproducer runs from wherever it is written.
+fn absolute_paths(doc: &mut toml::Table, base: &Path) {
+    let mut all = Vec::new();
+    walk(&toml::Value::Table(doc.clone()), &mut Vec::new(), &mut all);
+    let mut root = toml::Value::Table(std::mem::take(doc));
+    for (p, v) in all {
+        if !matches!(key_of(&p), Some("path" | "feeder")) {
+            continue;
+        }
+        if let Some(s) = v.as_str()
+            && Path::new(s).is_relative()
+            && let Some(slot) = at_mut(&mut root, &p)
+        {
+            *slot = toml::Value::String(base.join(s).display().to_string());
+        }
+    }
+    if let toml::Value::Table(t) = root {
+        *doc = t;
+    }
+}
+
+/// Where a reproducer goes: `dir/<property>-seed<seed>.toml` and `.bbt`
+/// (the property's name with anything but letters, digits and `_`
+/// replaced by `_`).
+pub fn reproducer_paths(dir: &Path, property: &str, seed: u64) -> (PathBuf, PathBuf) {
+    let name: String = property
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = format!("{name}-seed{seed}");
+    (
+        dir.join(format!("{stem}.toml")),
+        dir.join(format!("{stem}.bbt")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_remove_tables_halve_numbers_and_zero_probabilities() {
+        let doc: toml::Table = r#"
+[simulation]
+name = "x"
+duration = "10s"
+[network.default]
+loss = 0.5
+latency = { dist = "constant", value = "4ms" }
+[[agent]]
+name = "a"
+count = 4
+[[agent]]
+name = "b"
+"#
+        .parse()
+        .unwrap();
+        let c = candidates(&doc, Some(2_500_000));
+        let dur = |t: &toml::Table| t["simulation"]["duration"].as_str().unwrap().to_string();
+        assert_eq!(
+            c[0]["agent"].as_array().unwrap()[0]["name"].as_str(),
+            Some("b")
+        );
+        assert_eq!(
+            c[1]["agent"].as_array().unwrap()[0]["name"].as_str(),
+            Some("a")
+        );
+        assert_eq!(dur(&c[2]), "3ms", "cut to the violation, in whole ms");
+        assert_eq!(dur(&c[3]), "5s");
+        let counts: Vec<i64> = c[4..6]
+            .iter()
+            .map(|t| t["agent"][0]["count"].as_integer().unwrap())
+            .collect();
+        assert_eq!(counts, [2, 3]);
+        // Network values in key order: latency before loss.
+        let loss = c[7]["network"]["default"]["loss"].as_float();
+        assert_eq!(loss, Some(0.0));
+        let lat = c[6]["network"]["default"]["latency"]["value"].as_str();
+        assert_eq!(lat, Some("2ms"));
+        assert_eq!(c.len(), 8);
+        assert!(c.iter().all(|x| *x != doc));
+    }
+
+    #[test]
+    fn relative_paths_become_absolute() {
+        let mut doc: toml::Table = "[grid]\nfeeder = \"f/ieee33.m\"\n[x]\npath = \"/abs.csv\"\n"
+            .parse()
+            .unwrap();
+        absolute_paths(&mut doc, Path::new("/base"));
+        assert_eq!(doc["grid"]["feeder"].as_str(), Some("/base/f/ieee33.m"));
+        assert_eq!(doc["x"]["path"].as_str(), Some("/abs.csv"));
+    }
+}
