@@ -251,6 +251,7 @@ impl Network {
         seed: u64,
         env: u64,
         delays: Delays,
+        distinct_arrivals: bool,
     ) -> Result<Network, Invalid> {
         let names: Vec<&str> = agent_names.iter().map(String::as_str).collect();
         let mut v = Validator::at_path(KeyPath::root().key("network"));
@@ -268,7 +269,14 @@ impl Network {
             .iter()
             .map(|l| {
                 let name = format!("{}->{}", t.names[l.from as usize], t.names[l.to as usize]);
-                Link::with_delays(&l.model, seed, env, &name, delays)
+                {
+                    let link = Link::with_delays(&l.model, seed, env, &name, delays);
+                    if distinct_arrivals {
+                        link.distinct_arrivals()
+                    } else {
+                        link
+                    }
+                }
             })
             .collect();
         let flat = |paths: &[Vec<u32>]| {
@@ -692,7 +700,15 @@ mod tests {
     #[test]
     fn the_star_numbers_uplinks_then_downlinks() {
         let names = vec!["a".to_string(), "b".to_string()];
-        let net = Network::new(&NetworkSpec::default(), &names, 1, 0, Delays::Sampled).unwrap();
+        let net = Network::new(
+            &NetworkSpec::default(),
+            &names,
+            1,
+            0,
+            Delays::Sampled,
+            false,
+        )
+        .unwrap();
         assert_eq!(net.links.len(), 4);
         assert_eq!((net.up_link(1, 0), net.up_link(1, 1)), (Some(1), None));
         assert_eq!((net.down_link(0, 0), net.link_end(2)), (Some(2), 0));
@@ -708,7 +724,7 @@ mod tests {
             ..NetworkSpec::default()
         };
         let names = vec!["a".to_string(), "b".to_string()];
-        let net = Network::new(&spec, &names, 1, 0, Delays::Sampled).unwrap();
+        let net = Network::new(&spec, &names, 1, 0, Delays::Sampled, false).unwrap();
         assert_eq!(net.router_names(), ["r0", "r1"]);
         // b -> r1 -> broker, and back.
         let up: Vec<u32> = (0..).map_while(|h| net.up_link(1, h)).collect();
@@ -723,7 +739,7 @@ mod tests {
             ..spec
         };
         assert!(
-            Network::new(&bad, &names, 1, 0, Delays::Sampled)
+            Network::new(&bad, &names, 1, 0, Delays::Sampled, false)
                 .unwrap_err()
                 .has("network.edge[0].b")
         );

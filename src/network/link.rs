@@ -331,8 +331,11 @@ pub struct Link {
     fifo: bool,
     latency_rng: RngStream,
     loss_rng: RngStream,
-    /// Latest arrival scheduled so far (for FIFO links).
-    last_arrival: SimTime,
+    /// The earliest arrival the next message may have on a FIFO link: the
+    /// latest arrival scheduled so far, plus `fifo_gap`.
+    floor: SimTime,
+    /// 0, or 1 ns under a seeded tie-break ([`Link::distinct_arrivals`]).
+    fifo_gap: SimDuration,
     extras: Option<Box<Extras>>,
 }
 
@@ -377,9 +380,19 @@ impl Link {
             fifo: model.ordering == Ordering::Fifo,
             latency_rng: stream("latency"),
             loss_rng: stream("loss"),
-            last_arrival: SimTime::ZERO,
+            floor: SimTime::ZERO,
+            fifo_gap: SimDuration::ZERO,
             extras,
         }
+    }
+
+    /// Makes the arrivals of a FIFO link distinct: one that would coincide
+    /// with (or come before) the arrival before it is 1 ns after it. For a
+    /// seeded tie-break ([`TieBreak::Seeded`](crate::sim::TieBreak)), which
+    /// permutes simultaneous events and would otherwise reorder them.
+    pub fn distinct_arrivals(mut self) -> Link {
+        self.fifo_gap = SimDuration(1);
+        self
     }
 
     /// Sends one message of `payload_bytes` at `now` through the chain (see
@@ -394,15 +407,8 @@ impl Link {
         if self.extras.is_some() || factor != 1.0 {
             return self.transmit_extras(now, payload_bytes, factor);
         }
-        let mut at = now + self.sampler.sample(&mut self.latency_rng);
-        if self.fifo && at < self.last_arrival {
-            // Equal arrival times keep send order through the queue's FIFO tie-break.
-            at = self.last_arrival;
-        }
-        if at > self.last_arrival {
-            self.last_arrival = at;
-        }
-        Transit::Arrive(at)
+        let at = now + self.sampler.sample(&mut self.latency_rng);
+        Transit::Arrive(keep_order(self.fifo, self.fifo_gap, &mut self.floor, at))
     }
 
     /// Steps 2–8 of the chain, for a link with extras or a degraded delay.
@@ -410,13 +416,7 @@ impl Link {
     fn transmit_extras(&mut self, now: SimTime, payload_bytes: u64, factor: f64) -> Transit {
         let Some(x) = self.extras.as_deref_mut() else {
             let d = scale(self.sampler.sample(&mut self.latency_rng), factor);
-            let mut at = now + d;
-            if self.fifo && at < self.last_arrival {
-                at = self.last_arrival;
-            }
-            if at > self.last_arrival {
-                self.last_arrival = at;
-            }
+            let at = keep_order(self.fifo, self.fifo_gap, &mut self.floor, now + d);
             return Transit::Arrive(at);
         };
         let bytes = payload_bytes.saturating_add(x.header_bytes);
@@ -437,8 +437,8 @@ impl Link {
             x,
             &self.sampler,
             &mut self.latency_rng,
-            self.fifo,
-            &mut self.last_arrival,
+            (self.fifo, self.fifo_gap),
+            &mut self.floor,
             now,
             bytes,
             factor,
@@ -449,8 +449,8 @@ impl Link {
                 x,
                 &self.sampler,
                 &mut self.latency_rng,
-                self.fifo,
-                &mut self.last_arrival,
+                (self.fifo, self.fifo_gap),
+                &mut self.floor,
                 now,
                 bytes,
                 factor,
@@ -471,8 +471,8 @@ impl Link {
         x: &mut Extras,
         sampler: &LatencySampler,
         latency_rng: &mut RngStream,
-        fifo: bool,
-        last_arrival: &mut SimTime,
+        fifo: (bool, SimDuration),
+        floor: &mut SimTime,
         now: SimTime,
         bytes: u64,
         factor: f64,
@@ -498,14 +498,8 @@ impl Link {
                 _ => sampler.sample(latency_rng),
             };
             x.last_delay = Some(d);
-            let mut at = sent + if factor != 1.0 { scale(d, factor) } else { d };
-            if fifo && at < *last_arrival {
-                at = *last_arrival;
-            }
-            if at > *last_arrival {
-                *last_arrival = at;
-            }
-            at
+            let at = sent + if factor != 1.0 { scale(d, factor) } else { d };
+            keep_order(fifo.0, fifo.1, floor, at)
         };
         if x.corrupt > 0.0 && x.corrupt_rng.bernoulli(x.corrupt) {
             Transit::Corrupt(at)
@@ -513,6 +507,20 @@ impl Link {
             Transit::Arrive(at)
         }
     }
+}
+
+/// A FIFO link's arrival `at` kept in send order: never before `floor`, the
+/// latest arrival so far plus `gap`, which it then moves up. With `gap` 0,
+/// equal arrival times keep send order through the queue's FIFO tie-break;
+/// with 1 ns they are never equal, for a tie-break that permutes them.
+#[inline(always)]
+fn keep_order(fifo: bool, gap: SimDuration, floor: &mut SimTime, at: SimTime) -> SimTime {
+    let at = if fifo && at < *floor { *floor } else { at };
+    let next = at + gap;
+    if next > *floor {
+        *floor = next;
+    }
+    at
 }
 
 /// `d` times `factor` (a degradation), rounded to whole nanoseconds.
@@ -526,6 +534,36 @@ mod tests {
 
     fn link(model: LinkModel) -> Link {
         Link::new(&model, 1, 0, "a->broker")
+    }
+
+    #[test]
+    fn distinct_arrivals_space_a_fifo_links_equal_arrivals_by_a_nanosecond() {
+        let model = LinkModel {
+            latency: Latency::Uniform {
+                min: SimDuration::from_millis(1),
+                max: SimDuration::from_millis(9),
+            },
+            ..LinkModel::default()
+        };
+        let times = |l: Link| -> Vec<u64> {
+            let mut l = l;
+            (0..200)
+                .map(|_| match l.transmit(SimTime(0), 32, 1.0) {
+                    Transit::Arrive(t) => t.0,
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        // All sent at once: the plain link clamps many to the same time...
+        let plain = times(link(model.clone()));
+        assert!(plain.windows(2).all(|w| w[0] <= w[1]));
+        assert!(plain.windows(2).filter(|w| w[0] == w[1]).count() > 50);
+        // ...the distinct one 1 ns after each other, from the same draws.
+        let distinct = times(link(model).distinct_arrivals());
+        assert!(distinct.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(distinct[0], plain[0]);
+        let clamped = plain.windows(2).position(|w| w[0] == w[1]).unwrap();
+        assert_eq!(distinct[clamped + 1], distinct[clamped] + 1);
     }
 
     fn arrivals(l: &mut Link, n: u64, gap_ns: u64) -> Vec<Transit> {

@@ -76,7 +76,10 @@ pub enum TieBreak {
     /// and environment (its own stream, `queue/ties`), so a seed explores
     /// one interleaving of simultaneous events and replays it exactly. An
     /// event scheduled for the instant being processed still runs after
-    /// those already scheduled for it.
+    /// those already scheduled for it. The arrivals of a `fifo` link are
+    /// never simultaneous in this mode (one that would coincide with the
+    /// arrival before it comes 1 ns later), so the permutation never
+    /// reorders a FIFO link.
     Seeded,
 }
 impl SimBuilder {
@@ -325,7 +328,14 @@ impl SimBuilder {
             .enumerate()
             .map(|(i, n)| (n.clone(), AgentId(i as u32)))
             .collect();
-        let net = Network::new(&network, &names, seed, u64::from(env), delays)?;
+        let net = Network::new(
+            &network,
+            &names,
+            seed,
+            u64::from(env),
+            delays,
+            tie_break == TieBreak::Seeded,
+        )?;
         let mut resolved = resolve_faults(
             &network,
             &faults,
