@@ -30,6 +30,8 @@ pub mod grid;
 pub mod scenario;
 pub mod replay;
 pub mod check;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod rollout;
 pub mod report;
 

@@ -1,0 +1,738 @@
+//! Proptest strategies for busbar's data (link models, faults, channel
+//! guarantees, topologies, whole scenarios) and helpers to run a generated
+//! scenario and check ordering properties over it. Compiled only with the
+//! cargo feature `testing` (`busbar = { version = "...", features =
+//! ["testing"] }` in your `[dev-dependencies]`).
+//!
+//! Every strategy is written so that proptest's shrinking goes toward the
+//! simplest case: constant latency before a distribution, no loss before
+//! loss, fewer agents, fewer and shorter messages, fewer and shorter
+//! faults, smaller delays, no clock skew. A failing property therefore
+//! shrinks to a small scenario, which [`to_toml`] prints as a scenario file
+//! that `busbar run` and `busbar verify` accept.
+//!
+//! A property test over generated scenarios: on FIFO links without
+//! duplication, netem reordering or retransmissions, every subscriber gets
+//! each publisher's messages in publish order.
+//!
+//! ```
+//! use busbar::network::Ordering;
+//! use busbar::testing::{ScenarioStrategy, run_and_check, to_toml};
+//! use busbar::Qos;
+//! use proptest::prelude::*;
+//! use proptest::test_runner::{Config, TestRunner};
+//!
+//! let scenarios = ScenarioStrategy {
+//!     ordering: Some(Ordering::Fifo),
+//!     qos: Some(Qos::AtMostOnce),
+//!     duplicate: false,
+//!     reorder: false,
+//!     ..ScenarioStrategy::default()
+//! }
+//! .strategy();
+//! let mut runner = TestRunner::new(Config::with_cases(8));
+//! let result = runner.run(&scenarios, |spec| {
+//!     let seed = spec.simulation.seed;
+//!     let reports = run_and_check(&spec, seed, &["fifo"]).map_err(TestCaseError::fail)?;
+//!     prop_assert!(reports[0].holds(), "{}\n{}", reports[0], to_toml(&spec));
+//!     Ok(())
+//! });
+//! assert!(result.is_ok(), "{result:?}");
+//! ```
+//!
+//! The knobs of [`ScenarioStrategy`] pin a setting (`Some(..)`, `false`) or
+//! let it vary (`None`, `true`); [`scenario`] lets everything vary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use proptest::collection::vec;
+use proptest::option;
+use proptest::prelude::*;
+use proptest::strategy::BoxedStrategy;
+
+use crate::broker::{BrokerConfig, ChannelSpec, Delivery, Qos};
+use crate::check::{Report, check_records, parse_property};
+use crate::grid::GridSpec;
+use crate::message::MessageKind;
+use crate::network::{EdgeSpec, FaultSpec, Latency, LinkModel, Loss, NetworkSpec, Ordering};
+use crate::network::{LinkSpec, RouterSpec};
+use crate::scenario::{AgentSpec, KindName, Scenario, ScenarioSpec, SimulationSpec};
+use crate::sim::{ClockOffset, ClockSpec, Limits, TieBreak};
+use crate::time::SimDuration;
+use crate::trace::{Digester, Footer};
+
+/// The name of the router that [`topology`] and [`ScenarioStrategy`] put
+/// between the publishers and the broker when they make a multi-hop route.
+pub const ROUTER: &str = "gw";
+
+fn micros(us: u64) -> SimDuration {
+    SimDuration::from_micros(us)
+}
+
+/// A delay distribution with delays up to about 20 ms: `constant`, then
+/// `uniform`, `normal`, `exponential` and `lognormal`. Shrinks toward a
+/// constant delay (the first alternative), and every delay parameter toward
+/// zero (a median toward 1 µs).
+pub fn latency() -> impl Strategy<Value = Latency> {
+    prop_oneof![
+        (0u64..=20_000).prop_map(|v| Latency::Constant { value: micros(v) }),
+        (0u64..=10_000, 0u64..=10_000).prop_map(|(min, spread)| Latency::Uniform {
+            min: micros(min),
+            max: micros(min + spread),
+        }),
+        (0u64..=10_000, 0u64..=5_000).prop_map(|(mean, std)| Latency::Normal {
+            mean: micros(mean),
+            std: micros(std),
+        }),
+        (1u64..=10_000, 0u64..=5_000).prop_map(|(mean, min)| Latency::Exponential {
+            mean: micros(mean),
+            min: micros(min),
+        }),
+        (1u64..=10_000, 0.0..1.5f64).prop_map(|(median, sigma)| Latency::Lognormal {
+            median: micros(median),
+            sigma,
+        }),
+    ]
+}
+
+/// A bounded delay distribution: `constant` or `uniform`, up to 20 ms.
+/// Shrinks toward a constant delay of zero. [`latency_bound`] gives its
+/// largest delay, for `max_age` properties.
+pub fn bounded_latency() -> impl Strategy<Value = Latency> {
+    prop_oneof![
+        (0u64..=20_000).prop_map(|v| Latency::Constant { value: micros(v) }),
+        (0u64..=10_000, 0u64..=10_000).prop_map(|(min, spread)| Latency::Uniform {
+            min: micros(min),
+            max: micros(min + spread),
+        }),
+    ]
+}
+
+/// The largest delay `latency` can draw, or `None` when it is unbounded
+/// (every distribution but `constant` and `uniform`).
+pub fn latency_bound(latency: &Latency) -> Option<SimDuration> {
+    match latency {
+        Latency::Constant { value } => Some(*value),
+        Latency::Uniform { max, .. } => Some(*max),
+        _ => None,
+    }
+}
+
+/// A loss model: no loss, Bernoulli loss up to 30 %, or bursty
+/// Gilbert–Elliott loss. Shrinks toward no loss (the first alternative),
+/// and probabilities toward zero.
+pub fn loss() -> impl Strategy<Value = Loss> {
+    prop_oneof![
+        Just(Loss::bernoulli(0.0)),
+        (0.0..0.3f64).prop_map(Loss::bernoulli),
+        (0.0..0.2f64, 0.2..1.0f64).prop_map(|(p, r)| Loss::gilbert(p, r)),
+    ]
+}
+
+/// `fifo` or `unordered`. Shrinks toward `fifo`.
+pub fn ordering() -> impl Strategy<Value = Ordering> {
+    prop_oneof![Just(Ordering::Fifo), Just(Ordering::Unordered)]
+}
+
+/// What a generated link may do beyond delaying: which of its features
+/// vary. Each field `false` pins the feature off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkFeatures {
+    /// Loss ([`loss`]).
+    pub loss: bool,
+    /// Duplication (probability up to 0.3).
+    pub duplicate: bool,
+    /// netem reordering (probability up to 0.3): a message sent at once,
+    /// ahead of the FIFO queue.
+    pub reorder: bool,
+}
+
+impl Default for LinkFeatures {
+    fn default() -> Self {
+        LinkFeatures {
+            loss: true,
+            duplicate: true,
+            reorder: true,
+        }
+    }
+}
+
+/// Probability that is absent (0) or up to 0.3; shrinks toward absent.
+fn optional_probability(on: bool) -> BoxedStrategy<f64> {
+    if on {
+        option::of(0.0..0.3f64)
+            .prop_map(|p| p.unwrap_or(0.0))
+            .boxed()
+    } else {
+        Just(0.0).boxed()
+    }
+}
+
+/// A link model with `latency`, `ordering` (pinned when `Some`) and the
+/// features `features` allows. Shrinks as its parts do: latency toward a
+/// small constant, loss toward none, ordering toward `fifo`, duplicate and
+/// reorder probabilities toward none.
+pub fn link_model_with(
+    latency: BoxedStrategy<Latency>,
+    ordering_pin: Option<Ordering>,
+    features: LinkFeatures,
+) -> impl Strategy<Value = LinkModel> {
+    let ord = match ordering_pin {
+        Some(o) => Just(o).boxed(),
+        None => ordering().boxed(),
+    };
+    let lossy = if features.loss {
+        loss().boxed()
+    } else {
+        Just(Loss::bernoulli(0.0)).boxed()
+    };
+    (
+        latency,
+        lossy,
+        ord,
+        optional_probability(features.duplicate),
+        optional_probability(features.reorder),
+    )
+        .prop_map(|(latency, loss, ordering, duplicate, reorder)| LinkModel {
+            latency,
+            loss,
+            ordering,
+            duplicate,
+            reorder,
+            ..LinkModel::default()
+        })
+}
+
+/// A link model: [`latency`], [`loss`], [`ordering`], and duplicate and
+/// reorder probabilities that are absent or up to 0.3. Shrinks toward a
+/// lossless FIFO link of small constant delay without duplication or
+/// reordering.
+pub fn link_model() -> impl Strategy<Value = LinkModel> {
+    link_model_with(latency().boxed(), None, LinkFeatures::default())
+}
+
+/// One fault before it is pinned to agent names: which kind, which agent
+/// (an index, taken modulo the number of agents), which direction, when
+/// and for how long (in ms).
+#[derive(Clone, Copy, Debug)]
+struct FaultDraft {
+    kind: u8,
+    agent: usize,
+    up: bool,
+    at_ms: u64,
+    len_ms: u64,
+}
+
+impl FaultDraft {
+    fn spec(&self, agents: &[String]) -> FaultSpec {
+        let at = SimDuration::from_millis(self.at_ms);
+        let until = Some(SimDuration::from_millis(self.at_ms + self.len_ms));
+        let agent = agents[self.agent % agents.len()].clone();
+        match self.kind {
+            0 => {
+                // Every link leaving the agent (its uplink, to the broker or
+                // its router), or every link reaching it.
+                let (from, to) = if self.up {
+                    (agent, "*".to_string())
+                } else {
+                    ("*".to_string(), agent)
+                };
+                FaultSpec::LinkDown {
+                    from,
+                    to,
+                    both: false,
+                    at,
+                    until,
+                }
+            }
+            1 => FaultSpec::Partition {
+                a: agent,
+                b: None,
+                one_way: self.up,
+                at,
+                until,
+            },
+            2 => FaultSpec::Crash {
+                agent,
+                at,
+                restart: until,
+                state: crate::network::CrashState::Lost,
+            },
+            _ => FaultSpec::BrokerDown { at, until },
+        }
+    }
+}
+
+/// Drafts of faults within `horizon_ms`: start in `[0, horizon)`, length at
+/// least 1 ms. Shrinks toward link-down faults (kind 0) on the first agent,
+/// starting at 0, lasting 1 ms.
+fn fault_draft(horizon_ms: u64) -> impl Strategy<Value = FaultDraft> {
+    let h = horizon_ms.max(1);
+    (0u8..4, 0usize..8, any::<bool>(), 0..h, 1..=h).prop_map(|(kind, agent, up, at_ms, len_ms)| {
+        FaultDraft {
+            kind,
+            agent,
+            up,
+            at_ms,
+            len_ms,
+        }
+    })
+}
+
+/// Up to three faults on `agents` (which must not be empty) within
+/// `horizon`: a link down (every link leaving or reaching one agent), a
+/// partition of one agent from every other node (both ways or one way), a
+/// crash of one agent with a restart, or a broker outage; each starts
+/// within the horizon and ends after it started. Shrinks toward fewer
+/// faults, link-down faults on the first agent, earlier and shorter
+/// windows (down to 1 ms).
+pub fn fault_schedule(
+    agents: &[String],
+    horizon: SimDuration,
+) -> impl Strategy<Value = Vec<FaultSpec>> {
+    assert!(!agents.is_empty(), "faults need at least one agent");
+    let agents = agents.to_vec();
+    let horizon_ms = horizon.as_nanos() / 1_000_000;
+    vec(fault_draft(horizon_ms), 0..=3)
+        .prop_map(move |drafts| drafts.iter().map(|d| d.spec(&agents)).collect())
+}
+
+/// A delivery guarantee: QoS 0, 1 or 2. Shrinks toward at-most-once.
+pub fn qos() -> impl Strategy<Value = Qos> {
+    prop_oneof![
+        Just(Qos::AtMostOnce),
+        Just(Qos::AtLeastOnce),
+        Just(Qos::ExactlyOnce)
+    ]
+}
+
+/// How an acknowledged channel retransmits, as generated.
+fn retry_settings(max_retries: Option<u32>) -> BoxedStrategy<(u32, u64)> {
+    let retries = match max_retries {
+        Some(n) => Just(n).boxed(),
+        None => (0u32..=5).boxed(),
+    };
+    (retries, 5u64..=200).boxed()
+}
+
+/// A `[[broker.channel]]` entry for the channels `topic` selects, with a
+/// QoS (pinned when `Some`), a number of retransmissions (pinned when
+/// `Some`, else 0 to 5) and an ack timeout of 5 to 200 ms, the broker
+/// config's defaults for the rest. Shrinks toward at-most-once, no
+/// retransmissions, and a short ack timeout.
+pub fn channel_spec(
+    topic: &str,
+    qos_pin: Option<Qos>,
+    max_retries: Option<u32>,
+) -> impl Strategy<Value = ChannelSpec> {
+    let topic = topic.to_string();
+    let q = match qos_pin {
+        Some(q) => Just(q).boxed(),
+        None => qos().boxed(),
+    };
+    (q, retry_settings(max_retries)).prop_map(move |(qos, (retries, ack_ms))| ChannelSpec {
+        topic: topic.clone(),
+        qos: Some(qos),
+        max_retries: Some(retries),
+        ack_timeout: Some(SimDuration::from_millis(ack_ms)),
+        ..ChannelSpec::default()
+    })
+}
+
+/// A small topology: who publishes, who subscribes, on which channels, and
+/// whether the publishers reach the broker through a router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// Publisher names (`p0`, `p1`, ...).
+    pub publishers: Vec<String>,
+    /// Subscriber names (`s0`, `s1`, ...).
+    pub subscribers: Vec<String>,
+    /// Channel names (`c0`, `c1`); publisher `i` publishes on channel
+    /// `i % channels.len()`, and every subscriber subscribes to all.
+    pub channels: Vec<String>,
+    /// Whether the publishers reach the broker through the router
+    /// [`ROUTER`] (two hops up) instead of directly.
+    pub routed: bool,
+}
+
+impl Topology {
+    /// Every agent: publishers, then subscribers.
+    pub fn agents(&self) -> Vec<String> {
+        self.publishers
+            .iter()
+            .chain(&self.subscribers)
+            .cloned()
+            .collect()
+    }
+
+    /// The channel publisher `i` publishes on.
+    pub fn channel_of(&self, i: usize) -> &str {
+        &self.channels[i % self.channels.len()]
+    }
+
+    /// The `[network]` table of this topology with `model` on every link.
+    pub fn network(&self, model: LinkModel) -> NetworkSpec {
+        let (routers, edges) = if self.routed {
+            (
+                vec![RouterSpec::new(ROUTER)],
+                vec![EdgeSpec::new("p*", ROUTER), EdgeSpec::new(ROUTER, "broker")],
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        NetworkSpec {
+            default: model,
+            class: BTreeMap::new(),
+            routers,
+            edges,
+            links: Vec::<LinkSpec>::new(),
+        }
+    }
+
+    /// How many links a copy crosses from a publisher to a subscriber.
+    pub fn hops(&self) -> u64 {
+        if self.routed { 3 } else { 2 }
+    }
+}
+
+fn topology_of(publishers: usize, subscribers: usize, channels: usize, routed: bool) -> Topology {
+    Topology {
+        publishers: (0..publishers).map(|i| format!("p{i}")).collect(),
+        subscribers: (0..subscribers).map(|i| format!("s{i}")).collect(),
+        channels: (0..channels).map(|i| format!("c{i}")).collect(),
+        routed,
+    }
+}
+
+/// A topology of 1 to 3 publishers, 1 or 2 subscribers, 1 or 2 channels,
+/// with or without a router between the publishers and the broker.
+/// Shrinks toward one publisher, one subscriber, one channel, no router.
+pub fn topology() -> impl Strategy<Value = Topology> {
+    (1usize..=3, 1usize..=2, 1usize..=2, any::<bool>())
+        .prop_map(|(p, s, c, r)| topology_of(p, s, c, r))
+}
+
+/// A configurable strategy for whole scenarios of periodic publishers and
+/// sinks ([`AgentSpec::Periodic`], [`AgentSpec::Sink`]). A knob that is
+/// `None` (or `true` for the on/off ones) lets the setting vary; `Some(x)`
+/// (or `false`) pins it. [`ScenarioStrategy::strategy`] makes the
+/// strategy.
+///
+/// Shrinking goes toward fewer agents (one publisher, one subscriber, one
+/// channel, no router), fewer messages (a count of 1 each, a short run),
+/// smaller delays, no loss, FIFO links, at-most-once, fewer and shorter
+/// faults, no clock skew and the FIFO tie-break.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioStrategy {
+    /// Most publishers (at least 1). Default 3.
+    pub max_publishers: usize,
+    /// Most subscribers (at least 1). Default 2.
+    pub max_subscribers: usize,
+    /// Most messages each publisher sends (at least 1). Default 20.
+    pub max_messages: u64,
+    /// Most channels (at least 1). Default 2.
+    pub max_channels: usize,
+    /// Every link's ordering, or `None` to vary it.
+    pub ordering: Option<Ordering>,
+    /// Let links lose messages.
+    pub loss: bool,
+    /// Let links duplicate messages.
+    pub duplicate: bool,
+    /// Let links reorder messages netem-style (sent at once, ahead of the
+    /// FIFO queue).
+    pub reorder: bool,
+    /// Only bounded delays (`constant`, `uniform`: [`bounded_latency`]).
+    pub bounded_latency: bool,
+    /// The channels' QoS, or `None` to vary it.
+    pub qos: Option<Qos>,
+    /// The channels' `max_retries`, or `None` to vary it (0 to 5).
+    pub max_retries: Option<u32>,
+    /// Let the scenario have faults ([`fault_schedule`]).
+    pub faults: bool,
+    /// A router between publishers and broker: `Some(true)` always,
+    /// `Some(false)` never, `None` either.
+    pub routes: Option<bool>,
+    /// Let publishers have skewed clocks (offset up to ±50 ms, drift up to
+    /// ±2000 ppm).
+    pub clock_skew: bool,
+    /// The tie-break, or `None` to vary it.
+    pub tie_break: Option<TieBreak>,
+}
+
+impl Default for ScenarioStrategy {
+    fn default() -> Self {
+        ScenarioStrategy {
+            max_publishers: 3,
+            max_subscribers: 2,
+            max_messages: 20,
+            max_channels: 2,
+            ordering: None,
+            loss: true,
+            duplicate: true,
+            reorder: true,
+            bounded_latency: false,
+            qos: None,
+            max_retries: None,
+            faults: true,
+            routes: None,
+            clock_skew: true,
+            tie_break: None,
+        }
+    }
+}
+
+/// One publisher as generated: period (µs), start (µs), count.
+type PublisherDraft = (u64, u64, u64);
+
+/// Everything a scenario is made of, before it is assembled.
+#[derive(Clone, Debug)]
+struct Draft {
+    shape: (usize, usize, usize, bool),
+    publishers: Vec<PublisherDraft>,
+    clocks: Vec<Option<(i64, i64)>>,
+    link: LinkModel,
+    channel: ChannelSpec,
+    faults: Vec<FaultDraft>,
+    tie_break: TieBreak,
+    duration_ms: u64,
+    seed: u64,
+}
+
+/// The longest run a generated scenario asks for, in ms.
+const MAX_DURATION_MS: u64 = 2_000;
+
+impl ScenarioStrategy {
+    /// The strategy of [`ScenarioSpec`]s these knobs describe.
+    pub fn strategy(&self) -> BoxedStrategy<ScenarioSpec> {
+        let max_p = self.max_publishers.max(1);
+        let max_s = self.max_subscribers.max(1);
+        let max_c = self.max_channels.max(1);
+        let max_m = self.max_messages.max(1);
+        let routed = match self.routes {
+            Some(r) => Just(r).boxed(),
+            None => any::<bool>().boxed(),
+        };
+        let shape = (1..=max_p, 1..=max_s, 1..=max_c, routed);
+        // One entry per possible publisher, so removing a publisher keeps
+        // the others as they were (shrinking without a flat map).
+        let publishers = vec((1_000u64..=20_000, 0u64..=5_000, 1..=max_m), max_p);
+        let clocks = if self.clock_skew {
+            vec(
+                option::of((-50_000i64..=50_000, -2_000i64..=2_000)),
+                max_p,
+            )
+            .boxed()
+        } else {
+            Just(vec![None; max_p]).boxed()
+        };
+        let lat = if self.bounded_latency {
+            bounded_latency().boxed()
+        } else {
+            latency().boxed()
+        };
+        let features = LinkFeatures {
+            loss: self.loss,
+            duplicate: self.duplicate,
+            reorder: self.reorder,
+        };
+        let link = link_model_with(lat, self.ordering, features);
+        let channel = channel_spec("#", self.qos, self.max_retries);
+        let faults = if self.faults {
+            vec(fault_draft(MAX_DURATION_MS / 2), 0..=3).boxed()
+        } else {
+            Just(Vec::new()).boxed()
+        };
+        let tie = match self.tie_break {
+            Some(t) => Just(t).boxed(),
+            None => prop_oneof![Just(TieBreak::Fifo), Just(TieBreak::Seeded)].boxed(),
+        };
+        (
+            (shape, publishers, clocks),
+            (link, channel, faults, tie),
+            (20u64..=MAX_DURATION_MS, any::<u64>()),
+        )
+            .prop_map(
+                |(
+                    (shape, publishers, clocks),
+                    (link, channel, faults, tie_break),
+                    (duration_ms, seed),
+                )| {
+                    Draft {
+                        shape,
+                        publishers,
+                        clocks,
+                        link,
+                        channel,
+                        faults,
+                        tie_break,
+                        duration_ms,
+                        seed,
+                    }
+                    .assemble()
+                },
+            )
+            .boxed()
+    }
+}
+
+impl Draft {
+    fn assemble(&self) -> ScenarioSpec {
+        let (p, s, c, routed) = self.shape;
+        let topo = topology_of(p, s, c, routed);
+        let mut agents = Vec::new();
+        for (i, name) in topo.publishers.iter().enumerate() {
+            let (period_us, start_us, count) = self.publishers[i];
+            agents.push(AgentSpec::Periodic {
+                name: name.clone(),
+                channel: topo.channel_of(i).to_string(),
+                period: micros(period_us),
+                start: micros(start_us),
+                kind: KindName(MessageKind::INFO),
+                count: Some(count),
+                to: None,
+            });
+        }
+        for name in &topo.subscribers {
+            agents.push(AgentSpec::Sink {
+                name: name.clone(),
+                channels: topo.channels.clone(),
+                delivery: Delivery::Push,
+                deadline: None,
+                group: None,
+            });
+        }
+        let clocks = topo
+            .publishers
+            .iter()
+            .zip(&self.clocks)
+            .filter_map(|(name, c)| {
+                c.map(|(offset_us, drift)| ClockSpec {
+                    agent: name.clone(),
+                    offset: ClockOffset(offset_us * 1_000),
+                    drift_ppm: drift as f64,
+                })
+            })
+            .collect();
+        let names = topo.agents();
+        ScenarioSpec {
+            simulation: SimulationSpec {
+                name: "generated".into(),
+                seed: self.seed,
+                duration: SimDuration::from_millis(self.duration_ms),
+                trace_payloads: None,
+                tie_break: self.tie_break,
+            },
+            limits: Limits::default(),
+            broker: BrokerConfig {
+                channels: vec![self.channel.clone()],
+                ..BrokerConfig::default()
+            },
+            network: topo.network(self.link.clone()),
+            grid: GridSpec::default(),
+            microgrids: Vec::new(),
+            agents,
+            faults: self.faults.iter().map(|f| f.spec(&names)).collect(),
+            clocks,
+        }
+    }
+}
+
+/// Scenarios where everything varies ([`ScenarioStrategy::default`]).
+pub fn scenario() -> BoxedStrategy<ScenarioSpec> {
+    ScenarioStrategy::default().strategy()
+}
+
+/// Validates `spec`, runs it with `seed` (environment 0) to its end with
+/// the trace kept in memory, and checks the built-in `properties` (names as
+/// [`parse_property`] reads them: `fifo`, `causal`, `no_stale`,
+/// `exactly_once`, `max_age=DURATION`, `deadline`) over the run's records.
+/// The reports come in the order of `properties`. An invalid scenario, a
+/// run stopped by a limit or an unknown property is an `Err` naming it.
+pub fn run_and_check(
+    spec: &ScenarioSpec,
+    seed: u64,
+    properties: &[&str],
+) -> Result<Vec<Report>, String> {
+    let scenario =
+        Scenario::from_spec(spec, "generated.toml", Path::new(".")).map_err(|e| e.to_string())?;
+    let mut sim = scenario
+        .builder(seed, 0)
+        .trace_in_memory()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let summary = scenario.run_sim(&mut sim).map_err(|e| e.to_string())?;
+    if let Some(why) = summary.stopped {
+        return Err(format!("the run stopped early: {why}"));
+    }
+    let records = sim.records();
+    let mut digester = Digester::default();
+    digester.update(&records);
+    // The footer the trace file of this run would have.
+    let footer = Footer {
+        agents: sim.agent_names(),
+        channels: sim.channel_names().to_vec(),
+        kinds: sim.kind_names().table().to_vec(),
+        records: records.len() as u64,
+        records_digest: digester.digest(),
+        payload_digest: sim.payload_digest(),
+        stopped: None,
+        routers: sim.router_names().to_vec(),
+        deadlines: sim.deadlines(),
+    };
+    let header = scenario.header(seed, 0);
+    let mut checkers = properties
+        .iter()
+        .map(|p| parse_property(p, &header, &footer))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(check_records(&records, &mut checkers))
+}
+
+/// `spec` as a scenario file (TOML), e.g. to print a counterexample that
+/// `busbar run` can run and `busbar verify` can check.
+pub fn to_toml(spec: &ScenarioSpec) -> String {
+    toml::to_string(spec).unwrap_or_else(|e| format!("# cannot render the scenario as TOML: {e}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    #[test]
+    fn generated_scenarios_validate_run_and_round_trip_through_toml() {
+        let mut runner = TestRunner::deterministic();
+        let strategy = scenario();
+        for _ in 0..16 {
+            let spec = strategy.new_tree(&mut runner).unwrap().current();
+            let text = to_toml(&spec);
+            let again = Scenario::parse(&text, "g.toml", Path::new("."))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(again.spec(), &spec);
+            run_and_check(&spec, 1, &["fifo", "causal"]).unwrap();
+        }
+        assert!(run_and_check(&spec_of(&strategy), 1, &["bogus"]).is_err());
+    }
+
+    fn spec_of(s: &BoxedStrategy<ScenarioSpec>) -> ScenarioSpec {
+        s.new_tree(&mut TestRunner::deterministic())
+            .unwrap()
+            .current()
+    }
+
+    #[test]
+    fn shrinking_a_scenario_reaches_the_simplest_one() {
+        let mut runner = TestRunner::deterministic();
+        let mut tree = scenario().new_tree(&mut runner).unwrap();
+        // Accept every simplification: the end is the bottom of each range.
+        while tree.simplify() {}
+        let spec = tree.current();
+        assert_eq!(spec.agents.len(), 2, "{}", to_toml(&spec));
+        assert!(spec.faults.is_empty() && spec.clocks.is_empty());
+        assert_eq!(spec.network.default.ordering, Ordering::Fifo);
+        assert_eq!(spec.network.default.loss, Loss::bernoulli(0.0));
+        assert!(spec.network.routers.is_empty());
+        assert_eq!(spec.simulation.duration, SimDuration::from_millis(20));
+    }
+}
