@@ -342,14 +342,21 @@ pub fn channel_spec(
 
 /// A small topology: who publishes, who subscribes, on which channels, and
 /// whether the publishers reach the broker through a router.
+///
+/// Agents are named by their slot (`p0`, `p2`, `s1`), not by their rank,
+/// so that a publisher or subscriber removed while shrinking leaves the
+/// names, and so the random streams (which are named after the links), of
+/// the others as they were.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topology {
     /// Publisher names (`p0`, `p1`, ...).
     pub publishers: Vec<String>,
+    /// The channel each publisher publishes on (publisher `pK` on channel
+    /// `c{K % channels}`), in the order of `publishers`.
+    pub publisher_channels: Vec<String>,
     /// Subscriber names (`s0`, `s1`, ...).
     pub subscribers: Vec<String>,
-    /// Channel names (`c0`, `c1`); publisher `i` publishes on channel
-    /// `i % channels.len()`, and every subscriber subscribes to all.
+    /// Channel names (`c0`, `c1`); every subscriber subscribes to all.
     pub channels: Vec<String>,
     /// Whether the publishers reach the broker through the router
     /// [`ROUTER`] (two hops up) instead of directly.
@@ -364,11 +371,6 @@ impl Topology {
             .chain(&self.subscribers)
             .cloned()
             .collect()
-    }
-
-    /// The channel publisher `i` publishes on.
-    pub fn channel_of(&self, i: usize) -> &str {
-        &self.channels[i % self.channels.len()]
     }
 
     /// The `[network]` table of this topology with `model` on every link.
@@ -396,21 +398,41 @@ impl Topology {
     }
 }
 
-fn topology_of(publishers: usize, subscribers: usize, channels: usize, routed: bool) -> Topology {
+/// The slots whose flag is set, or slot 0 if none is.
+fn slots(flags: &[bool]) -> Vec<usize> {
+    let on: Vec<usize> = (0..flags.len()).filter(|&i| flags[i]).collect();
+    if on.is_empty() { vec![0] } else { on }
+}
+
+fn topology_of(
+    publishers: &[bool],
+    subscribers: &[bool],
+    channels: usize,
+    routed: bool,
+) -> Topology {
+    let pubs = slots(publishers);
+    let channels = channels.max(1);
     Topology {
-        publishers: (0..publishers).map(|i| format!("p{i}")).collect(),
-        subscribers: (0..subscribers).map(|i| format!("s{i}")).collect(),
+        publishers: pubs.iter().map(|i| format!("p{i}")).collect(),
+        publisher_channels: pubs.iter().map(|i| format!("c{}", i % channels)).collect(),
+        subscribers: slots(subscribers).iter().map(|i| format!("s{i}")).collect(),
         channels: (0..channels).map(|i| format!("c{i}")).collect(),
         routed,
     }
+}
+
+/// Presence flags of up to `max` agents: each slot present or not (at
+/// least one is: with none set, slot 0 is). Shrinks toward fewer agents.
+fn presence(max: usize) -> impl Strategy<Value = Vec<bool>> {
+    vec(any::<bool>(), max.max(1))
 }
 
 /// A topology of 1 to 3 publishers, 1 or 2 subscribers, 1 or 2 channels,
 /// with or without a router between the publishers and the broker.
 /// Shrinks toward one publisher, one subscriber, one channel, no router.
 pub fn topology() -> impl Strategy<Value = Topology> {
-    (1usize..=3, 1usize..=2, 1usize..=2, any::<bool>())
-        .prop_map(|(p, s, c, r)| topology_of(p, s, c, r))
+    (presence(3), presence(2), 1usize..=2, any::<bool>())
+        .prop_map(|(p, s, c, r)| topology_of(&p, &s, c, r))
 }
 
 /// A configurable strategy for whole scenarios of periodic publishers and
@@ -488,7 +510,7 @@ type PublisherDraft = (u64, u64, u64);
 /// Everything a scenario is made of, before it is assembled.
 #[derive(Clone, Debug)]
 struct Draft {
-    shape: (usize, usize, usize, bool),
+    shape: (Vec<bool>, Vec<bool>, usize, bool),
     publishers: Vec<PublisherDraft>,
     clocks: Vec<Option<(i64, i64)>>,
     link: LinkModel,
@@ -513,16 +535,12 @@ impl ScenarioStrategy {
             Some(r) => Just(r).boxed(),
             None => any::<bool>().boxed(),
         };
-        let shape = (1..=max_p, 1..=max_s, 1..=max_c, routed);
-        // One entry per possible publisher, so removing a publisher keeps
-        // the others as they were (shrinking without a flat map).
+        let shape = (presence(max_p), presence(max_s), 1..=max_c, routed);
+        // One entry per publisher slot, so removing a publisher keeps the
+        // others as they were (shrinking without a flat map).
         let publishers = vec((1_000u64..=20_000, 0u64..=5_000, 1..=max_m), max_p);
         let clocks = if self.clock_skew {
-            vec(
-                option::of((-50_000i64..=50_000, -2_000i64..=2_000)),
-                max_p,
-            )
-            .boxed()
+            vec(option::of((-50_000i64..=50_000, -2_000i64..=2_000)), max_p).boxed()
         } else {
             Just(vec![None; max_p]).boxed()
         };
@@ -550,7 +568,8 @@ impl ScenarioStrategy {
         (
             (shape, publishers, clocks),
             (link, channel, faults, tie),
-            (20u64..=MAX_DURATION_MS, any::<u64>()),
+            // Seeds a TOML integer holds (at most `i64::MAX`).
+            (20u64..=MAX_DURATION_MS, 0..=i64::MAX as u64),
         )
             .prop_map(
                 |(
@@ -578,14 +597,15 @@ impl ScenarioStrategy {
 
 impl Draft {
     fn assemble(&self) -> ScenarioSpec {
-        let (p, s, c, routed) = self.shape;
-        let topo = topology_of(p, s, c, routed);
+        let (p, s, c, routed) = &self.shape;
+        let topo = topology_of(p, s, *c, *routed);
+        let slot = |name: &str| -> usize { name[1..].parse().expect("named by slot") };
         let mut agents = Vec::new();
-        for (i, name) in topo.publishers.iter().enumerate() {
-            let (period_us, start_us, count) = self.publishers[i];
+        for (name, channel) in topo.publishers.iter().zip(&topo.publisher_channels) {
+            let (period_us, start_us, count) = self.publishers[slot(name)];
             agents.push(AgentSpec::Periodic {
                 name: name.clone(),
-                channel: topo.channel_of(i).to_string(),
+                channel: channel.clone(),
                 period: micros(period_us),
                 start: micros(start_us),
                 kind: KindName(MessageKind::INFO),
@@ -605,9 +625,8 @@ impl Draft {
         let clocks = topo
             .publishers
             .iter()
-            .zip(&self.clocks)
-            .filter_map(|(name, c)| {
-                c.map(|(offset_us, drift)| ClockSpec {
+            .filter_map(|name| {
+                self.clocks[slot(name)].map(|(offset_us, drift)| ClockSpec {
                     agent: name.clone(),
                     offset: ClockOffset(offset_us * 1_000),
                     drift_ppm: drift as f64,
@@ -689,9 +708,90 @@ pub fn run_and_check(
 }
 
 /// `spec` as a scenario file (TOML), e.g. to print a counterexample that
-/// `busbar run` can run and `busbar verify` can check.
+/// `busbar run` can run and `busbar verify` can check. Keys whose value is
+/// the default (the whole `[limits]` and `[grid]` tables, most link and
+/// broker settings) are left out, so the file shows what the scenario
+/// sets; it reads back as the same spec.
 pub fn to_toml(spec: &ScenarioSpec) -> String {
-    toml::to_string(spec).unwrap_or_else(|e| format!("# cannot render the scenario as TOML: {e}\n"))
+    let render = || -> Result<String, String> {
+        let mut doc = toml::Table::try_from(spec).map_err(|e| e.to_string())?;
+        let defaults = [
+            ("limits", toml::Value::try_from(Limits::default())),
+            ("grid", toml::Value::try_from(GridSpec::default())),
+            ("broker", toml::Value::try_from(BrokerConfig::default())),
+        ];
+        for (key, default) in defaults {
+            let default = default.map_err(|e| e.to_string())?;
+            if let Some(v) = doc.get_mut(key) {
+                prune(v, &default);
+            }
+        }
+        if let Some(toml::Value::Table(net)) = doc.get_mut("network")
+            && let Some(v) = net.get_mut("default")
+        {
+            let default = toml::Value::try_from(LinkModel::default()).map_err(|e| e.to_string())?;
+            // Only whole values: a latency or loss table is kept whole, with
+            // its `dist` or `model` tag.
+            if let (toml::Value::Table(t), toml::Value::Table(d)) = (&mut *v, &default) {
+                t.retain(|k, v| d.get(k) != Some(v));
+            }
+            if matches!(v, toml::Value::Table(t) if t.is_empty()) {
+                net.remove("default");
+            }
+        }
+        doc.retain(|_, v| !matches!(v, toml::Value::Table(t) if t.is_empty()));
+        // The tables in the order of a hand-written scenario (a table
+        // sorts its keys).
+        let order = [
+            "simulation",
+            "limits",
+            "broker",
+            "network",
+            "grid",
+            "microgrid",
+            "agent",
+            "fault",
+            "clock",
+        ];
+        let mut out = String::new();
+        for key in order.iter().copied().chain(
+            doc.keys()
+                .map(String::as_str)
+                .filter(|k| !order.contains(k))
+                .collect::<Vec<_>>(),
+        ) {
+            let Some(v) = doc.get(key) else { continue };
+            let mut one = toml::Table::new();
+            one.insert(key.to_string(), v.clone());
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out += &toml::to_string(&one).map_err(|e| e.to_string())?;
+        }
+        Ok(out)
+    };
+    // A value TOML's tables cannot hold (an integer above `i64::MAX`):
+    // the spec as it is, every default written out.
+    render()
+        .or_else(|_| toml::to_string(spec).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| format!("# cannot render the scenario as TOML: {e}\n"))
+}
+
+/// Removes from the table `value` every key whose value equals the one in
+/// `default`, recursively into tables (plain structs only: a tagged table
+/// would lose its tag).
+fn prune(value: &mut toml::Value, default: &toml::Value) {
+    let (toml::Value::Table(t), toml::Value::Table(d)) = (value, default) else {
+        return;
+    };
+    t.retain(|k, v| match d.get(k) {
+        Some(dv) if dv == v => false,
+        Some(dv) => {
+            prune(v, dv);
+            !matches!(v, toml::Value::Table(t) if t.is_empty())
+        }
+        None => true,
+    });
 }
 
 #[cfg(test)]
@@ -709,7 +809,11 @@ mod tests {
             let text = to_toml(&spec);
             let again = Scenario::parse(&text, "g.toml", Path::new("."))
                 .unwrap_or_else(|e| panic!("{e}\n{text}"));
-            assert_eq!(again.spec(), &spec);
+            assert_eq!(again.spec(), &spec, "{text}");
+            assert!(
+                !text.contains("[limits]") && !text.contains("[grid"),
+                "{text}"
+            );
             run_and_check(&spec, 1, &["fifo", "causal"]).unwrap();
         }
         assert!(run_and_check(&spec_of(&strategy), 1, &["bogus"]).is_err());
