@@ -325,7 +325,7 @@ fn retransmissions_of_at_least_once_duplicate_and_reorder() {
         max_retries: None,
         ..quiet()
     };
-    for prop in ["exactly_once", "fifo"] {
+    for prop in ORDER {
         let m = counterexample("at-least-once, retransmissions", &setting, prop, 64);
         assert_small(&m, 1, RANDOM);
         assert_eq!(
@@ -349,9 +349,11 @@ fn exactly_once_holds_under_duplication_and_faults_but_retransmissions_reorder()
         ..quiet()
     };
     assert_holds(&setting, &["exactly_once"], 32);
-    let m = counterexample("exactly-once, retransmissions", &setting, "fifo", 64);
-    assert_small(&m, 1, RANDOM);
-    assert!(m.broker.channels[0].max_retries.unwrap() >= 1);
+    for prop in ["fifo", "no_stale", "causal"] {
+        let m = counterexample("exactly-once, retransmissions", &setting, prop, 64);
+        assert_small(&m, 1, RANDOM);
+        assert!(m.broker.channels[0].max_retries.unwrap() >= 1);
+    }
 }
 
 /// A FIFO link pushes a message that would overtake the one before it back
@@ -365,12 +367,20 @@ fn seeded_tie_break_reorders_copies_a_fifo_link_made_simultaneous() {
         ..quiet()
     };
     assert_holds(&setting, &["exactly_once"], 32);
-    let m = counterexample("fifo links, seeded tie-break", &setting, "fifo", 64);
-    assert_small(&m, 1, RANDOM);
-    // The same scenario with the FIFO tie-break keeps the order.
-    let mut fifo = m.clone();
-    fifo.simulation.tie_break = TieBreak::Fifo;
-    assert!(check(&fifo, &["fifo"])[0].holds(), "{}", to_toml(&fifo));
+    for prop in ["fifo", "no_stale", "causal"] {
+        let m = counterexample("fifo links, seeded tie-break", &setting, prop, 64);
+        assert_small(&m, 1, RANDOM);
+        // The same scenario with the FIFO tie-break keeps the order.
+        let mut fifo = m.clone();
+        fifo.simulation.tie_break = TieBreak::Fifo;
+        assert!(check(&fifo, &[prop])[0].holds(), "{}", to_toml(&fifo));
+        // The two copies handled out of order arrived at the same instant.
+        let r = check(&m, &[prop]).remove(0);
+        let [a, b] = r.violations[0].events[..] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(a.record.time_ns, b.record.time_ns, "{r:?}");
+    }
 }
 
 // Ages: with bounded delays and no retransmission, a copy is never older
