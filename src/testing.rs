@@ -12,11 +12,14 @@
 //! that `busbar run` and `busbar verify` accept.
 //!
 //! A property test over generated scenarios: on FIFO links without
-//! duplication, netem reordering or retransmissions, every subscriber gets
-//! each publisher's messages in publish order.
+//! netem reordering, at-most-once (no retransmissions) and with the FIFO
+//! tie-break, every subscriber gets each publisher's messages in publish
+//! order, whatever the loss, duplication, faults, routes and clock skew
+//! (`docs/guarantees.md` has the whole table).
 //!
 //! ```
 //! use busbar::network::Ordering;
+//! use busbar::sim::TieBreak;
 //! use busbar::testing::{ScenarioStrategy, run_and_check, to_toml};
 //! use busbar::Qos;
 //! use proptest::prelude::*;
@@ -24,9 +27,9 @@
 //!
 //! let scenarios = ScenarioStrategy {
 //!     ordering: Some(Ordering::Fifo),
-//!     qos: Some(Qos::AtMostOnce),
-//!     duplicate: false,
 //!     reorder: false,
+//!     qos: Some(Qos::AtMostOnce),
+//!     tie_break: Some(TieBreak::Fifo),
 //!     ..ScenarioStrategy::default()
 //! }
 //! .strategy();
