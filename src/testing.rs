@@ -293,7 +293,7 @@ fn fault_draft(horizon_ms: u64) -> impl Strategy<Value = FaultDraft> {
 pub fn fault_schedule(
     agents: &[String],
     horizon: SimDuration,
-) -> impl Strategy<Value = Vec<FaultSpec>> {
+) -> impl Strategy<Value = Vec<FaultSpec>> + use<> {
     assert!(!agents.is_empty(), "faults need at least one agent");
     let agents = agents.to_vec();
     let horizon_ms = horizon.as_nanos() / 1_000_000;
@@ -328,7 +328,7 @@ pub fn channel_spec(
     topic: &str,
     qos_pin: Option<Qos>,
     max_retries: Option<u32>,
-) -> impl Strategy<Value = ChannelSpec> {
+) -> impl Strategy<Value = ChannelSpec> + use<> {
     let topic = topic.to_string();
     let q = match qos_pin {
         Some(q) => Just(q).boxed(),
@@ -820,6 +820,70 @@ mod tests {
             run_and_check(&spec, 1, &["fifo", "causal"]).unwrap();
         }
         assert!(run_and_check(&spec_of(&strategy), 1, &["bogus"]).is_err());
+    }
+
+    /// The pieces, put together by hand into a scenario, validate: the
+    /// faults select existing agents and links, the channel entry is a
+    /// valid policy, the topology's network resolves.
+    #[test]
+    fn the_pieces_make_valid_scenarios() {
+        let mut runner = TestRunner::deterministic();
+        let horizon = SimDuration::from_millis(500);
+        let pieces = (topology(), link_model(), channel_spec("#", None, None)).prop_flat_map(
+            move |(topo, link, channel)| {
+                let faults = fault_schedule(&topo.agents(), horizon);
+                (Just(topo), Just(link), Just(channel), faults)
+            },
+        );
+        let mut kinds = std::collections::BTreeSet::new();
+        for _ in 0..64 {
+            let (topo, link, channel, faults) = pieces.new_tree(&mut runner).unwrap().current();
+            for f in &faults {
+                kinds.insert(f.kind());
+                let at = match f {
+                    FaultSpec::LinkDown { at, .. }
+                    | FaultSpec::Partition { at, .. }
+                    | FaultSpec::Crash { at, .. }
+                    | FaultSpec::BrokerDown { at, .. } => *at,
+                    other => panic!("not generated: {other:?}"),
+                };
+                assert!(at < horizon);
+            }
+            let mut spec = scenario().new_tree(&mut runner).unwrap().current();
+            spec.agents = topo
+                .publishers
+                .iter()
+                .zip(&topo.publisher_channels)
+                .map(|(name, channel)| AgentSpec::Periodic {
+                    name: name.clone(),
+                    channel: channel.clone(),
+                    period: SimDuration::from_millis(10),
+                    start: SimDuration::ZERO,
+                    kind: KindName(MessageKind::INFO),
+                    count: Some(3),
+                    to: None,
+                })
+                .chain(topo.subscribers.iter().map(|name| AgentSpec::Sink {
+                    name: name.clone(),
+                    channels: topo.channels.clone(),
+                    delivery: Delivery::Push,
+                    deadline: None,
+                    group: None,
+                }))
+                .collect();
+            spec.network = topo.network(link);
+            spec.broker.channels = vec![channel];
+            spec.faults = faults;
+            spec.clocks.clear();
+            let reports = run_and_check(&spec, 3, &["exactly_once"])
+                .unwrap_or_else(|e| panic!("{e}\n{}", to_toml(&spec)));
+            assert_eq!(reports.len(), 1);
+        }
+        assert_eq!(
+            kinds.len(),
+            4,
+            "every kind of fault is generated: {kinds:?}"
+        );
     }
 
     fn spec_of(s: &BoxedStrategy<ScenarioSpec>) -> ScenarioSpec {
