@@ -903,6 +903,22 @@ mod tests {
         assert!(spec.faults.is_empty() && spec.clocks.is_empty());
         assert_eq!(spec.network.default.ordering, Ordering::Fifo);
         assert_eq!(spec.network.default.loss, Loss::bernoulli(0.0));
+        assert_eq!(
+            spec.network.default.latency,
+            Latency::Constant {
+                value: SimDuration::ZERO
+            }
+        );
+        assert_eq!(spec.network.default.duplicate, 0.0);
+        assert_eq!(spec.network.default.reorder, 0.0);
+        assert_eq!(spec.broker.channels[0].qos, Some(Qos::AtMostOnce));
+        assert_eq!(spec.broker.channels[0].max_retries, Some(0));
+        assert_eq!(spec.simulation.tie_break, TieBreak::Fifo);
+        for a in &spec.agents {
+            if let AgentSpec::Periodic { count, period, .. } = a {
+                assert_eq!((*count, *period), (Some(1), SimDuration::from_millis(1)));
+            }
+        }
         assert!(spec.network.routers.is_empty());
         assert_eq!(spec.simulation.duration, SimDuration::from_millis(20));
     }
