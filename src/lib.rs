@@ -31,6 +31,8 @@ pub mod scenario;
 pub mod replay;
 pub mod check;
 pub mod explore;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod rollout;
 pub mod report;
 
