@@ -13,8 +13,9 @@
 //! links of every kind busbar models) asks "did the dispatcher ever adopt a
 //! report older than the one it held?". proptest finds a scenario where it
 //! did, shrinks it, and the example prints the minimal scenario as a
-//! scenario file: `busbar run` and `busbar verify --property no_stale`
-//! reproduce it. Then the fixed dispatcher (it drops a report older than
+//! scenario file, with a sink standing in for the dispatcher (the same
+//! name, so the same links and draws): `busbar run` and
+//! `busbar verify --property no_stale` reproduce it. Then the fixed dispatcher (it drops a report older than
 //! the one it holds) passes the same test.
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use std::path::Path;
 
 use busbar::scenario::{AgentSpec, ScenarioSpec};
 use busbar::sim::TieBreak;
-use busbar::testing::{ScenarioStrategy, to_toml};
+use busbar::testing::{ScenarioStrategy, run_and_check, to_toml};
 use busbar::{Agent, AgentId, Context, Delivery, Message, Qos, Scenario};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
 
@@ -71,26 +72,25 @@ impl Agent for Dispatcher {
     }
 }
 
-/// Runs `spec` with a dispatcher subscribed to every device's channel;
-/// returns the stale reports it adopted.
+/// Runs `spec` with the dispatcher in the place of its last agent, a sink
+/// (generated scenarios list their sinks last): the same name, the same
+/// channels, so the same links and the same draws. A sink in a scenario
+/// file is then the dispatcher's stand-in: `busbar verify` sees what the
+/// dispatcher saw. Returns the stale reports it adopted.
 fn run(spec: &ScenarioSpec, careful: bool) -> Result<Vec<(AgentId, u64, u64)>, String> {
-    let scenario =
-        Scenario::from_spec(spec, "generated.toml", Path::new(".")).map_err(|e| e.to_string())?;
-    let channels: Vec<String> = spec
-        .agents
-        .iter()
-        .filter_map(|a| match a {
-            AgentSpec::Periodic { channel, .. } => Some(channel.replace("{env}", "env0")),
-            _ => None,
-        })
-        .collect();
+    let mut without = spec.clone();
+    let Some(AgentSpec::Sink { name, channels, .. }) = without.agents.pop() else {
+        return Err("the last agent is not a sink".into());
+    };
+    let scenario = Scenario::from_spec(&without, "generated.toml", Path::new("."))
+        .map_err(|e| e.to_string())?;
     let mut sim = scenario
         .builder(spec.simulation.seed, 0)
-        .agent("dispatcher", Dispatcher::new(channels, careful))
+        .agent(&name, Dispatcher::new(channels, careful))
         .build()
         .map_err(|e| e.to_string())?;
     scenario.run_sim(&mut sim).map_err(|e| e.to_string())?;
-    let id = sim.agent_id("dispatcher").ok_or("no dispatcher")?;
+    let id = sim.agent_id(&name).ok_or("no dispatcher")?;
     let d: &Dispatcher = sim.agent(id).ok_or("not a dispatcher")?;
     Ok(d.stale.clone())
 }
@@ -99,7 +99,7 @@ fn run(spec: &ScenarioSpec, careful: bool) -> Result<Vec<(AgentId, u64, u64)>, S
 /// scenarios vary the links (FIFO or not, loss, duplication, netem
 /// reordering, routes); the channels are at-most-once and simultaneous
 /// events keep their order, so what breaks the assumption is the network.
-fn property_test(careful: bool, cases: u32) -> Result<(), TestError<ScenarioSpec>> {
+fn property_test(careful: bool, cases: u32) -> Result<(), Box<TestError<ScenarioSpec>>> {
     let scenarios = ScenarioStrategy {
         qos: Some(Qos::AtMostOnce),
         tie_break: Some(TieBreak::Fifo),
@@ -116,7 +116,7 @@ fn property_test(careful: bool, cases: u32) -> Result<(), TestError<ScenarioSpec
     // A fixed generator: the same cases, the same counterexample, every run.
     let rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
     let mut runner = TestRunner::new_with_rng(config, rng);
-    runner.run(&scenarios, |spec| {
+    let result = runner.run(&scenarios, |spec| {
         let stale = run(&spec, careful).map_err(TestCaseError::fail)?;
         if let Some((device, n, held)) = stale.first() {
             return Err(TestCaseError::fail(format!(
@@ -125,15 +125,16 @@ fn property_test(careful: bool, cases: u32) -> Result<(), TestError<ScenarioSpec
             )));
         }
         Ok(())
-    })
+    });
+    result.map_err(Box::new)
 }
 
-fn main() {
+pub fn main() {
     let cases = std::env::var("CASES")
         .ok()
         .and_then(|c| c.parse().ok())
         .unwrap_or(256);
-    match property_test(false, cases) {
+    match property_test(false, cases).map_err(|e| *e) {
         Err(TestError::Fail(why, minimal)) => {
             println!("The assumption breaks: {why}");
             println!(
@@ -141,11 +142,21 @@ fn main() {
                 minimal.simulation.seed
             );
             println!("{}", to_toml(&minimal));
+            let stand_in = match minimal.agents.last() {
+                Some(AgentSpec::Sink { name, .. }) => name.clone(),
+                _ => unreachable!("generated scenarios end with a sink"),
+            };
             println!(
-                "Save it as cx.toml and check it with busbar:\n  busbar run cx.toml --trace cx.bbt\n  \
-                 busbar verify cx.bbt --property no_stale   # a sink in the dispatcher's place sees it too, \
-                 if its link draws the same disorder\n"
+                "The dispatcher ran as `{stand_in}`; in the file a sink of that name stands in for it, \
+                 and sees the same copies.\nSave it as cx.toml, then:\n  busbar run cx.toml --trace cx.bbt\n  \
+                 busbar verify cx.bbt --property no_stale\n"
             );
+            // busbar's own checker agrees: the stand-in received a stale
+            // report after a newer one.
+            let seed = minimal.simulation.seed;
+            let reports = run_and_check(&minimal, seed, &["no_stale"]).expect("runs");
+            println!("{}\n", reports[0]);
+            assert!(!reports[0].holds());
             // The same scenario with the fix.
             let fixed = run(&minimal, true).expect("runs");
             assert!(fixed.is_empty());

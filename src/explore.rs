@@ -3,7 +3,10 @@
 //! breaks it, and count what the runs exercised (`busbar explore`).
 //!
 //! **The search.** Run `i` (from 0) of an [`Explorer`] uses seed
-//! `base + i` and exploration mode `modes[i % modes.len()]`: a [`Mode`] is
+//! `base + i`, exploration mode `modes[i % modes.len()]` and model
+//! parameters `variants[(i / modes.len()) % variants.len()]` (overrides of
+//! the scenario's values, e.g. `network.default.loss=0.05`; by default the
+//! scenario as it is). A [`Mode`] is
 //! a tie-break order ([`TieBreak`]: equal-time events in scheduling order,
 //! or in a seeded permutation) and a way of drawing link delays
 //! ([`Delays`]: from the models, or adversarially at the ends of each
@@ -56,7 +59,7 @@ use rayon::prelude::*;
 
 use crate::check::{Checking, Report, property};
 use crate::network::Delays;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{Override, Scenario, ScenarioError};
 use crate::sim::TieBreak;
 use crate::time::SimDuration;
 use crate::trace::{EventKind, NONE, Reason, Record};
@@ -375,10 +378,23 @@ pub struct Explorer {
     runs: u64,
     seed: u64,
     modes: Vec<Mode>,
+    variants: Vec<Vec<Override>>,
     threads: usize,
     shrink_budget: u32,
     shrink_seeds: u32,
     stop: Option<std::sync::Arc<AtomicBool>>,
+}
+
+/// What run `i` of an [`Explorer`] is: its seed, its mode and its variant
+/// (an index into [`Explorer::variants`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// The seed.
+    pub seed: u64,
+    /// The mode.
+    pub mode: Mode,
+    /// The variant's index.
+    pub variant: usize,
 }
 
 /// The first run that broke a property.
@@ -390,6 +406,8 @@ pub struct Counterexample {
     pub seed: u64,
     /// Its mode.
     pub mode: Mode,
+    /// Its variant's index ([`Explorer::variants`]).
+    pub variant: usize,
     /// The property shrunk for (the first one the run broke).
     pub property: String,
     /// The run's check.
@@ -430,6 +448,7 @@ impl Explorer {
                     delays: Delays::Adversarial,
                 },
             ],
+            variants: vec![Vec::new()],
             threads: 0,
             shrink_budget: DEFAULT_SHRINK_BUDGET,
             shrink_seeds: DEFAULT_SHRINK_SEEDS,
@@ -479,12 +498,48 @@ impl Explorer {
         &self.scenario
     }
 
-    /// The seed and mode of run `i`.
-    pub fn run_of(&self, i: u64) -> (u64, Mode) {
-        (
-            self.seed.wrapping_add(i),
-            self.modes[(i % self.modes.len() as u64) as usize],
-        )
+    /// Model parameters to search too: each variant is a list of
+    /// overrides (`--set`-style) applied to the scenario; run `i` uses mode
+    /// `i % modes` and variant `(i / modes) % variants`. Default: one
+    /// variant, the scenario as it is.
+    pub fn variants(mut self, variants: Vec<Vec<Override>>) -> Explorer {
+        self.variants = if variants.is_empty() {
+            vec![Vec::new()]
+        } else {
+            variants
+        };
+        self
+    }
+
+    /// Variant `v` in words: its overrides, `key=value, ...` (empty for
+    /// the scenario as it is).
+    pub fn describe_variant(&self, v: usize) -> String {
+        self.variants.get(v).map_or(String::new(), |o| {
+            o.iter()
+                .map(|o| o.text().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
+    /// The scenario with variant `v`'s overrides.
+    pub fn variant_scenario(&self, v: usize) -> Result<Scenario, ScenarioError> {
+        let s = &self.scenario;
+        match self.variants.get(v) {
+            Some(o) if !o.is_empty() => Scenario::parse_with(s.text(), s.source(), s.base_dir(), o),
+            _ => Ok(s.clone()),
+        }
+    }
+
+    /// Run `i`'s seed, mode and variant.
+    pub fn run_of(&self, i: u64) -> Plan {
+        let m = self.modes.len().max(1) as u64;
+        let v = self.variants.len().max(1) as u64;
+        Plan {
+            seed: self.seed.wrapping_add(i),
+            mode: self.modes[(i % m) as usize],
+            variant: ((i / m) % v) as usize,
+        }
     }
 
     fn pool(&self) -> Result<rayon::ThreadPool, ExploreError> {
@@ -502,11 +557,14 @@ impl Explorer {
                 "give at least one property, one mode and one run".into(),
             ));
         }
-        let scenarios = self
-            .modes
-            .iter()
-            .map(|m| with_mode(&self.scenario, *m))
-            .collect::<Result<Vec<_>, _>>()?;
+        // By variant, then mode.
+        let mut scenarios = Vec::new();
+        for v in 0..self.variants.len() {
+            let variant = self.variant_scenario(v)?;
+            for m in &self.modes {
+                scenarios.push(with_mode(&variant, *m)?);
+            }
+        }
         let pool = self.pool()?;
         let mut out = Exploration {
             runs: 0,
@@ -528,9 +586,10 @@ impl Explorer {
                 (start..end)
                     .into_par_iter()
                     .map(|i| {
-                        let (seed, _) = self.run_of(i);
-                        let s = &scenarios[(i % scenarios.len() as u64) as usize];
-                        check_run(s, seed, &self.properties)
+                        let plan = self.run_of(i);
+                        let m = (i % self.modes.len() as u64) as usize;
+                        let s = &scenarios[plan.variant * self.modes.len() + m];
+                        check_run(s, plan.seed, &self.properties)
                     })
                     .collect()
             });
@@ -543,11 +602,12 @@ impl Explorer {
                 if out.first.is_none()
                     && let Some(p) = checked.first_broken()
                 {
-                    let (seed, mode) = self.run_of(i);
+                    let plan = self.run_of(i);
                     out.first = Some(Counterexample {
                         index: i,
-                        seed,
-                        mode,
+                        seed: plan.seed,
+                        mode: plan.mode,
+                        variant: plan.variant,
                         property: self.properties[p].clone(),
                         checked: checked.clone(),
                     });
@@ -568,7 +628,7 @@ impl Explorer {
         progress: impl Fn(u32),
     ) -> Result<Shrunk, ExploreError> {
         let pool = self.pool()?;
-        let mut doc = scenario_doc(&self.scenario)?;
+        let mut doc = scenario_doc(&self.variant_scenario(cx.variant)?)?;
         cx.mode.apply(&mut doc);
         let base = self.scenario.base_dir().to_path_buf();
         let source = self.scenario.source().to_string();

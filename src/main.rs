@@ -257,6 +257,10 @@ enum Command {
         /// Override a scenario value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
         sets: Vec<Override>,
+        /// Search these values of a key too (repeatable: the cartesian
+        /// product); run i uses variant (i / modes) modulo their number.
+        #[arg(long = "sweep", value_name = "KEY=V1,V2,...", value_parser = parse_sweep)]
+        sweeps: Vec<Sweep>,
     },
 }
 
@@ -434,6 +438,7 @@ fn main() -> ExitCode {
             shrink_budget,
             shrink_seeds,
             sets,
+            sweeps,
         } => {
             let tie_break = match ties {
                 TiesArg::Fifo => busbar::sim::TieBreak::Fifo,
@@ -462,6 +467,7 @@ fn main() -> ExitCode {
                         out,
                         shrink_budget,
                         shrink_seeds,
+                        variants: variants(&sweeps),
                     },
                 )
             })
@@ -1111,6 +1117,25 @@ impl CsvOut {
             }
         }
     }
+}
+
+/// The cartesian product of sweeps' values, the last sweep varying
+/// fastest: each variant a list of overrides.
+fn variants(sweeps: &[Sweep]) -> Vec<Vec<Override>> {
+    let mut out: Vec<Vec<Override>> = vec![Vec::new()];
+    for sw in sweeps {
+        out = out
+            .into_iter()
+            .flat_map(|v| {
+                sw.overrides().map(move |o| {
+                    let mut v = v.clone();
+                    v.push(o.clone());
+                    v
+                })
+            })
+            .collect();
+    }
+    out
 }
 
 /// A flag Ctrl-C sets (to stop long work between pieces); a second Ctrl-C

@@ -193,13 +193,55 @@ fn coverage_counts_what_the_runs_saw() {
     // The counts agree with the runs taken one by one.
     let mut sum = busbar::explore::Coverage::default();
     for i in 0..6 {
-        let (seed, mode) = ex.run_of(i);
-        let one = busbar::explore::with_mode(ex.scenario(), mode).unwrap();
+        let plan = ex.run_of(i);
+        let one = busbar::explore::with_mode(ex.scenario(), plan.mode).unwrap();
         sum.merge(
-            &check_run(&one, seed, &["fifo".to_string()])
+            &check_run(&one, plan.seed, &["fifo".to_string()])
                 .unwrap()
                 .coverage,
         );
     }
     assert_eq!(&sum, c);
+}
+
+#[test]
+fn a_sweep_searches_model_parameters_and_the_reproducer_keeps_the_variant() {
+    let dir = TempDir::new().unwrap();
+    let s = write(dir.path(), "fifo");
+    let out = dir.path().join("sweep");
+    let (code, stdout, stderr) = busbar(&[
+        "explore",
+        s.to_str().unwrap(),
+        "--property",
+        "fifo",
+        "--runs",
+        "8",
+        "--sweep",
+        "network.default.ordering=fifo,unordered",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "variants [network.default.ordering=fifo; network.default.ordering=unordered]"
+        ),
+        "{stdout}"
+    );
+    // Runs 0, 1 are the FIFO variant, 2, 3 the unordered one, and so on:
+    // only the unordered variant's adversarial runs break FIFO here.
+    assert!(
+        stdout.contains("first counterexample: run 3 (seed 4, tie_break = \"seeded\", delays = \"adversarial\", network.default.ordering=unordered)"),
+        "{stdout}"
+    );
+    let toml = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().unwrap() == "toml")
+        .unwrap();
+    let small = Scenario::from_file(&toml).unwrap();
+    assert_eq!(
+        small.spec().network.default.ordering,
+        busbar::Ordering::Unordered
+    );
 }

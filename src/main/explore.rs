@@ -21,6 +21,7 @@ pub struct Args {
     pub out: PathBuf,
     pub shrink_budget: u32,
     pub shrink_seeds: u32,
+    pub variants: Vec<Vec<busbar::scenario::Override>>,
 }
 
 /// Exit 1 if a property was broken (a reproducer is written), 0 if none
@@ -31,11 +32,12 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
         .threads(args.threads)
         .shrink_budget(args.shrink_budget)
         .shrink_seeds(args.shrink_seeds)
+        .variants(args.variants.clone())
         .stop_flag(stop_on_ctrl_c());
     if let Some(s) = args.seed {
         ex = ex.seed(s);
     }
-    let base = ex.run_of(0).0;
+    let base = ex.run_of(0).seed;
     let modes: Vec<String> = args.modes.iter().map(Mode::describe).collect();
     let mut out = Stdout::new();
     let w = |out: &mut Stdout, s: String| writeln!(out, "{s}").map_err(bad_input);
@@ -51,6 +53,12 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
             args.properties.join(", ")
         ),
     )?;
+    if args.variants.len() > 1 {
+        let list: Vec<String> = (0..args.variants.len())
+            .map(|v| ex.describe_variant(v))
+            .collect();
+        w(&mut out, format!("variants [{}]", list.join("; ")))?;
+    }
     let bar = progress_bar(args.runs, "{bar:40} {pos}/{len} runs, {per_sec}, ETA {eta}");
     let started = std::time::Instant::now();
     let found = ex.explore(|done| bar.set_position(done));
@@ -84,10 +92,14 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
     w(
         &mut out,
         format!(
-            "\nfirst counterexample: run {} (seed {}, {}) breaks {}; shrinking it",
+            "\nfirst counterexample: run {} (seed {}, {}{}) breaks {}; shrinking it",
             cx.index,
             cx.seed,
             cx.mode.describe(),
+            match ex.describe_variant(cx.variant) {
+                v if v.is_empty() => String::new(),
+                v => format!(", {v}"),
+            },
             cx.property
         ),
     )?;

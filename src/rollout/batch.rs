@@ -33,6 +33,11 @@ impl Sweep {
         self.values.iter().map(|(v, _)| v.as_str())
     }
 
+    /// Each value as the override that sets it, in order.
+    pub fn overrides(&self) -> impl Iterator<Item = &Override> {
+        self.values.iter().map(|(_, o)| o)
+    }
+
     /// How many values.
     pub fn len(&self) -> usize {
         self.values.len()
