@@ -63,7 +63,14 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
     let started = std::time::Instant::now();
     let found = ex.explore(|done| bar.set_position(done));
     bar.finish_and_clear();
-    let found = found.map_err(bad_input)?;
+    let found = found.map_err(|e| match e {
+        // As for `batch`: an interrupted search exits 130.
+        busbar::explore::ExploreError::Stopped(_) => Failure {
+            code: 130,
+            message: e.to_string(),
+        },
+        e => bad_input(e),
+    })?;
     let secs = started.elapsed().as_secs_f64();
     for (p, n) in &found.broken {
         w(
