@@ -42,6 +42,32 @@ fn write(dir: &Path, ordering: &str) -> PathBuf {
     p
 }
 
+/// `busbar explore SCENARIO --property fifo --runs RUNS --out OUT` and
+/// `extra` arguments.
+fn explore(scenario: &Path, runs: &str, out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "explore",
+        scenario.to_str().unwrap(),
+        "--property",
+        "fifo",
+        "--runs",
+        runs,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    busbar(&args)
+}
+
+/// The reproducer file with extension `ext` written into `out`.
+fn written(out: &Path, ext: &str) -> PathBuf {
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().unwrap() == ext)
+        .unwrap()
+}
+
 /// The output without the line that carries wall-clock speed.
 fn stable(out: &str) -> String {
     out.lines()
@@ -55,34 +81,14 @@ fn a_violation_is_found_shrunk_written_and_replayed() {
     let dir = TempDir::new().unwrap();
     let s = write(dir.path(), "unordered");
     let out = dir.path().join("repro");
-    let (code, stdout, stderr) = busbar(&[
-        "explore",
-        s.to_str().unwrap(),
-        "--property",
-        "fifo",
-        "--runs",
-        "40",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = explore(&s, "40", &out, &[]);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(stdout.contains("fifo: broken in"), "{stdout}");
     assert!(stdout.contains("coverage over 40 runs"), "{stdout}");
-    let files: Vec<PathBuf> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let toml = files
-        .iter()
-        .find(|p| p.extension().unwrap() == "toml")
-        .unwrap();
-    let trace = files
-        .iter()
-        .find(|p| p.extension().unwrap() == "bbt")
-        .unwrap();
+    let (toml, trace) = (written(&out, "toml"), written(&out, "bbt"));
     // Shrunk to one sensor and one collector, no fault, no loss, a few
     // messages.
-    let small = Scenario::from_file(toml).unwrap();
+    let small = Scenario::from_file(&toml).unwrap();
     assert_eq!(small.agent_names().len(), 2, "{}", small.text());
     assert!(small.spec().faults.is_empty());
     assert!(small.duration() < busbar::SimDuration::from_millis(100));
@@ -107,27 +113,13 @@ fn the_result_is_the_same_on_one_and_two_threads() {
     let run = |threads: &str| {
         let out = dir.path().join("same");
         let _ = std::fs::remove_dir_all(&out);
-        let (code, stdout, stderr) = busbar(&[
-            "explore",
-            s.to_str().unwrap(),
-            "--property",
-            "fifo",
-            "--property",
-            "no_stale",
-            "--runs",
-            "70",
-            "--threads",
-            threads,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let extra = ["--property", "no_stale", "--threads", threads];
+        let (code, stdout, stderr) = explore(&s, "70", &out, &extra);
         assert_eq!(code, 1, "{stderr}");
-        let trace = std::fs::read_dir(&out)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().unwrap() == "bbt")
-            .unwrap();
-        (stable(&stdout), std::fs::read(trace).unwrap())
+        (
+            stable(&stdout),
+            std::fs::read(written(&out, "bbt")).unwrap(),
+        )
     };
     assert_eq!(run("1"), run("2"));
 }
@@ -137,16 +129,7 @@ fn a_property_that_holds_exits_0_with_coverage() {
     let dir = TempDir::new().unwrap();
     let s = write(dir.path(), "fifo");
     let out = dir.path().join("none");
-    let (code, stdout, stderr) = busbar(&[
-        "explore",
-        s.to_str().unwrap(),
-        "--property",
-        "fifo",
-        "--runs",
-        "10",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = explore(&s, "10", &out, &[]);
     // FIFO links keep order under a seeded tie-break too: adversarial
     // delays make many arrivals on a link coincide, and the tie-break must
     // not permute them.
@@ -209,18 +192,8 @@ fn a_sweep_searches_model_parameters_and_the_reproducer_keeps_the_variant() {
     let dir = TempDir::new().unwrap();
     let s = write(dir.path(), "fifo");
     let out = dir.path().join("sweep");
-    let (code, stdout, stderr) = busbar(&[
-        "explore",
-        s.to_str().unwrap(),
-        "--property",
-        "fifo",
-        "--runs",
-        "8",
-        "--sweep",
-        "network.default.ordering=fifo,unordered",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let sweep = ["--sweep", "network.default.ordering=fifo,unordered"];
+    let (code, stdout, stderr) = explore(&s, "8", &out, &sweep);
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     assert!(
         stdout.contains(
@@ -234,12 +207,7 @@ fn a_sweep_searches_model_parameters_and_the_reproducer_keeps_the_variant() {
         stdout.contains("first counterexample: run 3 (seed 4, tie_break = \"seeded\", delays = \"adversarial\", network.default.ordering=unordered)"),
         "{stdout}"
     );
-    let toml = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().unwrap() == "toml")
-        .unwrap();
-    let small = Scenario::from_file(&toml).unwrap();
+    let small = Scenario::from_file(&written(&out, "toml")).unwrap();
     assert_eq!(
         small.spec().network.default.ordering,
         busbar::Ordering::Unordered

@@ -3,13 +3,11 @@
 //! same for the same seed (and replayed exactly from the trace), another
 //! for another seed; FIFO otherwise.
 
-use std::io::BufWriter;
+mod common;
+
 use std::path::Path;
 
-use busbar::replay::{Comparison, replay};
-use busbar::trace::TraceReader;
 use busbar::{EventKind, Scenario};
-use tempfile::TempDir;
 
 /// Two sensors publishing at the same instants over constant-latency
 /// links: their copies reach the collector at the same instants.
@@ -89,20 +87,5 @@ fn fifo_keeps_the_scheduling_order_and_seeded_permutes_it() {
 
 #[test]
 fn a_seeded_run_replays_identically() {
-    let s = scenario("seeded");
-    let dir = TempDir::new().unwrap();
-    let path = dir.path().join("t.bbt");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut sim = s
-        .builder(9, 0)
-        .trace_to(Box::new(BufWriter::new(file)), s.header(9, 0))
-        .build()
-        .unwrap();
-    let summary = s.run_sim(&mut sim).unwrap();
-    drop(sim);
-    let mut r = TraceReader::new(std::fs::File::open(&path).unwrap()).unwrap();
-    assert_eq!(
-        replay(&mut r).unwrap(),
-        Comparison::Identical(summary.trace_records)
-    );
+    common::assert_replays(&scenario("seeded"), 9);
 }

@@ -103,3 +103,28 @@ pub fn rechain(bytes: &mut [u8]) {
         bytes[end..end + 8].copy_from_slice(&seed.to_le_bytes());
     }
 }
+
+/// Runs `s` with `seed` (environment 0) into a trace file, then asserts
+/// that `busbar::replay` re-runs it identically, record for record; returns
+/// the trace's header (its scenario text records the run's settings).
+#[allow(dead_code)] // not every test crate replays
+pub fn assert_replays(s: &busbar::Scenario, seed: u64) -> busbar::trace::Header {
+    use busbar::replay::{Comparison, replay};
+    let dir = tempfile::TempDir::new().unwrap();
+    let path = dir.path().join("t.bbt");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut sim = s
+        .builder(seed, 0)
+        .trace_to(Box::new(std::io::BufWriter::new(file)), s.header(seed, 0))
+        .build()
+        .unwrap();
+    let summary = s.run_sim(&mut sim).unwrap();
+    drop(sim);
+    let mut r = busbar::trace::TraceReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let header = r.header().clone();
+    assert_eq!(
+        replay(&mut r).unwrap(),
+        Comparison::Identical(summary.trace_records)
+    );
+    header
+}
