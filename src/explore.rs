@@ -21,23 +21,27 @@
 //! **Shrinking.** The first run that breaks a property (the lowest index)
 //! is shrunk for the first property it breaks: greedily, a candidate
 //! scenario is kept when the same seed and mode still break that property,
-//! until no candidate does or the budget of candidate runs is spent. A
-//! candidate is run with the current seed, then (if the property holds)
-//! with the next seeds, up to [`DEFAULT_SHRINK_SEEDS`] in all
-//! ([`Explorer::shrink_seeds`]): removing an agent changes the draws of
-//! the links it shared, so the same disorder may need another seed. The
-//! candidates, tried in this order, each make the scenario smaller:
+//! until no candidate does or the budget of candidate runs is spent. Each
+//! round tries every candidate with the current seed, then every change of
+//! structure (1, 3, 4 below) with the next seed, and so on, up to
+//! [`DEFAULT_SHRINK_SEEDS`] seeds in all ([`Explorer::shrink_seeds`]):
+//! removing an agent changes the draws of the links it shared, so the same
+//! disorder may need another seed, and a shorter run another seed whose
+//! disorder comes earlier. The candidates, in the order tried, each make
+//! the scenario smaller:
 //! 1. remove one element of an array of tables (a `[[microgrid]]`, a
 //!    `[[microgrid.device]]`, an `[[agent]]`, a `[[fault]]`, a `[[clock]]`,
 //!    a `[[network.link]]`, ...), shallowest arrays first: fewer agents,
 //!    fewer faults;
 //! 2. end the run right after the violation (the `simulation.duration` cut
 //!    to the time of its last event, rounded up to a millisecond);
-//! 3. halve `simulation.duration`: fewer messages;
+//! 3. halve `simulation.duration`, or cut it by a quarter: fewer
+//!    messages;
 //! 4. halve, or decrease by one, each `count`: fewer agents or messages;
 //! 5. in `[network]`: set each probability (`loss`, `duplicate`,
 //!    `reorder`, `corrupt`, ...: a number in (0, 1]) to 0, and halve each
-//!    duration (latency parameters): fewer faults, smaller delays.
+//!    duration of at least 2 µs (latency parameters): fewer faults,
+//!    smaller delays.
 //!
 //! A candidate that does not validate is skipped. Each kept candidate
 //! removes something or makes a number smaller, so shrinking ends. The
@@ -69,7 +73,7 @@ use crate::trace::{EventKind, NONE, Reason, Record};
 pub const CHUNK: u64 = 64;
 
 /// Candidate runs a shrink may use, unless told otherwise.
-pub const DEFAULT_SHRINK_BUDGET: u32 = 500;
+pub const DEFAULT_SHRINK_BUDGET: u32 = 1000;
 
 /// Seeds a shrink candidate is tried with, unless told otherwise.
 pub const DEFAULT_SHRINK_SEEDS: u32 = 8;
@@ -639,13 +643,18 @@ impl Explorer {
         let seeds = u64::from(self.shrink_seeds.max(1));
         loop {
             let cut = violation_end(&best.reports[best.first_broken().unwrap_or(0)]);
-            // Each candidate with the current seed first, then the next
-            // ones: removing an agent changes the draws of the links it
-            // shared, so the same disorder may need another seed.
-            let pairs: Vec<(toml::Table, u64)> = candidates(&doc, cut)
-                .into_iter()
-                .flat_map(|c| (0..seeds).map(move |k| (c.clone(), k)))
-                .map(|(c, k)| (c, best.seed.wrapping_add(k)))
+            // Every candidate with the current seed first, then each change
+            // of structure with the next seeds: removing an agent changes
+            // the draws of the links it shared, so the same disorder may
+            // need another seed.
+            let cands = candidates(&doc, cut);
+            let pairs: Vec<(toml::Table, u64)> = (0..seeds)
+                .flat_map(|k| {
+                    cands
+                        .iter()
+                        .filter(move |c| k == 0 || c.reseed)
+                        .map(move |c| (c.doc.clone(), best.seed.wrapping_add(k)))
+                })
                 .collect();
             if pairs.is_empty() || tried >= self.shrink_budget {
                 break;
@@ -874,8 +883,12 @@ fn duration_of(v: &toml::Value) -> Option<SimDuration> {
 
 /// The candidates of one shrink round, in the order they are tried (see
 /// the module docs).
-fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<toml::Table> {
+fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<Candidate> {
     let mut out = Vec::new();
+    // Changes of structure are worth other seeds; the others not.
+    let mut keep = |t: Option<toml::Table>, reseed: bool| {
+        out.extend(t.map(|doc| Candidate { doc, reseed }));
+    };
     let sim_duration = [Seg::Key("simulation".into()), Seg::Key("duration".into())];
     let duration = doc
         .get("simulation")
@@ -896,7 +909,7 @@ fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<toml::Table> {
     arrays.sort_by_key(|(p, _)| p.len());
     for (p, n) in arrays {
         for i in 0..n {
-            out.extend(removed(doc, p, i));
+            keep(removed(doc, p, i), true);
         }
     }
     // 2. End right after the violation.
@@ -904,20 +917,24 @@ fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<toml::Table> {
         let ms = 1_000_000u64;
         let end = cut.div_ceil(ms).max(1) * ms;
         if end < d.as_nanos() {
-            out.extend(edited(doc, &sim_duration, |v| {
+            let t = edited(doc, &sim_duration, |v| {
                 *v = toml::Value::String(SimDuration(end).to_string());
                 true
-            }));
+            });
+            keep(t, false);
         }
     }
     // 3. Halve the duration.
     if let Some(d) = duration
         && d.as_nanos() >= 2
     {
-        out.extend(edited(doc, &sim_duration, |v| {
-            *v = toml::Value::String(SimDuration(d.as_nanos() / 2).to_string());
-            true
-        }));
+        for shorter in [tidy(d.as_nanos() / 2), tidy(d.as_nanos() / 4 * 3)] {
+            let t = edited(doc, &sim_duration, |v| {
+                *v = toml::Value::String(SimDuration(shorter).to_string());
+                true
+            });
+            keep(t, true);
+        }
     }
     // 4. Fewer of each `count`.
     for (p, v) in &all {
@@ -926,10 +943,11 @@ fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<toml::Table> {
         {
             for smaller in [n / 2, n - 1] {
                 if smaller >= 1 && smaller < n {
-                    out.extend(edited(doc, p, |v| {
+                    let t = edited(doc, p, |v| {
                         *v = toml::Value::Integer(smaller);
                         true
-                    }));
+                    });
+                    keep(t, true);
                 }
             }
         }
@@ -941,27 +959,52 @@ fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<toml::Table> {
         }
         match v {
             toml::Value::Float(x) if *x > 0.0 && *x <= 1.0 => {
-                out.extend(edited(doc, p, |v| {
+                let t = edited(doc, p, |v| {
                     *v = toml::Value::Float(0.0);
                     true
-                }));
+                });
+                keep(t, false);
             }
             toml::Value::String(_) => {
+                // Not below a microsecond: halving further rarely matters
+                // and costs a round each time.
                 if let Some(d) = duration_of(v)
-                    && d.as_nanos() > 0
+                    && d.as_nanos() >= 2_000
                 {
-                    out.extend(edited(doc, p, |v| {
+                    let t = edited(doc, p, |v| {
                         *v = toml::Value::String(SimDuration(d.as_nanos() / 2).to_string());
                         true
-                    }));
+                    });
+                    keep(t, false);
                 }
             }
             _ => {}
         }
     }
     out.dedup();
-    out.retain(|c| c != doc);
+    out.retain(|c| c.doc != *doc);
     out
+}
+
+/// `ns` rounded down to a whole millisecond from 10 ms, to a whole
+/// microsecond from 10 µs (so shrunk durations read `1318ms`, not
+/// `1318359375ns`).
+fn tidy(ns: u64) -> u64 {
+    let unit = match ns {
+        10_000_000.. => 1_000_000,
+        10_000.. => 1_000,
+        _ => 1,
+    };
+    ns / unit * unit
+}
+
+/// A smaller scenario to try, and whether to try it with other seeds too
+/// (a change of structure: a table removed, a shorter run, a smaller
+/// count).
+#[derive(Clone, Debug, PartialEq)]
+struct Candidate {
+    doc: toml::Table,
+    reseed: bool,
 }
 
 /// Relative file paths (`path`, `feeder`) made absolute from `base`, so the
@@ -1028,7 +1071,10 @@ name = "b"
 "#
         .parse()
         .unwrap();
-        let c = candidates(&doc, Some(2_500_000));
+        let c: Vec<toml::Table> = candidates(&doc, Some(2_500_000))
+            .into_iter()
+            .map(|c| c.doc)
+            .collect();
         let dur = |t: &toml::Table| t["simulation"]["duration"].as_str().unwrap().to_string();
         assert_eq!(
             c[0]["agent"].as_array().unwrap()[0]["name"].as_str(),
@@ -1040,18 +1086,29 @@ name = "b"
         );
         assert_eq!(dur(&c[2]), "3ms", "cut to the violation, in whole ms");
         assert_eq!(dur(&c[3]), "5s");
-        let counts: Vec<i64> = c[4..6]
+        assert_eq!(dur(&c[4]), "7500ms");
+        let counts: Vec<i64> = c[5..7]
             .iter()
             .map(|t| t["agent"][0]["count"].as_integer().unwrap())
             .collect();
         assert_eq!(counts, [2, 3]);
         // Network values in key order: latency before loss.
-        let loss = c[7]["network"]["default"]["loss"].as_float();
+        let loss = c[8]["network"]["default"]["loss"].as_float();
         assert_eq!(loss, Some(0.0));
-        let lat = c[6]["network"]["default"]["latency"]["value"].as_str();
+        let lat = c[7]["network"]["default"]["latency"]["value"].as_str();
         assert_eq!(lat, Some("2ms"));
-        assert_eq!(c.len(), 8);
+        assert_eq!(c.len(), 9);
         assert!(c.iter().all(|x| *x != doc));
+        // Structure (removals, shorter runs, counts) is worth other seeds;
+        // the cut and the network's numbers are not.
+        let reseed: Vec<bool> = candidates(&doc, Some(2_500_000))
+            .iter()
+            .map(|c| c.reseed)
+            .collect();
+        assert_eq!(
+            reseed,
+            [true, true, false, true, true, true, true, false, false]
+        );
     }
 
     #[test]

@@ -148,7 +148,14 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
     )?;
     w(&mut out, "\nthe shrunk scenario:".into())?;
     for line in shrunk.text().lines() {
-        w(&mut out, format!("  {line}"))?;
+        w(
+            &mut out,
+            if line.is_empty() {
+                String::new()
+            } else {
+                format!("  {line}")
+            },
+        )?;
     }
     w(&mut out, String::new())?;
     out.finish().map_err(bad_input)?;
