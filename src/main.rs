@@ -261,6 +261,10 @@ enum Command {
         /// product); run i uses variant (i / modes) modulo their number.
         #[arg(long = "sweep", value_name = "KEY=V1,V2,...", value_parser = parse_sweep)]
         sweeps: Vec<Sweep>,
+        /// Print one JSON object instead of text (the reproducer is
+        /// written all the same).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -439,6 +443,7 @@ fn main() -> ExitCode {
             shrink_seeds,
             sets,
             sweeps,
+            json,
         } => {
             let tie_break = match ties {
                 TiesArg::Fifo => busbar::sim::TieBreak::Fifo,
@@ -468,6 +473,7 @@ fn main() -> ExitCode {
                         shrink_budget,
                         shrink_seeds,
                         variants: variants(&sweeps),
+                        json,
                     },
                 )
             })

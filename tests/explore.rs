@@ -213,3 +213,36 @@ fn a_sweep_searches_model_parameters_and_the_reproducer_keeps_the_variant() {
         busbar::Ordering::Unordered
     );
 }
+
+#[test]
+fn json_output_carries_the_counts_the_coverage_and_the_counterexample() {
+    let dir = TempDir::new().unwrap();
+    let s = write(dir.path(), "unordered");
+    let out = dir.path().join("json");
+    let (code, stdout, stderr) = explore(&s, "10", &out, &["--json"]);
+    assert_eq!(code, 1, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(v["runs"], 10);
+    assert_eq!(v["seeds"], serde_json::json!([1, 10]));
+    let broken = v["properties"][0]["broken_runs"].as_u64().unwrap();
+    assert!(broken > 0 && broken < 10, "{broken}");
+    // The total is the sum of the channels.
+    let total = v["coverage"]["total"]["published"].as_u64().unwrap();
+    let sum: u64 = v["coverage"]["channels"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["published"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, sum);
+    let cx = &v["counterexample"];
+    assert_eq!(cx["property"], "fifo");
+    assert_eq!(cx["shrunk"]["agents"][1], 2);
+    assert!(cx["violation"][0]["total"].as_u64().unwrap() >= 1);
+    let trace = cx["trace"].as_str().unwrap();
+    assert!(Path::new(trace).exists());
+    assert_eq!(
+        cx["commands"]["replay"].as_str().unwrap(),
+        format!("busbar replay {trace}")
+    );
+}

@@ -22,10 +22,27 @@ pub struct Args {
     pub shrink_budget: u32,
     pub shrink_seeds: u32,
     pub variants: Vec<Vec<busbar::scenario::Override>>,
+    pub json: bool,
+}
+
+/// Prints a line of the text report (nothing with `--json`).
+struct Say {
+    json: bool,
+}
+
+impl Say {
+    fn line(&self, s: impl std::fmt::Display) -> Result<(), Failure> {
+        if self.json {
+            return Ok(());
+        }
+        let mut out = Stdout::new();
+        writeln!(out, "{s}").map_err(bad_input)?;
+        out.finish().map_err(bad_input)
+    }
 }
 
 /// Exit 1 if a property was broken (a reproducer is written), 0 if none
-/// was, 2 on bad input.
+/// was, 2 on bad input or a limit, 130 if interrupted.
 pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Failure> {
     let mut ex = Explorer::new(scenario, &args.properties, args.runs)
         .modes(args.modes.clone())
@@ -37,27 +54,22 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
     if let Some(s) = args.seed {
         ex = ex.seed(s);
     }
-    let base = ex.run_of(0).seed;
+    let say = Say { json: args.json };
+    let first_seed = ex.run_of(0).seed;
+    let last_seed = first_seed.wrapping_add(args.runs.saturating_sub(1));
     let modes: Vec<String> = args.modes.iter().map(Mode::describe).collect();
-    let mut out = Stdout::new();
-    let w = |out: &mut Stdout, s: String| writeln!(out, "{s}").map_err(bad_input);
-    w(
-        &mut out,
-        format!(
-            "explore {}: {} runs, seeds {}..={}, modes [{}], properties {}",
-            path.display(),
-            args.runs,
-            base,
-            base.wrapping_add(args.runs.saturating_sub(1)),
-            modes.join("; "),
-            args.properties.join(", ")
-        ),
-    )?;
-    if args.variants.len() > 1 {
-        let list: Vec<String> = (0..args.variants.len())
-            .map(|v| ex.describe_variant(v))
-            .collect();
-        w(&mut out, format!("variants [{}]", list.join("; ")))?;
+    let variants: Vec<String> = (0..args.variants.len())
+        .map(|v| ex.describe_variant(v))
+        .collect();
+    say.line(format!(
+        "explore {}: {} runs, seeds {first_seed}..={last_seed}, modes [{}], properties {}",
+        path.display(),
+        args.runs,
+        modes.join("; "),
+        args.properties.join(", ")
+    ))?;
+    if variants.len() > 1 {
+        say.line(format!("variants [{}]", variants.join("; ")))?;
     }
     let bar = progress_bar(args.runs, "{bar:40} {pos}/{len} runs, {per_sec}, ETA {eta}");
     let started = std::time::Instant::now();
@@ -73,44 +85,52 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
     })?;
     let secs = started.elapsed().as_secs_f64();
     for (p, n) in &found.broken {
-        w(
-            &mut out,
-            if *n == 0 {
-                format!("{p}: held in all {} runs", found.runs)
-            } else {
-                format!("{p}: broken in {n} of {} runs", found.runs)
-            },
-        )?;
+        say.line(if *n == 0 {
+            format!("{p}: held in all {} runs", found.runs)
+        } else {
+            format!("{p}: broken in {n} of {} runs", found.runs)
+        })?;
     }
-    w(
-        &mut out,
-        format!(
-            "{} runs in {:.2} s ({:.1} runs/s)",
-            found.runs,
-            secs,
-            found.runs as f64 / secs.max(1e-9)
-        ),
-    )?;
-    coverage(&mut out, &found.coverage)?;
+    say.line(format!(
+        "{} runs in {:.2} s ({:.1} runs/s)",
+        found.runs,
+        secs,
+        found.runs as f64 / secs.max(1e-9)
+    ))?;
+    if !args.json {
+        coverage(&found.coverage)?;
+    }
+    let mut report = serde_json::json!({
+        "scenario": path.display().to_string(),
+        "runs": found.runs,
+        "seeds": [first_seed, last_seed],
+        "modes": modes,
+        "variants": variants,
+        "properties": found.broken.iter().map(|(p, n)| serde_json::json!({
+            "property": p,
+            "broken_runs": n,
+        })).collect::<Vec<_>>(),
+        "wall_s": secs,
+        "coverage": coverage_json(&found.coverage),
+        "counterexample": null,
+    });
     let Some(cx) = found.first.clone() else {
-        out.finish().map_err(bad_input)?;
+        print_json(&say, &report)?;
         return Ok(0);
     };
-    w(
-        &mut out,
-        format!(
-            "\nfirst counterexample: run {} (seed {}, {}{}) breaks {}; shrinking it",
-            cx.index,
-            cx.seed,
-            cx.mode.describe(),
-            match ex.describe_variant(cx.variant) {
-                v if v.is_empty() => String::new(),
-                v => format!(", {v}"),
-            },
-            cx.property
-        ),
-    )?;
-    out.finish().map_err(bad_input)?;
+    let variant = ex.describe_variant(cx.variant);
+    say.line(format!(
+        "\nfirst counterexample: run {} (seed {}, {}{}) breaks {}; shrinking it",
+        cx.index,
+        cx.seed,
+        cx.mode.describe(),
+        if variant.is_empty() {
+            String::new()
+        } else {
+            format!(", {variant}")
+        },
+        cx.property
+    ))?;
     let bar = progress_bar(
         u64::from(args.shrink_budget),
         "{bar:40} {pos}/{len} candidate runs",
@@ -119,88 +139,117 @@ pub fn explore_cmd(path: &Path, scenario: Scenario, args: Args) -> Result<u8, Fa
     bar.finish_and_clear();
     let shrunk = shrunk.map_err(bad_input)?;
     let (toml_path, trace_path) = write_reproducer(&args.out, &cx.property, &shrunk, &found)?;
-    let mut out = Stdout::new();
-    let w = |out: &mut Stdout, s: String| writeln!(out, "{s}").map_err(bad_input);
-    let before = &cx.checked;
-    let after = &shrunk.checked;
+    let small = Scenario::from_file(&toml_path).map_err(bad_input)?;
     let agents = |s: &Scenario| s.agent_names().len();
-    let small = Scenario::parse(
-        &shrunk.text(),
-        &toml_path.display().to_string(),
-        Path::new("."),
-    )
-    .map_err(bad_input)?;
-    w(
-        &mut out,
-        format!(
-            "shrunk in {} steps ({} candidate runs): {} agents -> {}, {} -> {}, {} messages published -> {}, {} faults -> {}",
-            shrunk.steps,
-            shrunk.tried,
-            agents(ex.scenario()),
-            agents(&small),
-            ex.scenario().duration(),
-            small.duration(),
-            before.coverage.total().published,
-            after.coverage.total().published,
-            ex.scenario().spec().faults.len(),
-            small.spec().faults.len(),
-        ),
-    )?;
-    w(&mut out, "\nthe shrunk scenario:".into())?;
+    let (big, before, after) = (ex.scenario(), &cx.checked, &shrunk.checked);
+    say.line(format!(
+        "shrunk in {} steps ({} candidate runs): {} agents -> {}, {} -> {}, {} messages published -> {}, {} faults -> {}",
+        shrunk.steps,
+        shrunk.tried,
+        agents(big),
+        agents(&small),
+        big.duration(),
+        small.duration(),
+        before.coverage.total().published,
+        after.coverage.total().published,
+        big.spec().faults.len(),
+        small.spec().faults.len(),
+    ))?;
+    say.line("\nthe shrunk scenario:")?;
     for line in shrunk.text().lines() {
-        w(
-            &mut out,
-            if line.is_empty() {
-                String::new()
-            } else {
-                format!("  {line}")
-            },
-        )?;
+        say.line(if line.is_empty() {
+            String::new()
+        } else {
+            format!("  {line}")
+        })?;
     }
-    w(&mut out, String::new())?;
-    out.finish().map_err(bad_input)?;
-    // The violation, as `verify` prints it from the reproducer's trace:
+    say.line("")?;
+    // The violation, as `verify` reports it from the reproducer's trace:
     // this also checks that the written trace breaks the property.
-    let code = verify::verify_cmd(&trace_path, std::slice::from_ref(&cx.property), false)?;
-    if code != 1 {
+    let verified = verify::verify_file(&trace_path, std::slice::from_ref(&cx.property))?;
+    if verified.holds() {
         return Err(bad_input(format!(
             "{}: the reproducer's trace does not break {} (this is a bug in busbar explore)",
             trace_path.display(),
             cx.property
         )));
     }
-    let mut out = Stdout::new();
-    let w = |out: &mut Stdout, s: String| writeln!(out, "{s}").map_err(bad_input);
-    w(
-        &mut out,
-        format!(
-            "\nreproducer:\n  scenario {}\n  trace    {}",
-            toml_path.display(),
-            trace_path.display()
-        ),
-    )?;
-    w(
-        &mut out,
-        format!("replay it: busbar replay {}", trace_path.display()),
-    )?;
-    w(
-        &mut out,
-        format!(
-            "check it:  busbar verify {} --property {}",
-            trace_path.display(),
-            cx.property
-        ),
-    )?;
-    w(
-        &mut out,
-        format!(
-            "run it:    busbar run {} --seed {} --trace again.bbt",
-            toml_path.display(),
-            shrunk.seed
-        ),
-    )?;
-    out.finish().map_err(bad_input)?;
+    if !args.json {
+        verified.print()?;
+    }
+    let replay = format!("busbar replay {}", trace_path.display());
+    let check = format!(
+        "busbar verify {} --property {}",
+        trace_path.display(),
+        cx.property
+    );
+    let run = format!(
+        "busbar run {} --seed {} --trace again.bbt",
+        toml_path.display(),
+        shrunk.seed
+    );
+    say.line(format!(
+        "\nreproducer:\n  scenario {}\n  trace    {}",
+        toml_path.display(),
+        trace_path.display()
+    ))?;
+    say.line(format!("replay it: {replay}"))?;
+    say.line(format!("check it:  {check}"))?;
+    say.line(format!("run it:    {run}"))?;
+    report["counterexample"] = serde_json::json!({
+        "run": cx.index,
+        "seed": cx.seed,
+        "mode": cx.mode.describe(),
+        "variant": variant,
+        "property": cx.property,
+        "shrunk": {
+            "steps": shrunk.steps,
+            "candidate_runs": shrunk.tried,
+            "seed": shrunk.seed,
+            "agents": [agents(big), agents(&small)],
+            "duration": [big.duration().to_string(), small.duration().to_string()],
+            "published": [before.coverage.total().published, after.coverage.total().published],
+            "faults": [big.spec().faults.len(), small.spec().faults.len()],
+            "text": shrunk.text(),
+        },
+        "scenario": toml_path.display().to_string(),
+        "trace": trace_path.display().to_string(),
+        "violation": verified.json(),
+        "commands": { "replay": replay, "verify": check, "run": run },
+    });
+    print_json(&say, &report)?;
     Ok(1)
+}
+
+/// With `--json`, prints the report (one JSON object).
+fn print_json(say: &Say, report: &serde_json::Value) -> Result<(), Failure> {
+    if !say.json {
+        return Ok(());
+    }
+    let mut out = Stdout::new();
+    let text = serde_json::to_string_pretty(report).map_err(bad_input)?;
+    writeln!(out, "{text}").map_err(bad_input)?;
+    out.finish().map_err(bad_input)
+}
+
+fn coverage_json(c: &Coverage) -> serde_json::Value {
+    let counts = |cc: &busbar::explore::ChannelCoverage| {
+        serde_json::Value::Object(
+            cc.fields()
+                .iter()
+                .map(|(n, v)| (n.to_string(), serde_json::json!(v)))
+                .collect(),
+        )
+    };
+    let [r, d, dr, rt, p] = c.runs_with;
+    serde_json::json!({
+        "runs": c.runs,
+        "runs_with": {
+            "reordered": r, "duplicated": d, "dropped": dr, "retransmitted": rt, "partitioned": p,
+        },
+        "channels": c.channels.iter().map(|(n, cc)| (n.clone(), counts(cc))).collect::<serde_json::Map<_, _>>(),
+        "total": counts(&c.total()),
+    })
 }
 
 fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
@@ -214,7 +263,9 @@ fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
 }
 
 /// The per-channel table of what the runs exercised.
-fn coverage(out: &mut Stdout, c: &Coverage) -> Result<(), Failure> {
+fn coverage(c: &Coverage) -> Result<(), Failure> {
+    let mut stdout = Stdout::new();
+    let out = &mut stdout;
     let w = |out: &mut Stdout, s: String| writeln!(out, "{s}").map_err(bad_input);
     let [r, d, dr, rt, p] = c.runs_with;
     w(
@@ -245,7 +296,7 @@ fn coverage(out: &mut Stdout, c: &Coverage) -> Result<(), Failure> {
         }
         w(out, line)?;
     }
-    Ok(())
+    stdout.finish().map_err(bad_input)
 }
 
 /// Writes the shrunk scenario and its trace; returns their paths.

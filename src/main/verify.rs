@@ -13,9 +13,48 @@ use super::{Failure, bad_input, open_trace};
 /// Events shown per violation, and violations shown per property.
 const SHOWN: usize = 5;
 
-/// Exit 0 if every property holds, 1 if one is violated, 2 on bad input
-/// (an unreadable trace or an unknown property).
-pub fn verify_cmd(path: &Path, properties: &[String], json: bool) -> Result<u8, Failure> {
+/// A trace checked: its reports, and the names its ids have.
+pub struct Verified {
+    pub reports: Vec<Report>,
+    header: busbar::trace::Header,
+    footer: busbar::trace::Footer,
+}
+
+impl Verified {
+    fn names(&self) -> Names<'_> {
+        Names {
+            agents: &self.footer.agents,
+            channels: &self.footer.channels,
+            kinds: &self.footer.kinds,
+            routers: &self.footer.routers,
+            env: self.header.env,
+        }
+    }
+
+    /// Every report as JSON (what `verify --json` prints).
+    pub fn json(&self) -> serde_json::Value {
+        let names = self.names();
+        serde_json::Value::Array(self.reports.iter().map(|r| to_json(r, &names)).collect())
+    }
+
+    /// Every report as text (what `verify` prints).
+    pub fn print(&self) -> Result<(), Failure> {
+        let names = self.names();
+        let mut out = Stdout::new();
+        for rep in &self.reports {
+            text(&mut out, rep, &names).map_err(bad_input)?;
+        }
+        out.finish().map_err(bad_input)
+    }
+
+    /// Whether every property holds.
+    pub fn holds(&self) -> bool {
+        self.reports.iter().all(Report::holds)
+    }
+}
+
+/// Checks `properties` over the trace at `path` (streaming it once).
+pub fn verify_file(path: &Path, properties: &[String]) -> Result<Verified, Failure> {
     let mut r = open_trace(path)?;
     let (header, footer) = (r.header().clone(), r.footer().clone());
     let checkers = properties
@@ -25,29 +64,26 @@ pub fn verify_cmd(path: &Path, properties: &[String], json: bool) -> Result<u8, 
         .map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
     let reports =
         check_trace(&mut r, checkers).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    let names = Names {
-        agents: &footer.agents,
-        channels: &footer.channels,
-        kinds: &footer.kinds,
-        routers: &footer.routers,
-        env: header.env,
-    };
-    let mut out = Stdout::new();
-    if json {
-        let v: Vec<serde_json::Value> = reports.iter().map(|rep| to_json(rep, &names)).collect();
-        let text = serde_json::to_string_pretty(&v).map_err(bad_input)?;
-        writeln!(out, "{text}").map_err(bad_input)?;
-    } else {
-        for rep in &reports {
-            text(&mut out, rep, &names).map_err(bad_input)?;
-        }
-    }
-    out.finish().map_err(bad_input)?;
-    Ok(if reports.iter().all(Report::holds) {
-        0
-    } else {
-        1
+    Ok(Verified {
+        reports,
+        header,
+        footer,
     })
+}
+
+/// Exit 0 if every property holds, 1 if one is violated, 2 on bad input
+/// (an unreadable trace or an unknown property).
+pub fn verify_cmd(path: &Path, properties: &[String], json: bool) -> Result<u8, Failure> {
+    let v = verify_file(path, properties)?;
+    if json {
+        let mut out = Stdout::new();
+        let text = serde_json::to_string_pretty(&v.json()).map_err(bad_input)?;
+        writeln!(out, "{text}").map_err(bad_input)?;
+        out.finish().map_err(bad_input)?;
+    } else {
+        v.print()?;
+    }
+    Ok(if v.holds() { 0 } else { 1 })
 }
 
 fn event_line(names: &Names<'_>, e: &busbar::check::Event) -> String {
