@@ -941,7 +941,7 @@ fn candidates(doc: &toml::Table, cut_ns: Option<u64>) -> Vec<Candidate> {
         if key_of(p) == Some("count")
             && let Some(n) = v.as_integer()
         {
-            for smaller in [n / 2, n - 1] {
+            for smaller in [n / 2, n.saturating_sub(1)] {
                 if smaller >= 1 && smaller < n {
                     let t = edited(doc, p, |v| {
                         *v = toml::Value::Integer(smaller);
