@@ -371,16 +371,8 @@ impl StepDeadline {
     /// A checker for the grid of the run with `header` (its scenario) and
     /// agents `agents` (names in id order), or why the run has none.
     pub fn for_run(header: &Header, agents: &[String]) -> Result<StepDeadline, String> {
-        let step = crate::trace::life::grid_step(header)
+        let (step, deadline) = crate::trace::life::grid_timing(header)
             .ok_or("the deadline property needs a grid scenario ([[microgrid]])")?;
-        let doc: toml::Table = header.scenario.parse().map_err(|e| format!("{e}"))?;
-        let deadline = match doc.get("grid").and_then(|g| g.get("deadline")) {
-            Some(v) => v
-                .as_str()
-                .and_then(|s| s.parse::<SimDuration>().ok())
-                .ok_or("the scenario's [grid] deadline is not a duration")?,
-            None => step,
-        };
         let env = agents
             .iter()
             .position(|a| a == crate::grid::ENV_AGENT)

@@ -762,13 +762,36 @@ pub fn render(doc: &toml::Table) -> String {
 }
 
 fn scenario_doc(scenario: &Scenario) -> Result<toml::Table, ScenarioError> {
-    scenario
-        .text()
-        .parse::<toml::Table>()
-        .map_err(|e| ScenarioError::Io {
-            file: scenario.source().to_string(),
-            message: format!("cannot read the scenario as TOML: {e}"),
-        })
+    let cannot = |e: String| ScenarioError::Io {
+        file: scenario.source().to_string(),
+        message: format!("cannot read the scenario as TOML: {e}"),
+    };
+    if let Ok(t) = scenario.text().parse::<toml::Table>() {
+        return Ok(t);
+    }
+    // The text holds an integer above i64::MAX, which a `toml::Table`
+    // cannot: take the validated spec instead, with such integers lowered
+    // to i64::MAX (a limit that large is no limit, and a run's seed is
+    // explore's own, written into the reproducer separately).
+    let mut v = serde_json::to_value(scenario.spec()).map_err(|e| cannot(e.to_string()))?;
+    fn fit(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Number(n) if n.as_u64().is_some_and(|u| u > i64::MAX as u64) => {
+                *v = serde_json::Value::from(i64::MAX);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(fit),
+            serde_json::Value::Object(o) => {
+                o.retain(|_, x| !x.is_null());
+                o.values_mut().for_each(fit);
+            }
+            _ => {}
+        }
+    }
+    fit(&mut v);
+    match toml::Value::try_from(v).map_err(|e| cannot(e.to_string()))? {
+        toml::Value::Table(t) => Ok(t),
+        _ => Err(cannot("not a table".into())),
+    }
 }
 
 /// The time of the last event of the first violation kept.

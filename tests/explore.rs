@@ -246,3 +246,39 @@ fn json_output_carries_the_counts_the_coverage_and_the_counterexample() {
         format!("busbar replay {trace}")
     );
 }
+
+/// A scenario may hold integers above i64::MAX (the documented default of
+/// `max_trace_records` is u64::MAX), which a plain TOML table cannot: the
+/// deadline checker and the shrinker read it all the same.
+#[test]
+fn integers_above_i64_do_not_stop_the_deadline_checker_or_the_shrinker() {
+    let dir = TempDir::new().unwrap();
+    let seed_example = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/seed_example.toml");
+    let mut text = std::fs::read_to_string(seed_example).unwrap();
+    text = text.replace("duration = \"5m\"", "duration = \"20s\"");
+    text.push_str("\n[limits]\nmax_trace_records = 18446744073709551615\n");
+    let s = dir.path().join("big.toml");
+    std::fs::write(&s, text).unwrap();
+    let out = dir.path().join("big");
+    let (code, stdout, stderr) = busbar(&[
+        "explore",
+        s.to_str().unwrap(),
+        "--property",
+        "deadline",
+        "--runs",
+        "4",
+        "--shrink-budget",
+        "30",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let (code, verified, stderr) = busbar(&[
+        "verify",
+        written(&out, "bbt").to_str().unwrap(),
+        "--property",
+        "deadline",
+    ]);
+    assert_eq!(code, 1, "{verified}\n{stderr}");
+    assert!(verified.contains("deadline: violated"), "{verified}");
+}

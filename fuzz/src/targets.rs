@@ -658,6 +658,46 @@ impl Target {
                 return Outcome::Invariant(format!("the trace just written does not export: {e}"));
             }
         }
+        // Every ordering checker streams any run's trace without a panic,
+        // and agrees with itself: a property's count of violations is at
+        // least the number it kept, and it checked no more deliveries than
+        // the trace has records.
+        let mut props = vec!["fifo", "no_stale", "exactly_once", "max_age=10ms"];
+        if footer.agents.len() <= busbar::check::MAX_CAUSAL_AGENTS {
+            props.push("causal");
+        }
+        if !s.spec().microgrids.is_empty() {
+            props.push("deadline");
+        }
+        let header = r.header().clone();
+        let checkers = match props
+            .iter()
+            .map(|p| busbar::check::parse_property(p, &header, &footer))
+            .collect::<Result<Vec<_>, String>>()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return Outcome::Invariant(format!("a built-in property refused the run: {e}"));
+            }
+        };
+        let mut again = match TraceReader::new(Cursor::new(&bytes[..])) {
+            Ok(r) => r,
+            Err(e) => return Outcome::Invariant(format!("the trace does not open twice: {e}")),
+        };
+        match busbar::check::check_trace(&mut again, checkers) {
+            Err(e) => {
+                return Outcome::Invariant(format!("the checkers cannot read the trace: {e}"));
+            }
+            Ok(reports) => {
+                for rep in &reports {
+                    if rep.total < rep.violations.len() as u64
+                        || (rep.checked > footer.records && rep.property != "deadline")
+                    {
+                        return Outcome::Invariant(format!("an inconsistent report: {rep:?}"));
+                    }
+                }
+            }
+        }
         let stop = match &stop {
             None => "end".to_string(),
             Some(SimError::LimitExceeded { limit, .. }) => limit.to_string(),

@@ -37,19 +37,38 @@ pub const DEFAULT_GRID_STEP: SimDuration = SimDuration::from_secs(1);
 /// offset: `start_hour` only shifts the profiles), so the step a message
 /// belongs to is `floor(sent_ns / step_ns)` ([`step_of`]).
 pub fn grid_step(header: &Header) -> Option<SimDuration> {
-    let doc: toml::Table = header.scenario.parse().ok()?;
-    let has_grid = doc
-        .get("microgrid")
-        .and_then(toml::Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    if !has_grid {
+    grid_timing(header).map(|(step, _)| step)
+}
+
+/// The grid's `(step, deadline)` of the trace's scenario (the deadline
+/// `[grid] deadline`, by default the end of the step), under the same
+/// conditions as [`grid_step`].
+pub fn grid_timing(header: &Header) -> Option<(SimDuration, SimDuration)> {
+    // Only these keys are read: a `toml::Table` of the whole text would
+    // refuse an integer above i64::MAX, which a scenario may hold
+    // (`[limits] max_trace_records = 18446744073709551615`).
+    #[derive(serde::Deserialize)]
+    struct View {
+        #[serde(default)]
+        grid: Option<GridKeys>,
+        #[serde(default)]
+        microgrid: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct GridKeys {
+        step: Option<SimDuration>,
+        deadline: Option<SimDuration>,
+    }
+    let view: View = toml::from_str(&header.scenario).ok()?;
+    if view.microgrid.is_empty() {
         return None;
     }
-    let step = match doc.get("grid").and_then(|g| g.get("step")) {
-        Some(v) => v.as_str()?.parse::<SimDuration>().ok()?,
-        None => DEFAULT_GRID_STEP,
-    };
-    (step.as_nanos() > 0).then_some(step)
+    let keys = view.grid.unwrap_or(GridKeys {
+        step: None,
+        deadline: None,
+    });
+    let step = keys.step.unwrap_or(DEFAULT_GRID_STEP);
+    (step.as_nanos() > 0).then_some((step, keys.deadline.unwrap_or(step)))
 }
 
 /// The step of a message sent at `sent_ns`: `floor(sent_ns / step)`.
