@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::builtin::{Periodic, Sink};
+use crate::agent::builtin::{Periodic, Relay, Sink};
 use crate::broker::{BrokerConfig, Delivery};
 use crate::grid::{GridPlan, GridSpec, MicrogridSpec, protocol};
 use crate::message::{MessageKind, env_prefix};
@@ -148,6 +148,19 @@ tagged_enum! {
             #[serde(default, skip_serializing_if = "Option::is_none")]
             group: Option<String>,
         },
+        /// Forwards every message it receives on `channels` to `channel`
+        /// (same payload and kind, broadcast): a gateway, or a controller
+        /// passing state on. The forwarded message causally follows the
+        /// one received.
+        Relay {
+            /// Unique agent name.
+            name: String,
+            /// Channels to subscribe to (names, not filters); `{env}` is
+            /// replaced.
+            channels: Vec<String>,
+            /// The channel to publish on; not one of `channels`.
+            channel: String,
+        },
     }
 }
 
@@ -184,7 +197,9 @@ impl AgentSpec {
     /// The agent's name.
     pub fn name(&self) -> &str {
         match self {
-            AgentSpec::Periodic { name, .. } | AgentSpec::Sink { name, .. } => name,
+            AgentSpec::Periodic { name, .. }
+            | AgentSpec::Sink { name, .. }
+            | AgentSpec::Relay { name, .. } => name,
         }
     }
 
@@ -207,6 +222,30 @@ impl AgentSpec {
                 });
                 if let Some(to) = to {
                     v.check(is_agent(to), "to", || format!("no agent is called {to:?}"));
+                }
+            }
+            AgentSpec::Relay {
+                channels, channel, ..
+            } => {
+                v.check(!channel.is_empty(), "channel", || {
+                    "channel must not be empty".into()
+                });
+                v.check(!channels.is_empty(), "channels", || {
+                    "list at least one channel".into()
+                });
+                for (i, c) in channels.iter().enumerate() {
+                    v.at("channels", |v| {
+                        v.index(i, |v| {
+                            v.check(
+                                !c.is_empty() && !crate::broker::topic::is_wildcard(c),
+                                "",
+                                || format!("{c:?}: a relay subscribes to channel names, not filters"),
+                            );
+                            v.check(c != channel, "", || {
+                                format!("{c:?} is the channel the relay publishes on: it would forward its own messages forever")
+                            });
+                        })
+                    });
                 }
             }
             AgentSpec::Sink {
@@ -656,6 +695,17 @@ impl Scenario {
                         Sink::new(&chans, *delivery, *deadline).group(group.clone()),
                     )
                 }
+                AgentSpec::Relay {
+                    name,
+                    channels,
+                    channel,
+                } => {
+                    let chans: Vec<String> = channels
+                        .iter()
+                        .map(|c| c.replace("{env}", &prefix))
+                        .collect();
+                    b.agent(name, Relay::new(&chans, &channel.replace("{env}", &prefix)))
+                }
             };
         }
         b
@@ -780,6 +830,27 @@ channels = ["{env}/x"]
         let text = MINIMAL.replace("name = \"s\"", "name = \"p\"");
         let (line, _, key, _) = err(&text);
         assert_eq!((line, key.as_str()), (14, "agent[1].name"));
+    }
+
+    #[test]
+    fn a_relay_forwards_and_may_not_feed_itself() {
+        let relay =
+            "\n[[agent]]\ntype = \"relay\"\nname = \"r\"\nchannels = [\"x\"]\nchannel = \"x\"\n";
+        let (_, _, key, msg) = err(&format!("{MINIMAL}{relay}"));
+        assert_eq!(key, "agent[2].channels[0]");
+        assert!(msg.contains("forever"), "{msg}");
+        let filter = relay.replace("[\"x\"]", "[\"a/#\"]");
+        let (_, _, key, msg) = err(&format!("{MINIMAL}{filter}"));
+        assert_eq!(key, "agent[2].channels[0]");
+        assert!(msg.contains("not filters"), "{msg}");
+        // A relay from the periodic agent's channel to another: each of
+        // the 11 messages (0 to 1 s, every 100 ms) is published again but
+        // the last, which reaches the relay after the run's end.
+        let ok = format!("{MINIMAL}{}", relay.replace("[\"x\"]", "[\"{env}/x\"]"));
+        let ok = ok.replace("channel = \"x\"", "channel = \"{env}/y\"");
+        let s = Scenario::parse(&ok, "t.toml", Path::new(".")).unwrap_or_else(|e| panic!("{e}"));
+        let summary = s.run(1, 0).unwrap();
+        assert_eq!(summary.published, 11 + 10);
     }
 
     #[test]

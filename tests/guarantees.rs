@@ -152,6 +152,8 @@ fn size(spec: &ScenarioSpec) -> Size {
                 s.messages += count.unwrap_or(u64::MAX);
             }
             AgentSpec::Sink { .. } => s.subscribers += 1,
+            // Neither: it passes on what it is given.
+            AgentSpec::Relay { .. } => {}
         }
     }
     s
@@ -525,4 +527,104 @@ fn retransmissions_unbound_the_age() {
     );
     assert_small(&m, 1, RANDOM);
     assert!(m.broker.channels[0].max_retries.unwrap() >= 1);
+}
+
+// A relay: where `causal` parts from `fifo`. A sensor publishes on `c0`;
+// a relay forwards each message it handles to `c1`; a collector
+// subscribes to both. The forwarded copy causally follows the original but
+// comes from another sender, so `fifo` never compares the two.
+
+/// A sensor sending 1 to `max_count` messages, a relay from `c0` to `c1`
+/// and a collector of both, over links of `latency` and `ordering`.
+/// Shrinks toward a constant delay, one message, a short run.
+fn relayed(ordering: Ordering, max_count: u64) -> impl Strategy<Value = ScenarioSpec> {
+    (
+        busbar::testing::latency(),
+        1u64..=20,
+        1u64..=max_count,
+        20u64..=200,
+        0..=i64::MAX as u64,
+    )
+        .prop_map(move |(latency, period_ms, count, duration_ms, seed)| {
+            let text = format!(
+                r#"
+[simulation]
+name = "relayed"
+seed = {seed}
+duration = "{duration_ms}ms"
+
+[[agent]]
+type = "periodic"
+name = "p0"
+channel = "c0"
+period = "{period_ms}ms"
+count = {count}
+
+[[agent]]
+type = "relay"
+name = "r0"
+channels = ["c0"]
+channel = "c1"
+
+[[agent]]
+type = "sink"
+name = "s0"
+channels = ["c0", "c1"]
+"#
+            );
+            let mut spec: ScenarioSpec = toml::from_str(&text).expect("a valid scenario");
+            spec.network.default.latency = latency;
+            spec.network.default.ordering = ordering;
+            spec
+        })
+}
+
+/// On FIFO links causal order holds even through a relay: every copy to
+/// the collector crosses the same broker-to-collector FIFO link, and the
+/// relay's copy is routed only after the original was.
+#[test]
+fn a_relay_on_fifo_links_keeps_causal_order() {
+    let mut holds = runner(cases(32));
+    let result = holds.run(&relayed(Ordering::Fifo, 10), |spec| {
+        for r in check(&spec, &ORDER) {
+            prop_assert!(r.holds(), "{r}\n{}", to_toml(&spec));
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("a guarantee thought to hold is broken: {e}");
+    }
+}
+
+/// On unordered links the relay's copy can overtake the original: with a
+/// single message from the sensor (so `fifo`, per sender, has nothing to
+/// compare and holds), causal order breaks.
+#[test]
+fn a_relay_on_unordered_links_breaks_causal_order_but_not_fifo() {
+    let mut search = runner(cases(64));
+    let result = search.run(&relayed(Ordering::Unordered, 1), |spec| {
+        let r = check(&spec, &["causal"]).remove(0);
+        prop_assert!(r.holds(), "{r}");
+        Ok(())
+    });
+    let Err(TestError::Fail(_, m)) = result else {
+        panic!("no causal violation found: {result:?}");
+    };
+    let r = check(&m, &["causal"]).remove(0);
+    let what = &r.violations[0].what;
+    println!(
+        "# relay, unordered links: causal broken; minimal counterexample ({}):\n# {what}\n{}",
+        describe(&m),
+        to_toml(&m)
+    );
+    assert_eq!(size(&m).messages, 1, "{}", to_toml(&m));
+    assert!(check(&m, &["fifo"])[0].holds());
+    // The violation pairs the relay's copy with the original.
+    let senders: Vec<u32> = r.violations[0]
+        .events
+        .iter()
+        .map(|e| e.record.sender)
+        .collect();
+    assert_eq!(senders.len(), 2);
+    assert_ne!(senders[0], senders[1], "{r:?}");
 }

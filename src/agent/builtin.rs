@@ -1,6 +1,7 @@
 //! General-purpose agents that scenario files can instantiate without Rust
-//! code: a periodic publisher and a sink. With them a scenario can exercise
-//! the network and broker models on their own, outside the grid protocol.
+//! code: a periodic publisher, a sink and a relay. With them a scenario can
+//! exercise the network and broker models on their own, outside the grid
+//! protocol.
 
 use crate::broker::{Delivery, topic};
 use crate::message::{ChannelId, Message, MessageKind, Payload, Recipient};
@@ -246,5 +247,58 @@ impl Agent for Sink {
         } else {
             *seen = msg.id.0 + 1;
         }
+    }
+}
+
+/// Forwards every message it receives on its input channels to one output
+/// channel: the same payload (shared, not copied) and kind, broadcast. A
+/// gateway, or a controller that passes state on. The forwarded message is
+/// a new message, published when the first arrives, so it causally follows
+/// it: a subscriber of both channels that handles the forwarded copy first
+/// breaks causal order (`busbar::check`'s `causal`) though every link may be
+/// FIFO.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    inputs: Vec<String>,
+    output_name: String,
+    output: Option<ChannelId>,
+    forwarded: u64,
+}
+
+impl Relay {
+    /// A relay from `inputs` (channel names) to `output`.
+    pub fn new(inputs: &[String], output: &str) -> Relay {
+        Relay {
+            inputs: inputs.to_vec(),
+            output_name: output.to_string(),
+            output: None,
+            forwarded: 0,
+        }
+    }
+
+    /// Messages forwarded so far.
+    pub fn forwarded(&self) -> u64 {
+        self.forwarded
+    }
+}
+
+impl Agent for Relay {
+    /// `relay.forwarded`, summed over relays.
+    fn outcomes(&self, out: &mut Outcomes) {
+        out.add("relay.forwarded", self.forwarded as f64);
+    }
+
+    fn on_start(&mut self, ctx: &mut Context<'_>) {
+        self.output = Some(ctx.channel(&self.output_name));
+        for name in &self.inputs {
+            let ch = ctx.channel(name);
+            ctx.subscribe(ch, Delivery::Push);
+        }
+    }
+
+    fn on_message(&mut self, ctx: &mut Context<'_>, msg: &Message) {
+        let out = self.output.expect("interned in on_start");
+        ctx.publish(out, Recipient::Broadcast, msg.kind, msg.payload.clone());
+        self.forwarded += 1;
     }
 }
